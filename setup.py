@@ -1,0 +1,52 @@
+"""Build for megacpt: the library, its extras, and the pybind11 extension from csrc/.
+
+The C++ extension is compiled here, at install time (``pip install -e .``), never at run time.
+"""
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import find_packages, setup
+
+ext_modules = [
+    Pybind11Extension(
+        "megacpt.data._indexed_builder",
+        ["csrc/indexed_builder.cpp"],
+        cxx_std=17,
+        extra_compile_args=["-O3"],
+    ),
+]
+
+setup(
+    name="megacpt",
+    version="0.1.0",
+    description="Continual pretraining of LLMs into new languages on Megatron-core",
+    python_requires=">=3.10",
+    packages=find_packages(include=["megacpt", "megacpt.*"]),
+    include_package_data=True,
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": build_ext},
+    install_requires=[
+        "torch>=2.4",
+        "megatron-core>=0.16.1,<0.20",
+        "numpy>=1.26",
+        "pyyaml>=6",
+        "psutil>=5.9",  # without it dist_checkpointing's async writer dies and save() hangs
+        "tqdm>=4.66",
+        "tensorboard>=2.15",
+        "matplotlib>=3.8",
+        "transformers>=4.45",
+        "tokenizers>=0.20",
+        "sentencepiece>=0.2",
+        "protobuf>=4",
+        "safetensors>=0.4",
+        "mistral-common>=1.5",
+        "datasketch>=1.6",
+        "zstandard>=0.22",
+        "pyarrow>=15",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10"],
+        "gpu": ["transformer-engine[pytorch]>=2.0"],
+        "mpi": ["mpi4py>=3.1"],
+    },
+    entry_points={"console_scripts": ["megacpt=megacpt.cli:main"]},
+)
