@@ -47,6 +47,7 @@ setup(
         "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10"],
         "gpu": ["transformer-engine[pytorch]>=2.0"],
         "mpi": ["mpi4py>=3.1"],
+        "morph": ["fugashi>=1.3", "unidic-lite>=1.0.8", "kiwipiepy>=0.17"],
     },
     entry_points={"console_scripts": ["megacpt=megacpt.cli:main"]},
 )

@@ -18,7 +18,7 @@ fi
 stamp="$VENV/.megacpt-install-stamp"
 want="$(cat "$REPO/setup.py" "$REPO/pyproject.toml" "$REPO"/csrc/*.cpp "$REPO"/csrc/*.h 2>/dev/null | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! python -c "import megacpt.data._indexed_builder" 2>/dev/null; then
-  python -m pip install -q -c "$REPO/scripts/constraints.txt" -e "$REPO[test,mpi]"
+  python -m pip install -q -c "$REPO/scripts/constraints.txt" -e "$REPO[test,mpi,morph]"
   echo "$want" > "$stamp"
 fi
 cd "$REPO"

@@ -1,0 +1,1 @@
+"""Corpus cleaning: normalise, filter, identify language and deduplicate JSONL text before tokenising."""

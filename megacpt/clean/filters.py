@@ -1,0 +1,163 @@
+"""Quality filters that know Korean and Japanese: target-script share, length, repetition, symbols.
+
+Each filter looks at one normalised document and returns ``None`` (keep) or a short reason. The
+measures follow the Gopher/RefinedWeb heuristics, adapted to scripts without spaces: repetition is
+measured on characters (duplicate lines, duplicate character n-grams), not on words, so the same
+thresholds work for Korean, Japanese and English.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from megacpt.errors import UserError
+
+
+def hangul(ch: str) -> bool:
+    o = ord(ch)
+    return 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F
+
+
+def kana(ch: str) -> bool:
+    o = ord(ch)
+    return 0x3040 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF or 0xFF66 <= o <= 0xFF9F
+
+
+def _kanji(ch: str) -> bool:
+    o = ord(ch)
+    return 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF
+
+
+def _latin(ch: str) -> bool:
+    return (ch.isascii() and ch.isalpha()) or 0x00C0 <= ord(ch) <= 0x024F
+
+
+# Which letters count as "the target script" of a language tag.
+SCRIPTS: dict[str, Callable[[str], bool]] = {
+    "ko": hangul,
+    "ja": lambda ch: kana(ch) or _kanji(ch),
+    "en": _latin,
+}
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Thresholds; a document outside any of them is removed with that filter's reason. The
+    script-share filter applies to documents whose language tag is in ``SCRIPTS``."""
+
+    min_script_share: float = 0.5  # of letters, e.g. Hangul for "ko", kana+kanji for "ja"
+    min_kana_share: float = 0.05  # of letters for "ja": Chinese text has kanji but no kana
+    min_chars: int = 20
+    max_chars: int = 1_000_000
+    max_symbol_ratio: float = 0.3  # punctuation and symbols / non-space characters
+    max_digit_ratio: float = 0.3  # digits / non-space characters
+    max_dup_line_fraction: float = 0.3  # characters in lines that repeat an earlier line
+    ngram_chars: int = 20
+    max_dup_ngram_fraction: float = 0.5  # characters covered by character n-grams seen twice or more
+    disabled: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        for name in ("min_script_share", "min_kana_share", "max_symbol_ratio", "max_digit_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if not 0 <= self.min_chars <= self.max_chars:
+            raise UserError(f"need 0 <= min_chars <= max_chars, got {self.min_chars}, {self.max_chars}")
+        unknown = sorted(self.disabled - set(FILTERS))
+        if unknown:
+            raise UserError(f"unknown filter(s) {unknown}; known: {sorted(FILTERS)}")
+
+
+def length(text: str, cfg: QualityConfig, lang: str | None) -> str | None:
+    n = len(text)
+    if n < cfg.min_chars:
+        return f"{n} chars < {cfg.min_chars}"
+    if n > cfg.max_chars:
+        return f"{n} chars > {cfg.max_chars}"
+    return None
+
+
+def script_share(text: str, cfg: QualityConfig, lang: str | None) -> str | None:
+    in_script = SCRIPTS.get(lang or "")
+    if in_script is None:
+        return None
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return "no letters"
+    share = sum(map(in_script, letters)) / len(letters)
+    if share < cfg.min_script_share:
+        return f"{lang} script share {share:.2f} < {cfg.min_script_share}"
+    if lang == "ja":
+        kana_share = sum(map(kana, letters)) / len(letters)
+        if kana_share < cfg.min_kana_share:
+            return f"kana share {kana_share:.3f} < {cfg.min_kana_share} (Chinese?)"
+    return None
+
+
+def symbols_and_digits(text: str, cfg: QualityConfig, lang: str | None) -> str | None:
+    chars = [ch for ch in text if not ch.isspace()]
+    if not chars:
+        return "only whitespace"
+    cats = Counter(unicodedata.category(ch)[0] for ch in chars)
+    symbols = (cats["P"] + cats["S"]) / len(chars)
+    if symbols > cfg.max_symbol_ratio:
+        return f"symbol ratio {symbols:.2f} > {cfg.max_symbol_ratio}"
+    digits = sum(ch.isdigit() for ch in chars) / len(chars)
+    if digits > cfg.max_digit_ratio:
+        return f"digit ratio {digits:.2f} > {cfg.max_digit_ratio}"
+    return None
+
+
+def repeated_lines(text: str, cfg: QualityConfig, lang: str | None) -> str | None:
+    seen: set[str] = set()
+    dup = total = 0
+    for line in text.split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        total += len(line)
+        if line in seen:
+            dup += len(line)
+        seen.add(line)
+    if total and dup / total > cfg.max_dup_line_fraction:
+        return f"repeated lines cover {dup / total:.2f} > {cfg.max_dup_line_fraction} of the text"
+    return None
+
+
+def repeated_ngrams(text: str, cfg: QualityConfig, lang: str | None) -> str | None:
+    flat = " ".join(text.split())
+    n = cfg.ngram_chars
+    if len(flat) < 2 * n:
+        return None
+    grams = [flat[i : i + n] for i in range(len(flat) - n + 1)]
+    counts = Counter(grams)
+    covered = bytearray(len(flat))
+    for i, gram in enumerate(grams):
+        if counts[gram] > 1:
+            covered[i : i + n] = b"\x01" * n
+    fraction = sum(covered) / len(flat)
+    if fraction > cfg.max_dup_ngram_fraction:
+        return f"repeated {n}-char n-grams cover {fraction:.2f} > {cfg.max_dup_ngram_fraction}"
+    return None
+
+
+FILTERS: dict[str, Callable[[str, QualityConfig, str | None], str | None]] = {
+    "length": length,
+    "script_share": script_share,
+    "symbols_digits": symbols_and_digits,
+    "repeated_lines": repeated_lines,
+    "repeated_ngrams": repeated_ngrams,
+}
+
+
+def first_failure(text: str, cfg: QualityConfig, lang: str | None = None) -> tuple[str, str] | None:
+    """The first filter (in ``FILTERS`` order) that rejects ``text`` in language ``lang``, with its reason."""
+    for name, check in FILTERS.items():
+        if name in cfg.disabled:
+            continue
+        reason = check(text, cfg, lang)
+        if reason is not None:
+            return name, reason
+    return None

@@ -1,0 +1,84 @@
+"""Text normalisation: Unicode form, control characters, and boilerplate lines.
+
+NFKC (the default, as Swallow's tokenizer pipeline uses) folds full-width Latin and digits and
+half-width katakana into their usual forms, so that the same word is the same bytes. Control and
+invisible format characters (zero-width spaces, byte-order marks, bidi marks) are removed; tabs
+and newlines stay. Boilerplate lines (cookie and copyright notices, navigation, share buttons) are
+removed when a whole short line matches one of the patterns, in English, Korean or Japanese.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Final, Literal, cast, get_args
+
+from megacpt.errors import UserError
+
+Form = Literal["NFKC", "NFC", "NFKD", "NFD"]
+FORMS: Final = (*get_args(Form), "none")
+
+# Whole-line patterns, matched case-insensitively against lines of at most ``max_line_chars``.
+DEFAULT_BOILERPLATE: Final[tuple[str, ...]] = (
+    r".*\b(all rights reserved|cookie policy|privacy policy|terms of (use|service))\b.*",
+    r"(copyright|©|\(c\))\s*\d{4}.*",
+    r"(click here|read more|subscribe|sign in|log ?in|share on \w+|skip to (main )?content)\W*",
+    r".*(무단\s*전재|재배포\s*금지|저작권자|이용약관|개인정보\s*처리방침).*",
+    r"(로그인|회원가입|공유하기|댓글\s*\d*|더보기)\W*",
+    r".*(無断転載|利用規約|プライバシーポリシー|著作権).*",
+    r"(ログイン|新規登録|シェアする|続きを読む|ホーム|トップへ戻る)\W*",
+)
+
+_ZERO_WIDTH_KEEP: Final = {"\u200c", "\u200d"}  # ZWNJ/ZWJ carry meaning in some scripts
+
+
+def _is_unwanted(ch: str) -> bool:
+    if ch in "\n\t":
+        return False
+    cat = unicodedata.category(ch)
+    return cat == "Cc" or (cat == "Cf" and ch not in _ZERO_WIDTH_KEEP)
+
+
+_UNWANTED: Final[dict[int, None]] = {
+    o: None for o in [*range(0x30000), *range(0xE0000, 0xE0080)] if _is_unwanted(chr(o))
+}
+
+
+class Normalizer:
+    """Normalises one document's text; stateless after construction, safe to pickle to workers."""
+
+    def __init__(
+        self,
+        form: str = "NFKC",
+        boilerplate: Sequence[str] = DEFAULT_BOILERPLATE,
+        max_line_chars: int = 120,
+    ) -> None:
+        if form not in FORMS:
+            raise UserError(f"unknown Unicode normalisation {form!r}; choose one of {', '.join(FORMS)}")
+        try:
+            self._boilerplate = [re.compile(p, re.IGNORECASE) for p in boilerplate]
+        except re.error as err:
+            raise UserError(f"bad boilerplate pattern {err.pattern!r}: {err}") from None
+        self.form: Form | None = None if form == "none" else cast(Form, form)
+        self.max_line_chars = max_line_chars
+
+    def __call__(self, text: str) -> tuple[str, int]:
+        """Return the cleaned text and how many boilerplate lines were removed."""
+        if self.form is not None:
+            text = unicodedata.normalize(self.form, text)
+        text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_UNWANTED)
+        kept: list[str] = []
+        dropped = 0
+        for line in text.split("\n"):
+            line = line.rstrip()
+            if (
+                line
+                and len(line) <= self.max_line_chars
+                and any(p.fullmatch(line.strip()) for p in self._boilerplate)
+            ):
+                dropped += 1
+                continue
+            if line or (kept and kept[-1]):  # at most one blank line in a row
+                kept.append(line)
+        return "\n".join(kept).strip(), dropped

@@ -1,0 +1,247 @@
+"""The cleaning stage: stream a JSONL corpus through normalisation, filters, language id and dedup.
+
+Input is read line by line (a document longer than ``max_line_bytes`` is skipped without being
+held in memory) and cut into chunks that worker processes clean in parallel; chunks come back in
+input order and deduplication runs in the main process, so the output is the same for any number
+of workers. Bad lines (invalid UTF-8, malformed JSON, a missing or non-string text field, empty or
+huge documents) are counted and reported like any other removal, never fatal. The output and the
+report are written under temporary names and renamed into place only when complete, so a failed
+run leaves no half-written file and never touches an existing output.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+import numpy as np
+
+from megacpt.clean.dedup import Deduplicator, exact_key, signature
+from megacpt.clean.filters import QualityConfig, first_failure
+from megacpt.clean.langid import LangId
+from megacpt.clean.normalize import DEFAULT_BOILERPLATE, Normalizer
+from megacpt.clean.report import CleanReport
+from megacpt.errors import UserError
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    """Everything that decides which documents survive and how their text is rewritten."""
+
+    text_key: str = "text"
+    normalization: str = "NFKC"
+    boilerplate: tuple[str, ...] = DEFAULT_BOILERPLATE
+    languages: tuple[str, ...] = ()  # keep only these language tags; empty: no language filter
+    min_lang_prob: float = 0.5
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    exact_dedup: bool = True
+    near_dedup: bool = True
+    near_dup_threshold: float = 0.8
+    num_perm: int = 128
+    shingle_chars: int = 5
+    max_line_bytes: int = 8 << 20
+    chunk_lines: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_lang_prob <= 1.0:
+            raise UserError(f"min_lang_prob must be between 0 and 1, got {self.min_lang_prob}")
+        if self.max_line_bytes < 1 or self.chunk_lines < 1 or self.num_perm < 16 or self.shingle_chars < 1:
+            raise UserError("max_line_bytes, chunk_lines and shingle_chars must be >= 1 and num_perm >= 16")
+
+
+@dataclass(frozen=True)
+class _Kept:
+    line: int
+    json_line: str
+    key: bytes
+    sig: np.ndarray | None
+    boilerplate_lines: int
+    changed: bool
+    lang: str | None
+
+
+@dataclass(frozen=True)
+class _Dropped:
+    line: int
+    filter: str
+    why: str
+    doc_id: Any = None
+
+
+_Outcome = _Kept | _Dropped
+_worker: _Worker | None = None
+
+
+class _Worker:
+    """The per-document part of cleaning, built once per process."""
+
+    def __init__(self, config: CleanConfig) -> None:
+        self.config = config
+        self.normalize = Normalizer(config.normalization, config.boilerplate)
+        self.langid = LangId() if config.languages else None
+
+    def clean(self, line_no: int, raw: bytes | None) -> _Outcome:
+        cfg = self.config
+        if raw is None:
+            return _Dropped(line_no, "huge_document", f"line longer than {cfg.max_line_bytes} bytes")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return _Dropped(line_no, "invalid_utf8", f"byte {err.start}: {err.reason}")
+        if not line.strip():
+            return _Dropped(line_no, "empty", "blank line")
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            return _Dropped(line_no, "malformed_json", f"{err.msg} at column {err.colno}")
+        if not isinstance(obj, dict):
+            return _Dropped(line_no, "missing_key", f"a JSON {type(obj).__name__}, not an object")
+        doc_id = obj.get("id")
+        if cfg.text_key not in obj:
+            return _Dropped(line_no, "missing_key", f"no {cfg.text_key!r} key", doc_id)
+        text = obj[cfg.text_key]
+        if not isinstance(text, str):
+            return _Dropped(
+                line_no, "missing_key", f"{cfg.text_key!r} is a {type(text).__name__}, not a string", doc_id
+            )
+        cleaned, boilerplate = self.normalize(text)
+        if not cleaned:
+            return _Dropped(line_no, "empty", "no text left after normalisation", doc_id)
+        lang = None
+        if self.langid is not None:
+            lang, prob = self.langid(cleaned)
+            if lang not in cfg.languages:
+                return _Dropped(line_no, "language", f"identified as {lang} (p={prob:.2f})", doc_id)
+            if prob < cfg.min_lang_prob:
+                return _Dropped(
+                    line_no, "language", f"{lang} with p={prob:.2f} < {cfg.min_lang_prob}", doc_id
+                )
+        failure = first_failure(cleaned, cfg.quality, lang)
+        if failure is not None:
+            return _Dropped(line_no, failure[0], failure[1], doc_id)
+        obj[cfg.text_key] = cleaned
+        sig = signature(cleaned, cfg.num_perm, cfg.shingle_chars) if cfg.near_dedup else None
+        out = json.dumps(obj, ensure_ascii=False)
+        return _Kept(line_no, out, exact_key(cleaned), sig, boilerplate, cleaned != text, lang)
+
+
+def _init_worker(config: CleanConfig) -> None:
+    global _worker
+    _worker = _Worker(config)
+
+
+def _clean_chunk(chunk: list[tuple[int, bytes | None]]) -> list[_Outcome]:
+    assert _worker is not None
+    return [_worker.clean(n, raw) for n, raw in chunk]
+
+
+def _read_lines(stream: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """Yield (line number, bytes); ``None`` for a line over ``max_bytes``, skipped in pieces."""
+    line_no = 0
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        line_no += 1
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(1 << 20)
+            yield line_no, None
+        else:
+            yield line_no, line
+
+
+def _chunks(stream: IO[bytes], config: CleanConfig) -> Iterator[list[tuple[int, bytes | None]]]:
+    chunk: list[tuple[int, bytes | None]] = []
+    for item in _read_lines(stream, config.max_line_bytes):
+        chunk.append(item)
+        if len(chunk) == config.chunk_lines:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _outcomes(stream: IO[bytes], config: CleanConfig, workers: int) -> Iterator[_Outcome]:
+    """Cleaned chunks in input order, with at most ``4 * workers`` chunks in flight."""
+    if workers == 1:
+        worker = _Worker(config)
+        for chunk in _chunks(stream, config):
+            yield from (worker.clean(n, raw) for n, raw in chunk)
+        return
+    ctx = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+        pending: deque = deque()
+        for chunk in _chunks(stream, config):
+            pending.append(pool.apply_async(_clean_chunk, (chunk,)))
+            if len(pending) >= 4 * workers:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+
+
+def _atomic_target(path: str) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+
+
+def clean_corpus(
+    input_path: str,
+    output_path: str,
+    report_path: str | None = None,
+    config: CleanConfig | None = None,
+    workers: int | None = None,
+) -> CleanReport:
+    """Clean ``input_path`` (JSONL) into ``output_path``; write the JSON report beside it
+    (``<output>.report.json``) unless ``report_path`` says where. Returns the report."""
+    config = config or CleanConfig()
+    workers = workers or os.cpu_count() or 1
+    report_path = report_path or output_path + ".report.json"
+    if not os.path.isfile(input_path):
+        raise UserError(f"input file not found: {input_path}")
+    paths = {os.path.realpath(p) for p in (input_path, output_path, report_path)}
+    if len(paths) < 3:
+        raise UserError("input, output and report must be three different files")
+    dedup = Deduplicator(
+        config.near_dup_threshold, config.num_perm, exact=config.exact_dedup, near=config.near_dedup
+    )
+    report = CleanReport(input=input_path, output=output_path, workers=workers, config=_describe(config))
+    start = time.perf_counter()
+    tmp = _atomic_target(output_path)
+    try:
+        with open(input_path, "rb") as src, open(tmp, "w", encoding="utf-8") as dst:
+            for outcome in _outcomes(src, config, workers):
+                report.documents_in += 1
+                if isinstance(outcome, _Kept):
+                    dup = dedup.check(outcome.line, outcome.key, outcome.sig)
+                    if dup is not None:
+                        outcome = _Dropped(
+                            outcome.line, dup[0], dup[1], json.loads(outcome.json_line).get("id")
+                        )
+                if isinstance(outcome, _Dropped):
+                    report.remove(outcome.filter, outcome.line, outcome.doc_id, outcome.why)
+                    continue
+                dst.write(outcome.json_line + "\n")
+                report.keep(outcome.lang, outcome.boilerplate_lines, outcome.changed)
+        os.replace(tmp, output_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    report.seconds = round(time.perf_counter() - start, 3)
+    report.write(report_path, _atomic_target(report_path))
+    return report
+
+
+def _describe(config: CleanConfig) -> dict[str, Any]:
+    described = asdict(config)
+    described["quality"]["disabled"] = sorted(config.quality.disabled)
+    return described

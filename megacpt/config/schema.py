@@ -1,0 +1,174 @@
+"""Typed configuration of a megacpt run: one dataclass per component.
+
+Field names follow Megatron's vocabulary (``tensor_model_parallel_size``, ``num_query_groups``,
+``make_vocab_size_divisible_by``…) so that a Megatron-LM user recognises them. Every field has a
+type that the loader enforces; cross-field checks that need no process group live in
+``megacpt.config.validate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class RopeScalingConfig:
+    """Llama-3.x RoPE frequency scaling (``rope_scaling`` with ``rope_type: llama3`` in HF)."""
+
+    factor: float = 8.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+
+@dataclass
+class ModelConfig:
+    """A Llama-family decoder: RMSNorm, SwiGLU, RoPE, GQA; Qwen2's qkv bias; tied or untied."""
+
+    num_layers: int = 2
+    hidden_size: int = 64
+    num_attention_heads: int = 4
+    num_query_groups: int | None = None  # None: multi-head attention (as many groups as heads)
+    ffn_hidden_size: int | None = None  # None: 4 x hidden_size
+    kv_channels: int | None = None  # None: hidden_size // num_attention_heads
+    vocab_size: int = 32000  # the true vocabulary size; padding is always derived from it
+    make_vocab_size_divisible_by: int = 128
+    max_position_embeddings: int = 4096
+    normalization: Literal["RMSNorm", "LayerNorm"] = "RMSNorm"
+    norm_epsilon: float = 1e-5
+    activation: Literal["swiglu", "gelu"] = "swiglu"
+    add_bias_linear: bool = False
+    add_qkv_bias: bool = False  # Qwen2
+    rotary_base: float = 10000.0
+    rope_scaling: RopeScalingConfig | None = None
+    tie_embeddings: bool = False
+    init_method_std: float = 0.02
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    transformer_impl: Literal["auto", "local", "transformer_engine"] = "auto"
+
+
+@dataclass
+class ParallelConfig:
+    """How the model and the batch are split across processes."""
+
+    tensor_model_parallel_size: int = 1
+    pipeline_model_parallel_size: int = 1
+    virtual_pipeline_model_parallel_size: int | None = None
+    context_parallel_size: int = 1
+    sequence_parallel: bool = False
+    use_distributed_optimizer: bool = False
+    overlap_grad_reduce: bool = False
+    overlap_param_gather: bool = False
+    bucket_size: int | None = None
+    recompute_granularity: Literal["full", "selective"] | None = None
+    recompute_method: Literal["uniform", "block"] | None = None
+    recompute_num_layers: int | None = None
+    distributed_timeout_minutes: int = 30
+
+
+@dataclass
+class PrecisionConfig:
+    """Parameter/compute dtype and Transformer Engine FP8."""
+
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    fp8: Literal["e4m3", "hybrid"] | None = None
+    fp8_recipe: Literal["delayed", "tensorwise", "mxfp8", "blockwise"] = "delayed"
+    fp8_margin: int = 0
+    fp8_amax_history_len: int = 1024
+    fp8_amax_compute_algo: Literal["max", "most_recent"] = "max"
+    fp8_param: bool = False
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW and its learning-rate schedule."""
+
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+    warmup_steps: int = 0
+    decay_style: Literal["cosine", "linear", "constant", "WSD"] = "cosine"
+    decay_steps: int | None = None  # None: the whole run (training.train_steps)
+    wsd_decay_steps: int | None = None  # WSD: length of the final decay phase
+    wsd_decay_style: Literal["linear", "cosine", "exponential", "minus_sqrt"] = "linear"
+
+
+@dataclass
+class DatasetEntry:
+    """One ``.bin``/``.idx`` dataset in the mixture; ``weight`` is a sampling share, not a size."""
+
+    prefix: str = ""
+    weight: float = 1.0
+    lang: str = "und"
+
+
+@dataclass
+class DataConfig:
+    """What the model reads: a weighted mixture of Megatron indexed datasets."""
+
+    datasets: list[DatasetEntry] = field(default_factory=list)
+    mixture_file: str | None = None  # a YAML data-mixture spec, instead of ``datasets``
+    seq_length: int = 128
+    split: str = "98,2,0"
+    eod_id: int = 2
+    pad_id: int = 0
+    cache_dir: str | None = None  # None: <run_dir>/data_cache
+
+
+@dataclass
+class TrainingConfig:
+    """Steps, batches and seed."""
+
+    train_steps: int = 10
+    micro_batch_size: int = 2
+    global_batch_size: int = 8
+    seed: int = 1234
+    log_interval: int = 1
+    eval_interval: int | None = None  # None: no validation during training
+    eval_steps: int = 2
+    exit_on_nonfinite_steps: int = 3  # this many non-finite losses in a row stop the run
+
+
+@dataclass
+class CheckpointConfig:
+    """Where checkpoints go, and the two ways a run can start from one.
+
+    ``pretrained`` initialises the model weights only (a new run: step 0, fresh optimizer);
+    ``resume`` continues this run from its latest checkpoint in ``save_dir`` (model, optimizer,
+    scheduler, step, data position and RNG).
+    """
+
+    save_dir: str | None = None  # None: <run_dir>/checkpoints
+    save_interval: int | None = None  # None: only at the end
+    save_at_end: bool = True
+    pretrained: str | None = None
+    resume: bool = True
+    keep_last: int | None = None  # None: keep every checkpoint
+
+
+@dataclass
+class LoggingConfig:
+    """Where a run writes its resolved config, metrics and TensorBoard events."""
+
+    run_dir: str = "runs/default"
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    """A whole run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -1,0 +1,1 @@
+"""Data: tokenised Megatron indexed datasets (writing, merging, reading, preprocessing) and mixtures."""

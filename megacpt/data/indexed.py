@@ -1,0 +1,158 @@
+"""Write, merge and read Megatron-core indexed datasets (``prefix.bin`` + ``prefix.idx``).
+
+The one typed wrapper over the C++ extension ``megacpt.data._indexed_builder``: its writer streams
+tokens to the ``.bin`` and spills the index to disk, so memory stays flat on any corpus, and it
+renames files into place only when complete. The bytes are exactly those of Megatron-core's
+Python ``IndexedDatasetBuilder`` (one sequence per document, no sequence modes). Reading uses
+NumPy memory maps, like Megatron-core's ``IndexedDataset``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+import megacpt.data._indexed_builder as _ext
+from megacpt.errors import UserError
+
+_HEADER = b"MMIDIDX\x00\x00"
+_DTYPES: dict[int, type[np.integer]] = {_ext.CODE_UINT16: np.uint16, _ext.CODE_INT32: np.int32}
+
+
+def optimal_dtype(vocab_size: int) -> type[np.integer]:
+    """The token dtype Megatron-core picks for a vocabulary (``DType.optimal_dtype``)."""
+    return np.uint16 if vocab_size < 65500 else np.int32
+
+
+def _code(dtype: type[np.integer]) -> int:
+    for code, known in _DTYPES.items():
+        if np.dtype(known) == np.dtype(dtype):
+            return code
+    raise UserError(f"token dtype {np.dtype(dtype)} is not supported (uint16 or int32)")
+
+
+class IndexedWriter:
+    """Stream documents into ``prefix.bin``/``prefix.idx``; a context manager.
+
+    Leaving the ``with`` block normally finalises the dataset; leaving it by an exception
+    removes every partial file, so a dataset at ``prefix`` is either complete or absent.
+    """
+
+    def __init__(self, prefix: str | os.PathLike[str], dtype: type[np.integer]) -> None:
+        self.prefix = os.fspath(prefix)
+        self.dtype = np.dtype(dtype).type
+        parent = os.path.dirname(self.prefix) or "."
+        if not os.path.isdir(parent):
+            raise UserError(f"output directory {parent} does not exist")
+        self._writer = _ext.IndexedWriter(self.prefix, _code(self.dtype))
+
+    def add_document(self, tokens: Sequence[int] | np.ndarray, eod: int | None = None) -> None:
+        """Append one document (one sequence), followed by ``eod`` when given."""
+        array = np.asarray(tokens, dtype=np.int64)
+        self.add_documents(array, np.array([array.size], dtype=np.int64), eod)
+
+    def add_documents(self, tokens: np.ndarray, lengths: np.ndarray, eod: int | None = None) -> None:
+        """Append a batch of documents: one flat token array and the length of each document."""
+        self._call(self._writer.add_documents, tokens, lengths, -1 if eod is None else eod)
+
+    def add_lists(self, docs: list[list[int]], eod: int | None = None) -> None:
+        """Append a batch of documents given as lists of token ids (what tokenizers return)."""
+        self._call(self._writer.add_lists, docs, -1 if eod is None else eod)
+
+    def append(self, prefix: str | os.PathLike[str]) -> None:
+        """Append every document of the finished dataset at ``prefix`` (streamed, not loaded)."""
+        self._call(self._writer.append_dataset, os.fspath(prefix))
+
+    def finalize(self) -> None:
+        """Write the ``.idx`` and rename both files into place."""
+        self._writer.finalize()
+
+    def abort(self) -> None:
+        """Remove every partial file; nothing is left at ``prefix``."""
+        self._writer.abort()
+
+    @property
+    def documents(self) -> int:
+        return int(self._writer.documents)
+
+    @property
+    def tokens(self) -> int:
+        return int(self._writer.tokens)
+
+    def _call(self, method, *args) -> None:
+        try:
+            method(*args)
+        except (ValueError, FileNotFoundError) as err:
+            raise UserError(str(err)) from err
+
+    def __enter__(self) -> IndexedWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.finalize()
+        else:
+            self.abort()
+
+
+def merge(output_prefix: str | os.PathLike[str], input_prefixes: Iterable[str | os.PathLike[str]]) -> None:
+    """Concatenate finished datasets into one, streaming (Megatron's ``add_index``, byte for byte)."""
+    prefixes = [os.fspath(p) for p in input_prefixes]
+    if not prefixes:
+        raise UserError("nothing to merge: no input datasets")
+    with IndexedWriter(output_prefix, read_index(prefixes[0]).dtype) as writer:
+        for prefix in prefixes:
+            writer.append(prefix)
+
+
+@dataclass(frozen=True)
+class Index:
+    """The columns of an ``.idx`` file, memory-mapped."""
+
+    dtype: type[np.integer]
+    sequence_lengths: np.ndarray  # int32 [sequences]
+    sequence_pointers: np.ndarray  # int64 [sequences], byte offsets into the .bin
+    document_indices: np.ndarray  # int64 [documents + 1], starts at 0
+
+
+def read_index(prefix: str | os.PathLike[str]) -> Index:
+    """Read ``prefix.idx`` (checked against the format) without loading it into memory."""
+    path = os.fspath(prefix) + ".idx"
+    if not os.path.isfile(path):
+        raise UserError(f"{path} does not exist")
+    with open(path, "rb") as f:
+        prelude = f.read(34)
+    if len(prelude) < 34 or prelude[:9] != _HEADER or struct.unpack("<Q", prelude[9:17])[0] != 1:
+        raise UserError(f"{path} is not a Megatron indexed dataset")
+    code = prelude[17]
+    sequences, documents = struct.unpack("<QQ", prelude[18:34])
+    if code not in _DTYPES:
+        raise UserError(f"{path} has token dtype code {code}; megacpt writes only uint16 and int32")
+    if os.path.getsize(path) != 34 + sequences * 12 + documents * 8:
+        raise UserError(f"{path} is truncated or has sequence modes")
+    mm = np.memmap(path, mode="r")
+    lengths = np.frombuffer(mm, np.int32, sequences, 34)
+    pointers = np.frombuffer(mm, np.int64, sequences, 34 + lengths.nbytes)
+    docs = np.frombuffer(mm, np.int64, documents, 34 + lengths.nbytes + pointers.nbytes)
+    return Index(_DTYPES[code], lengths, pointers, docs)
+
+
+def read_documents(prefix: str | os.PathLike[str]) -> Iterable[np.ndarray]:
+    """Yield each document's tokens in order (one memory-mapped view per document)."""
+    index = read_index(prefix)
+    tokens = np.memmap(os.fspath(prefix) + ".bin", dtype=index.dtype, mode="r")
+    itemsize = np.dtype(index.dtype).itemsize
+    for start, end in zip(index.document_indices[:-1], index.document_indices[1:]):
+        if end == start:
+            yield tokens[:0]
+            continue
+        first = int(index.sequence_pointers[start]) // itemsize
+        count = int(index.sequence_lengths[start:end].sum())
+        yield tokens[first : first + count]

@@ -1,0 +1,417 @@
+"""Data mixtures: a YAML spec of tokenised datasets, built into Megatron-core blended GPT datasets.
+
+A mixture lists ``.bin``/``.idx`` prefixes, each with a language tag and a **weight**. Weights are
+*sampling shares*, never sizes: after normalisation over all entries, ``weight`` is the fraction of
+training samples (and so of training tokens, every sample being ``seq_length`` tokens) drawn from
+that dataset, however large or small the dataset is. A small dataset with a large weight is repeated
+(several epochs); a large dataset with a small weight is only partly seen. ``token_budget_table``
+shows both numbers for a given token budget before anyone trains.
+
+The build is Megatron-core's own (``BlendedMegatronDatasetBuilder`` + ``GPTDataset`` +
+``BlendedDataset``), so the shards and index caches are exactly what Megatron-LM reads and writes.
+The training set blends every entry by weight; validation is one set per language tag (entries of a
+language blended by their weights) so a run can report Korean, Japanese and English loss apart.
+
+The sample order is a pure function of (mixture, seed, sequence length, split, sample counts):
+Megatron's indices are built from ``seed`` alone, and ``GPTDatasets.fingerprint`` hashes exactly
+those inputs, so a trainer that stores it can refuse a resume whose blend silently changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from megacpt.errors import UserError
+
+_ENTRY_KEYS = {"prefix", "weight", "lang", "name"}
+_SPEC_KEYS = {"datasets"}
+_IDX_HEADER = b"MMIDIDX\x00\x00"
+
+
+@dataclass(frozen=True)
+class MixtureEntry:
+    """One tokenised dataset of a mixture."""
+
+    prefix: str  # path prefix of a .bin/.idx pair (relative paths resolve against the spec file's folder)
+    weight: float  # sampling share (normalised over entries), NOT a size
+    lang: str = "und"  # language tag, e.g. "ko", "ja", "en"
+    name: str = ""  # defaults to the prefix's basename
+
+    @property
+    def bin_path(self) -> str:
+        return self.prefix + ".bin"
+
+    @property
+    def idx_path(self) -> str:
+        return self.prefix + ".idx"
+
+
+@dataclass(frozen=True)
+class DataMixture:
+    """A validated list of datasets with sampling weights and language tags."""
+
+    entries: tuple[MixtureEntry, ...]
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> DataMixture:
+        """Read a spec ``{datasets: [{prefix, weight, lang?, name?}, ...]}``; relative prefixes resolve
+        against the spec file's folder."""
+        path = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                spec = yaml.safe_load(f)
+        except OSError as err:
+            raise UserError(f"cannot read data mixture {path}: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise UserError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(spec, dict):
+            raise UserError(f"{path}: expected a mapping with a 'datasets' list at the top level")
+        unknown = sorted(set(spec) - _SPEC_KEYS)
+        if unknown:
+            raise UserError(f"{path}: unknown top-level key(s) {unknown}; allowed: {sorted(_SPEC_KEYS)}")
+        items = spec.get("datasets")
+        if not isinstance(items, list):
+            raise UserError(f"{path}: 'datasets' must be a list of entries")
+        try:
+            return cls.from_list(items, base_dir=os.path.dirname(os.path.abspath(path)))
+        except UserError as err:
+            raise UserError(f"{path}: {err}") from None
+
+    @classmethod
+    def from_list(cls, items: list[dict], base_dir: str | None = None) -> DataMixture:
+        """Validate entries given as dicts (as in the YAML spec)."""
+        if not items:
+            raise UserError("a data mixture needs at least one dataset")
+        entries = []
+        for i, item in enumerate(items):
+            entries.append(_parse_entry(i, item, base_dir))
+        names = [e.name for e in entries]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise UserError(
+                f"dataset names must be unique; repeated: {dupes} (set 'name' to tell them apart)"
+            )
+        return cls(tuple(entries))
+
+    def languages(self) -> list[str]:
+        """Language tags in order of first appearance."""
+        return list(dict.fromkeys(e.lang for e in self.entries))
+
+    def shares(self) -> list[float]:
+        """Weights normalised to sum to 1: each entry's share of sampled tokens."""
+        total = math.fsum(e.weight for e in self.entries)
+        return [e.weight / total for e in self.entries]
+
+    def check_files(self) -> None:
+        """Raise ``UserError`` naming the first missing or unreadable ``.bin``/``.idx`` file."""
+        for e in self.entries:
+            for path in (e.idx_path, e.bin_path):
+                if not os.path.isfile(path):
+                    raise UserError(f"dataset '{e.name}': missing file {path}")
+            with open(e.idx_path, "rb") as f:
+                head = f.read(len(_IDX_HEADER) + 8)
+            if head[: len(_IDX_HEADER)] != _IDX_HEADER or head[len(_IDX_HEADER) :] != (1).to_bytes(
+                8, "little"
+            ):
+                raise UserError(
+                    f"dataset '{e.name}': {e.idx_path} is not a Megatron indexed-dataset index (v1)"
+                )
+
+    def fingerprint(self) -> str:
+        """A hash of names, prefixes' basenames, languages and normalised weights."""
+        desc = [
+            [e.name, os.path.basename(e.prefix), e.lang, round(s, 12)]
+            for e, s in zip(self.entries, self.shares())
+        ]
+        return hashlib.sha256(json.dumps(desc).encode()).hexdigest()[:16]
+
+
+def _parse_entry(i: int, item: Any, base_dir: str | None) -> MixtureEntry:
+    where = f"dataset #{i + 1}"
+    if not isinstance(item, dict):
+        raise UserError(f"{where}: expected a mapping with 'prefix' and 'weight', got {type(item).__name__}")
+    unknown = sorted(set(item) - _ENTRY_KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_ENTRY_KEYS)}")
+    for key in ("prefix", "weight"):
+        if key not in item:
+            raise UserError(f"{where}: missing required key '{key}'")
+    prefix = item["prefix"]
+    if not isinstance(prefix, str) or not prefix.strip():
+        raise UserError(f"{where}: 'prefix' must be a non-empty path string")
+    for suffix in (".bin", ".idx"):
+        if prefix.endswith(suffix):
+            prefix = prefix[: -len(suffix)]
+    if base_dir is not None and not os.path.isabs(prefix):
+        prefix = os.path.normpath(os.path.join(base_dir, prefix))
+    weight = item["weight"]
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        raise UserError(f"{where}: 'weight' must be a number (a sampling share), got {weight!r}")
+    if not math.isfinite(weight) or weight <= 0:
+        raise UserError(f"{where}: 'weight' must be a positive finite number, got {weight!r}")
+    lang = item.get("lang", "und")
+    name = item.get("name") or os.path.basename(prefix)
+    for key, value in (("lang", lang), ("name", name)):
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
+    return MixtureEntry(prefix=prefix, weight=float(weight), lang=lang, name=name)
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One dataset's part of a training-token budget."""
+
+    name: str
+    lang: str
+    weight: float  # normalised share of sampled tokens
+    tokens: int  # tokens this dataset contributes to the budget
+    dataset_tokens: int  # tokens available in (the train split of) this dataset
+    epochs: float  # tokens / dataset_tokens: how many passes over the dataset that is
+
+
+def _split_bounds(split: str) -> list[tuple[float, float] | None]:
+    from megatron.core.datasets.blended_megatron_dataset_config import (
+        convert_split_vector_to_split_matrix,
+        parse_and_normalize_split,
+    )
+
+    parts = [p.strip() for p in split.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise UserError(f"split must be comma-separated numbers like '98,2,0', got {split!r}") from None
+    if not 1 <= len(values) <= 3 or any(v < 0 or not math.isfinite(v) for v in values) or sum(values) <= 0:
+        raise UserError(
+            f"split must be 1 to 3 non-negative numbers (train,valid,test) with a positive sum, got {split!r}"
+        )
+    return convert_split_vector_to_split_matrix(parse_and_normalize_split(split))
+
+
+def _sequence_lengths(entry: MixtureEntry) -> np.ndarray:
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    dataset = IndexedDataset(entry.prefix)
+    # Copy: the array is a view of the index's mmap, which closes when ``dataset`` is collected.
+    return np.array(dataset.sequence_lengths, copy=True)
+
+
+def token_budget_table(mixture: DataMixture, total_tokens: int, split: str | None = None) -> list[BudgetRow]:
+    """Each dataset's share of ``total_tokens`` and the epochs over it that the share means.
+
+    With ``split`` (e.g. ``"98,2,0"``), ``dataset_tokens`` counts only the documents of the train
+    split, the part that training actually draws from, as Megatron carves it.
+    """
+    if total_tokens <= 0:
+        raise UserError(f"the token budget must be positive, got {total_tokens}")
+    mixture.check_files()
+    train_bounds = _split_bounds(split)[0] if split is not None else (0.0, 1.0)
+    rows = []
+    for entry, share in zip(mixture.entries, mixture.shares()):
+        lengths = _sequence_lengths(entry)
+        if train_bounds is None:
+            available = 0
+        else:
+            beg, end = (round(b * len(lengths)) for b in train_bounds)
+            available = int(lengths[beg:end].sum())
+        tokens = round(total_tokens * share)
+        epochs = tokens / available if available else math.inf
+        rows.append(BudgetRow(entry.name, entry.lang, share, tokens, available, epochs))
+    return rows
+
+
+def parse_token_count(text: str) -> int:
+    """Read a token count such as ``2000000``, ``2e9``, ``500M``, ``100B`` or ``1.5T``."""
+    scale = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
+    body = text.strip().replace("_", "").replace(",", "")
+    factor = scale.get(body[-1:].upper(), 1)
+    if factor != 1:
+        body = body[:-1]
+    try:
+        value = float(body) * factor
+    except ValueError:
+        raise UserError(f"not a token count: {text!r} (examples: 2000000, 2e9, 500M, 100B)") from None
+    if not math.isfinite(value) or value < 1:
+        raise UserError(f"a token count must be at least 1, got {text!r}")
+    return round(value)
+
+
+def format_budget_table(rows: list[BudgetRow]) -> str:
+    """A plain-text table of a token budget, with a total line."""
+    header = ("dataset", "lang", "share", "tokens", "dataset tokens", "epochs")
+    body = [
+        (r.name, r.lang, f"{r.weight:.2%}", f"{r.tokens:,}", f"{r.dataset_tokens:,}", f"{r.epochs:.2f}")
+        for r in rows
+    ]
+    total = sum(r.tokens for r in rows)
+    body.append(("total", "", "100.00%", f"{total:,}", f"{sum(r.dataset_tokens for r in rows):,}", ""))
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in [header, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.insert(len(lines) - 1, lines[1])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+class _IdTokenizer:
+    """What ``GPTDataset`` reads from a tokenizer: the end-of-document and padding ids.
+
+    Megatron's datasets never tokenise; the ids only mark document ends and mask padding. Pad must
+    differ from eod, or Megatron stops masking pad tokens (it warns and uses -1).
+    """
+
+    def __init__(self, eod_id: int, pad_id: int, vocab_size: int | None = None) -> None:
+        self.eod = eod_id
+        self.eos = eod_id
+        self.pad = pad_id
+        self.vocab_size = vocab_size
+        self.unique_identifiers = {"class": "IdTokenizer", "eod": eod_id, "pad": pad_id}
+
+
+@dataclass
+class GPTDatasets:
+    """The datasets a trainer iterates; items are dicts of ``tokens``, ``labels``, ``loss_mask``,
+    ``position_ids`` (each ``seq_length`` long), plus ``dataset_id`` where several datasets blend.
+    Each set holds at least the number of samples asked for."""
+
+    train: torch.utils.data.Dataset  # blended by weight
+    valid: dict[
+        str, torch.utils.data.Dataset
+    ]  # one validation set per language tag (blended within a language)
+    fingerprint: str = ""  # changes iff the sample order may change: store it with checkpoints
+
+
+@contextlib.contextmanager
+def _single_process_rank() -> Iterator[None]:
+    """Megatron-core 0.16.1's ``BlendedDataset`` calls ``torch.distributed.get_rank()`` on a cache
+    miss even when torch.distributed is not initialised (which raises). Alone, we are rank 0."""
+    if torch.distributed.is_initialized():
+        yield
+        return
+    original = torch.distributed.get_rank
+    torch.distributed.get_rank = lambda group=None: 0
+    try:
+        yield
+    finally:
+        torch.distributed.get_rank = original
+
+
+def _config(
+    prefixes: list[str],
+    weights: list[float] | None,
+    split: str,
+    keep: int,
+    *,
+    seq_length: int,
+    seed: int,
+    tokenizer: _IdTokenizer,
+    cache_dir: str | None,
+) -> Any:
+    """A ``GPTDatasetConfig`` whose split matrix keeps only split number ``keep`` (0 train, 1 valid)."""
+    from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
+
+    config = GPTDatasetConfig(
+        random_seed=seed,
+        sequence_length=seq_length,
+        blend=(prefixes, weights),
+        split=split,
+        path_to_cache=cache_dir,
+        tokenizer=tokenizer,
+        reset_position_ids=False,
+        reset_attention_mask=False,
+        eod_mask_loss=False,
+        create_attention_mask=False,
+    )
+    config.split_matrix = [b if i == keep else None for i, b in enumerate(config.split_matrix)]
+    return config
+
+
+def _build_one(config: Any, sizes: list[int], build_on_this_rank: Callable[[], bool]) -> Any:
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset
+
+    with _single_process_rank():
+        return BlendedMegatronDatasetBuilder(GPTDataset, sizes, build_on_this_rank, config).build()
+
+
+def build_gpt_datasets(
+    mixture: DataMixture,
+    *,
+    seq_length: int,
+    seed: int,
+    split: str,
+    train_samples: int,
+    valid_samples: int,
+    eod_id: int,
+    pad_id: int,
+    cache_dir: str | None,
+    build_on_this_rank: bool = True,
+) -> GPTDatasets:
+    """Build the blended train set (``train_samples`` samples) and one validation set per language
+    (``valid_samples`` samples each) with Megatron-core's builder.
+
+    ``split`` (``"train,valid,test"``, e.g. ``"98,2,0"``) carves each dataset's documents as
+    Megatron does, so train and valid never share a document. Index caches go to ``cache_dir``
+    (default: beside each dataset, like Megatron). Under torch.distributed, call on every rank:
+    rank 0 builds the caches first; a rank with ``build_on_this_rank=False`` gets ``None`` sets.
+    """
+    if seq_length <= 0 or train_samples <= 0 or valid_samples < 0:
+        raise UserError(
+            f"need seq_length > 0, train_samples > 0, valid_samples >= 0; got {seq_length}, {train_samples}, {valid_samples}"
+        )
+    if eod_id == pad_id:
+        raise UserError(
+            f"pad id must differ from the end-of-document id ({eod_id}), or padding is trained on"
+        )
+    bounds = _split_bounds(split)
+    if bounds[0] is None:
+        raise UserError(f"split {split!r} leaves no documents for training")
+    if valid_samples and bounds[1] is None:
+        raise UserError(
+            f"split {split!r} leaves no documents for validation but valid_samples={valid_samples}"
+        )
+    mixture.check_files()
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+    tokenizer = _IdTokenizer(eod_id, pad_id)
+    common = functools.partial(
+        _config, seq_length=seq_length, seed=seed, tokenizer=tokenizer, cache_dir=cache_dir
+    )
+    on_rank = lambda: build_on_this_rank  # noqa: E731
+    prefixes = [e.prefix for e in mixture.entries]
+    weights = [e.weight for e in mixture.entries]
+    # A single dataset with weights would still be wrapped in a BlendedDataset; without, it is not.
+    train_cfg = common(prefixes, weights if len(prefixes) > 1 else None, split, 0)
+    train = _build_one(train_cfg, [train_samples, 0, 0], on_rank)[0]
+    valid: dict[str, torch.utils.data.Dataset] = {}
+    if valid_samples:
+        for lang in mixture.languages():
+            members = [e for e in mixture.entries if e.lang == lang]
+            lang_weights = [e.weight for e in members] if len(members) > 1 else None
+            cfg = common([e.prefix for e in members], lang_weights, split, 1)
+            valid[lang] = _build_one(cfg, [0, valid_samples, 0], on_rank)[1]
+    order = {
+        "mixture": mixture.fingerprint(),
+        "seq_length": seq_length,
+        "seed": seed,
+        "split": bounds,
+        "train_samples": train_samples,
+        "valid_samples": valid_samples,
+        "eod": eod_id,
+        "pad": pad_id,
+    }
+    fingerprint = hashlib.sha256(json.dumps(order).encode()).hexdigest()[:16]
+    return GPTDatasets(train=train, valid=valid, fingerprint=fingerprint)

@@ -1,0 +1,411 @@
+"""Tokenise a text corpus into Megatron-core indexed datasets, in parallel, resumably, across MPI ranks.
+
+The pipeline: the inputs are split into shards (``readers.plan_shards``); each shard is read,
+tokenised in batches and streamed by the C++ writer into its own small dataset under
+``<output_prefix>.shards/``, whose completion is recorded by a per-shard stats file written last.
+When every shard is done, the shard datasets are merged in input order into
+``<output_prefix>_<key>_document.{bin,idx}`` (Megatron-LM's naming) and the totals are written to
+``<output_prefix>.stats.json``. A rerun skips the shards already recorded, so a run killed at any
+point and rerun yields the same bytes as one that was never interrupted.
+
+Parallelism is one shard per worker process (``multiprocessing``, spawn), so token ids never
+cross a process boundary; under ``mpirun`` (``mpi4py``), ranks take shards round-robin and rank 0
+merges. Tokenisers come from ``text_tokenizers``; ``append_eod`` appends the tokenizer's
+end-of-sequence id after each document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from megacpt.data import readers
+from megacpt.data.indexed import IndexedWriter, merge, optimal_dtype
+from megacpt.data.text_tokenizers import TextTokenizer, load_tokenizer
+from megacpt.errors import UserError
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What to tokenise, with what, and where to write it."""
+
+    inputs: list[str]
+    output_prefix: str
+    tokenizer: str
+    json_keys: list[str] = field(default_factory=lambda: ["text"])
+    append_eod: bool = False
+    workers: int = 1
+    shard_bytes: int = 64 * MiB
+    max_document_bytes: int = 32 * MiB
+    batch_documents: int = 256
+    keep_shards: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise UserError("--workers must be at least 1")
+        if not self.json_keys or len(set(self.json_keys)) != len(self.json_keys):
+            raise UserError("--json-keys must name at least one key, each once")
+        if self.batch_documents < 1 or self.max_document_bytes < 1:
+            raise UserError("the batch size and the maximum document size must be positive")
+
+
+# ---------------------------------------------------------------- one shard
+
+
+@dataclass
+class ShardStats:
+    """What one shard produced; summed over shards into the stats file."""
+
+    documents: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+    characters: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: ShardStats) -> None:
+        self.documents += other.documents
+        for mine, theirs in ((self.tokens, other.tokens), (self.bytes, other.bytes), (self.characters, other.characters), (self.skipped, other.skipped)):  # fmt: skip
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+
+
+Progress = Callable[[int, int, int], None]  # documents, tokens, bytes since the last call
+
+
+def shard_prefix(work_dir: str, index: int, key: str) -> str:
+    return os.path.join(work_dir, f"shard-{index:05d}_{key}")
+
+
+def _record_path(work_dir: str, index: int) -> str:
+    return os.path.join(work_dir, f"shard-{index:05d}.json")
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write JSON under a temporary name, then rename it into place."""
+    tmp = f"{path}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def process_shard(
+    cfg: PreprocessConfig,
+    shard: readers.Shard,
+    index: int,
+    work_dir: str,
+    tok: TextTokenizer,
+    progress: Progress,
+) -> ShardStats:
+    """Tokenise one shard into one dataset per key, then record it as done."""
+    keys = cfg.json_keys
+    dtype = optimal_dtype(tok.vocab_size)
+    eod = tok.eod_id if cfg.append_eod else None
+    stats = ShardStats(
+        tokens=dict.fromkeys(keys, 0), bytes=dict.fromkeys(keys, 0), characters=dict.fromkeys(keys, 0)
+    )
+    skipped: Counter[str] = Counter()
+    writers = [IndexedWriter(shard_prefix(work_dir, index, key), dtype) for key in keys]
+    batch: list[list[str]] = []
+
+    def flush() -> None:
+        tokens = text_bytes = 0
+        for column, (key, writer) in enumerate(zip(keys, writers)):
+            texts = [record[column] for record in batch]
+            before = writer.tokens
+            writer.add_lists(tok.encode_batch(texts), eod)
+            size = sum(len(t.encode("utf-8")) for t in texts)
+            stats.tokens[key] += writer.tokens - before
+            stats.bytes[key] += size
+            stats.characters[key] += sum(len(t) for t in texts)
+            tokens += writer.tokens - before
+            text_bytes += size
+        stats.documents += len(batch)
+        progress(len(batch), tokens, text_bytes)
+        batch.clear()
+
+    try:
+        for texts, reason in readers.read_shard(shard, keys, cfg.max_document_bytes):
+            if texts is None:
+                skipped[str(reason)] += 1
+                continue
+            batch.append(texts)
+            if len(batch) >= cfg.batch_documents:
+                flush()
+        if batch:
+            flush()
+        for writer in writers:
+            writer.finalize()
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    stats.skipped = dict(sorted(skipped.items()))
+    write_json_atomic(_record_path(work_dir, index), {"shard": asdict(shard), **asdict(stats)})
+    return stats
+
+
+def _shard_done(cfg: PreprocessConfig, work_dir: str, index: int) -> ShardStats | None:
+    try:
+        with open(_record_path(work_dir, index), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    for key in cfg.json_keys:
+        prefix = shard_prefix(work_dir, index, key)
+        if not (os.path.isfile(prefix + ".idx") and os.path.isfile(prefix + ".bin")):
+            return None
+    record.pop("shard")
+    return ShardStats(**record)
+
+
+# ---------------------------------------------------------------- worker pool
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg: PreprocessConfig, work_dir: str, reports: Any) -> None:
+    _WORKER.update(cfg=cfg, work_dir=work_dir, reports=reports, tok=load_tokenizer(cfg.tokenizer))
+
+
+def _worker_shard(task: tuple[int, readers.Shard]) -> tuple[int, ShardStats]:
+    index, shard = task
+    reports = _WORKER["reports"]
+    stats = process_shard(
+        _WORKER["cfg"], shard, index, _WORKER["work_dir"], _WORKER["tok"], lambda *d: reports.put(d)
+    )
+    return index, stats
+
+
+class _Bar:
+    """Progress as documents/s, tokens/s and MB/s (tqdm), on stderr."""
+
+    def __init__(self, enabled: bool, shards: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=shards, unit="shard", disable=not enabled, dynamic_ncols=True)
+        self._start = time.monotonic()
+        self.documents = self.tokens = self.bytes = 0
+
+    def __call__(self, documents: int, tokens: int, nbytes: int) -> None:
+        self.documents += documents
+        self.tokens += tokens
+        self.bytes += nbytes
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        self._bar.set_postfix_str(
+            f"{self.documents / elapsed:,.0f} docs/s, {self.tokens / elapsed:,.0f} tok/s, "
+            f"{self.bytes / elapsed / 1e6:.1f} MB/s",
+            refresh=False,
+        )
+        self._bar.refresh()
+
+    def shard_done(self) -> None:
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def run_shards(
+    cfg: PreprocessConfig,
+    tasks: list[tuple[int, readers.Shard]],
+    work_dir: str,
+    tok: TextTokenizer,
+    bar: _Bar,
+) -> None:
+    """Process ``tasks`` in this process (one worker) or a pool of ``cfg.workers`` processes."""
+    if cfg.workers == 1 or len(tasks) <= 1:
+        for index, shard in tasks:
+            process_shard(cfg, shard, index, work_dir, tok, bar)
+            bar.shard_done()
+        return
+    ctx = mp.get_context("spawn")
+    reports = ctx.Queue()
+    with ctx.Pool(min(cfg.workers, len(tasks)), _init_worker, (cfg, work_dir, reports)) as pool:
+        pending = [pool.apply_async(_worker_shard, (task,)) for task in tasks]
+        while pending:
+            with contextlib.suppress(queue.Empty):
+                bar(*reports.get(timeout=0.2))
+            for result in [r for r in pending if r.ready()]:
+                result.get()  # re-raises a worker's exception here
+                pending.remove(result)
+                bar.shard_done()
+        while not reports.empty():
+            bar(*reports.get())
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+def _mpi_comm() -> Any:
+    """MPI.COMM_WORLD when launched by mpirun/srun with several ranks, else None."""
+    size = next((os.environ[v] for v in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE") if v in os.environ), "1")
+    if int(size) <= 1:
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise UserError(
+            f"launched as {size} MPI ranks but mpi4py is missing: pip install 'megacpt[mpi]'"
+        ) from err
+    return MPI.COMM_WORLD
+
+
+def _together(comm: Any, action: Callable[[], Any], root_only: bool) -> Any:
+    """Run ``action`` on rank 0 (``root_only``) or every rank, so that a failure on any rank
+    raises on all of them instead of leaving the others waiting; rank 0's result is shared."""
+    result, error = None, None
+    if comm is None or not root_only or comm.Get_rank() == 0:
+        try:
+            result = action()
+        except BaseException as err:
+            if comm is None:
+                raise
+            error = err
+    if comm is None:
+        return result
+    errors = comm.allgather(None if error is None else (type(error).__name__, str(error)))
+    for rank, failure in enumerate(errors):
+        if failure is not None:
+            if error is not None:
+                raise error
+            kind, message = failure
+            raise (UserError if kind == "UserError" else RuntimeError)(f"rank {rank}: {message}")
+    return comm.bcast(result, root=0)
+
+
+def _settings(cfg: PreprocessConfig, tok: TextTokenizer, paths: list[str]) -> dict[str, Any]:
+    """Everything the output depends on; a resume is allowed only when it is unchanged."""
+    return {
+        "inputs": [[os.path.abspath(p), os.path.getsize(p), os.stat(p).st_mtime_ns] for p in paths],
+        "json_keys": list(cfg.json_keys),
+        "tokenizer": os.path.abspath(cfg.tokenizer),
+        "vocab_size": tok.vocab_size,
+        "eod_id": tok.eod_id,
+        "dtype": optimal_dtype(tok.vocab_size).__name__,
+        "append_eod": cfg.append_eod,
+        "max_document_bytes": cfg.max_document_bytes,
+        "shard_bytes": cfg.shard_bytes,
+    }
+
+
+def _load_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _plan(
+    cfg: PreprocessConfig, settings: dict[str, Any], paths: list[str], work_dir: str
+) -> list[readers.Shard]:
+    """The shard plan: the one recorded by an unfinished run with the same settings, or a new one."""
+    plan_path = os.path.join(work_dir, "plan.json")
+    recorded = _load_json(plan_path)
+    if recorded is not None:
+        if recorded["settings"] != settings:
+            raise UserError(
+                f"{work_dir} holds an unfinished run with other inputs or settings; "
+                f"rerun with those, or delete {work_dir} to start over"
+            )
+        return [readers.Shard(**s) for s in recorded["shards"]]
+    os.makedirs(work_dir, exist_ok=True)
+    shards = readers.plan_shards(paths, cfg.shard_bytes)
+    write_json_atomic(plan_path, {"settings": settings, "shards": [asdict(s) for s in shards]})
+    return shards
+
+
+def output_prefix(cfg: PreprocessConfig, key: str) -> str:
+    """Where the dataset for ``key`` is written (Megatron-LM's ``<prefix>_<key>_document``)."""
+    return f"{cfg.output_prefix}_{key}_document"
+
+
+def _finish(
+    cfg: PreprocessConfig, settings: dict[str, Any], shards: int, work_dir: str, stats_path: str
+) -> dict[str, Any]:
+    """Merge the shard datasets in order, then write the stats file (the run's completion mark)."""
+    total = ShardStats()
+    for index in range(shards):
+        done = _shard_done(cfg, work_dir, index)
+        if done is None:
+            raise RuntimeError(f"shard {index} has no record in {work_dir}")
+        total.add(done)
+    for key in cfg.json_keys:
+        merge(output_prefix(cfg, key), [shard_prefix(work_dir, i, key) for i in range(shards)])
+    eods = total.documents if cfg.append_eod else 0
+    per_key = {
+        key: {
+            "tokens": total.tokens[key],
+            "bytes": total.bytes[key],
+            "characters": total.characters[key],
+            "characters_per_token": round(total.characters[key] / max(total.tokens[key] - eods, 1), 4),
+            "dataset": output_prefix(cfg, key),
+        }
+        for key in cfg.json_keys
+    }
+    stats = {
+        "documents": total.documents,
+        "tokens": sum(total.tokens.values()),
+        "bytes": sum(total.bytes.values()),
+        "characters": sum(total.characters.values()),
+        "characters_per_token": round(
+            sum(total.characters.values()) / max(sum(total.tokens.values()) - eods * len(cfg.json_keys), 1), 4
+        ),
+        "skipped": dict(sorted(total.skipped.items())),
+        "skipped_total": sum(total.skipped.values()),
+        "per_key": per_key,
+        "shards": shards,
+        "settings": settings,
+    }
+    write_json_atomic(stats_path, stats)
+    return stats
+
+
+def run(cfg: PreprocessConfig) -> dict[str, Any]:
+    """Tokenise ``cfg.inputs`` into one dataset per JSON key; return the stats (also written to
+    ``<output_prefix>.stats.json``). Resumes an unfinished run; a finished one is not redone."""
+    comm = _mpi_comm()
+    rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
+    paths = readers.expand_inputs(cfg.inputs)
+    if len(cfg.json_keys) > 1 and any(readers.kind_of(p) == "text" for p in paths):
+        raise UserError("plain-text inputs hold one text per file: use a single --json-keys")
+    tok = load_tokenizer(cfg.tokenizer)
+    if cfg.append_eod and tok.eod_id is None:
+        raise UserError(f"--append-eod: tokenizer {cfg.tokenizer} defines no end-of-sequence token")
+    settings = _settings(cfg, tok, paths)
+    work_dir = cfg.output_prefix + ".shards"
+    stats_path = cfg.output_prefix + ".stats.json"
+    finished = _load_json(stats_path)
+    outputs_exist = all(os.path.isfile(output_prefix(cfg, k) + ".idx") for k in cfg.json_keys)
+    if finished is not None and finished.get("settings") == settings and outputs_exist:
+        if rank == 0 and not cfg.keep_shards:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        return finished
+    if os.path.dirname(cfg.output_prefix):
+        os.makedirs(os.path.dirname(cfg.output_prefix), exist_ok=True)
+    plan = _together(comm, lambda: _plan(cfg, settings, paths, work_dir), root_only=True)
+    tasks = [(i, s) for i, s in enumerate(plan) if i % size == rank and _shard_done(cfg, work_dir, i) is None]
+    bar = _Bar(cfg.progress and rank == 0, len(tasks))
+    try:
+        _together(comm, lambda: run_shards(cfg, tasks, work_dir, tok, bar), root_only=False)
+    finally:
+        bar.close()
+    stats = _together(comm, lambda: _finish(cfg, settings, len(plan), work_dir, stats_path), root_only=True)
+    if rank == 0 and not cfg.keep_shards:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return stats

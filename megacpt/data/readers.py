@@ -1,0 +1,231 @@
+"""Input formats for preprocessing: JSONL (plain, .gz, .zst), Parquet and plain text, split into shards.
+
+A shard is the unit of work, of resume and of MPI distribution: a byte range of a plain JSONL
+file (a line belongs to the shard holding its first byte), one Parquet row group, or one whole
+compressed or text file. Reading a shard yields, in file order, either the texts of one record
+or the reason it was skipped; nothing a reader meets in the data raises. Memory stays bounded:
+an over-long line is skipped while being read, never held whole. ``zstandard`` and ``pyarrow``
+are the reference readers for their formats; gzip and json come from the standard library.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from megacpt.errors import UserError
+
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+TEXT_SUFFIXES = (".txt", ".text", ".md")
+COMPRESSIONS = (".gz", ".zst")
+
+# Why a record was skipped (the keys of the stats file's "skipped" table).
+MALFORMED_JSON = "malformed_json"
+MISSING_KEY = "missing_key"
+NOT_A_STRING = "not_a_string"
+INVALID_UTF8 = "invalid_utf8"
+EMPTY = "empty"
+TOO_LONG = "too_long"
+BLANK_LINE = "blank_line"
+
+
+# One record read: (one text per key, None), or (None, the reason it was skipped).
+Record = tuple[list[str] | None, str | None]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of work: ``kind`` is jsonl, parquet or text; ``start``/``end`` are byte offsets
+    (plain JSONL) or row-group numbers (Parquet), ``0``/``-1`` for a whole file."""
+
+    path: str
+    kind: str
+    start: int = 0
+    end: int = -1
+
+
+def _split_name(path: str) -> tuple[str, str]:
+    """(format suffix, compression suffix) of a path, lower-cased."""
+    base, ext = os.path.splitext(path.lower())
+    compression = ext if ext in COMPRESSIONS else ""
+    if compression:
+        ext = os.path.splitext(base)[1]
+    return ext, compression
+
+
+def kind_of(path: str) -> str:
+    """The format of an input file, from its name."""
+    ext, compression = _split_name(path)
+    if ext in JSONL_SUFFIXES:
+        return "jsonl"
+    if ext in TEXT_SUFFIXES:
+        return "text"
+    if ext == ".parquet" and not compression:
+        return "parquet"
+    raise UserError(
+        f"cannot tell the format of {path}: expected .jsonl/.json/.ndjson or .txt/.text/.md "
+        f"(optionally .gz or .zst), or .parquet"
+    )
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    """Files named by ``patterns`` (paths or globs), in the order given, each glob sorted."""
+    paths: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        matches = [m for m in matches if os.path.isfile(m)]
+        if not matches:
+            raise UserError(f"no input file matches {pattern}")
+        paths.extend(matches)
+    for path in paths:
+        kind_of(path)
+    return paths
+
+
+def plan_shards(paths: list[str], shard_bytes: int) -> list[Shard]:
+    """Split the inputs into shards of about ``shard_bytes`` (plain JSONL) or one row group."""
+    if shard_bytes <= 0:
+        raise UserError("the shard size must be positive")
+    shards: list[Shard] = []
+    for path in paths:
+        kind = kind_of(path)
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                groups = pq.ParquetFile(path).num_row_groups
+            except Exception as err:
+                raise UserError(f"cannot read {path} as Parquet: {err}") from err
+            shards.extend(Shard(path, kind, g, g + 1) for g in range(groups))
+        elif kind == "jsonl" and not _split_name(path)[1]:
+            size = os.path.getsize(path)
+            starts = range(0, max(size, 1), shard_bytes)
+            shards.extend(Shard(path, kind, s, min(s + shard_bytes, size)) for s in starts)
+        else:
+            shards.append(Shard(path, kind))
+    return shards
+
+
+def _open_binary(path: str) -> io.BufferedIOBase:
+    compression = _split_name(path)[1]
+    if compression == ".gz":
+        return gzip.open(path, "rb")
+    if compression == ".zst":
+        import zstandard
+
+        raw = open(path, "rb")  # noqa: SIM115 -- owned by the returned reader (closefd)
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 20)
+    return io.BufferedReader(io.FileIO(path, "rb"), 1 << 20)
+
+
+def _texts(values: list[object], max_bytes: int) -> Record:
+    """Check one record's values; (texts, None) when usable, else (None, reason)."""
+    texts: list[str] = []
+    for value in values:
+        if value is None:
+            return None, MISSING_KEY
+        if not isinstance(value, str):
+            return None, NOT_A_STRING
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:  # lone surrogates, e.g. from a "\ud800" escape
+            return None, INVALID_UTF8
+        if size > max_bytes:
+            return None, TOO_LONG
+        texts.append(value)
+    if all(not t.strip() for t in texts):
+        return None, EMPTY
+    return texts, None
+
+
+_MISSING = object()
+
+
+def _json_record(line: bytes, keys: list[str], max_bytes: int) -> Record:
+    if not line.strip():
+        return None, BLANK_LINE
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, INVALID_UTF8
+    except ValueError:
+        return None, MALFORMED_JSON
+    if not isinstance(record, dict):
+        return None, MALFORMED_JSON
+    values = [record.get(k, _MISSING) for k in keys]
+    if any(v is _MISSING for v in values):
+        return None, MISSING_KEY
+    return _texts(values, max_bytes)
+
+
+def _skip_line(f: io.BufferedIOBase) -> int:
+    """Read past the next newline in bounded chunks; return the bytes consumed."""
+    skipped = 0
+    while chunk := f.readline(1 << 20):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return skipped
+
+
+def _read_jsonl(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
+    with _open_binary(shard.path) as f:
+        end = shard.end if shard.end >= 0 else None
+        pos = 0
+        if shard.start > 0:  # skip the line that began in the previous shard
+            f.seek(shard.start - 1)
+            pos = shard.start - 1 + _skip_line(f)
+        limit = max_bytes + 64  # a line holding a text of max_bytes has a little JSON around it
+        while end is None or pos < end:
+            line = f.readline(limit + 1)
+            if not line:
+                return
+            pos += len(line)
+            if len(line) > limit and not line.endswith(b"\n"):
+                pos += _skip_line(f)
+                yield None, TOO_LONG
+                continue
+            yield _json_record(line, keys, max_bytes)
+
+
+def _read_text(shard: Shard, max_bytes: int) -> Iterator[Record]:
+    with _open_binary(shard.path) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        yield None, TOO_LONG
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        yield None, INVALID_UTF8
+        return
+    yield _texts([text], max_bytes)
+
+
+def _read_parquet(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(shard.path)
+    present = [k for k in keys if k in pf.schema_arrow.names]
+    if len(present) < len(keys):
+        for _ in range(pf.metadata.row_group(shard.start).num_rows):
+            yield None, MISSING_KEY
+        return
+    for batch in pf.iter_batches(batch_size=1024, row_groups=[shard.start], columns=keys):
+        columns = [batch.column(k).to_pylist() for k in keys]
+        for values in zip(*columns):
+            yield _texts(list(values), max_bytes)
+
+
+def read_shard(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
+    """Yield ``(texts, None)`` for each usable record (one text per key) or ``(None, reason)``."""
+    if shard.kind == "jsonl":
+        return _read_jsonl(shard, keys, max_bytes)
+    if shard.kind == "parquet":
+        return _read_parquet(shard, keys, max_bytes)
+    return _read_text(shard, max_bytes)

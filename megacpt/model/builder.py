@@ -1,0 +1,108 @@
+"""Build this rank's Megatron-core ``GPTModel`` chunks from a megacpt config.
+
+The Transformer Engine layer spec is used when TE imports (FP8 settings travel in the
+``TransformerConfig``); otherwise the local spec, with ``SequenceParallelTorchNorm`` for every
+norm so that sequence parallelism works without apex or TE. Asking for TE or FP8 without TE is a
+``UserError``. With virtual pipeline stages a rank holds several chunks, one per stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import torch
+from megatron.core import parallel_state
+from megatron.core.models.gpt import GPTModel
+from megatron.core.models.gpt.gpt_layer_specs import (
+    get_gpt_layer_local_spec,
+    get_gpt_layer_with_transformer_engine_spec,
+)
+from megatron.core.transformer import TransformerConfig
+from megatron.core.transformer.spec_utils import ModuleSpec
+from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
+
+from megacpt.config.megatron import padded_vocab_size
+from megacpt.config.schema import Config
+from megacpt.errors import UserError
+from megacpt.model.norms import SequenceParallelTorchNorm
+
+
+def use_transformer_engine(config: Config) -> bool:
+    """Whether this run uses the TE layer spec (``auto``: when TE imports)."""
+    impl = config.model.transformer_impl
+    have_te = importlib.util.find_spec("transformer_engine") is not None
+    if impl == "transformer_engine" and not have_te:
+        raise UserError("model.transformer_impl is 'transformer_engine' but Transformer Engine is not installed")
+    if config.precision.fp8 and not have_te:
+        raise UserError("precision.fp8 needs Transformer Engine, which is not installed (pip install megacpt[gpu])")
+    return have_te and impl != "local"
+
+
+def _local_block_spec(config: Config, tf_config: TransformerConfig, vp_stage: int | None) -> TransformerBlockSubmodules:
+    layer = get_gpt_layer_local_spec(normalization=config.model.normalization)
+    layer = dataclasses.replace(
+        layer,
+        submodules=dataclasses.replace(
+            layer.submodules,
+            input_layernorm=SequenceParallelTorchNorm,
+            pre_mlp_layernorm=SequenceParallelTorchNorm,
+        ),
+    )
+    num_layers = get_num_layers_to_build(tf_config, vp_stage=vp_stage)
+    return TransformerBlockSubmodules(layer_specs=[layer] * num_layers, layer_norm=SequenceParallelTorchNorm)
+
+
+def layer_spec(config: Config, tf_config: TransformerConfig, vp_stage: int | None) -> ModuleSpec | TransformerBlockSubmodules:
+    """The transformer spec for one model chunk."""
+    if use_transformer_engine(config):
+        return get_gpt_layer_with_transformer_engine_spec()
+    return _local_block_spec(config, tf_config, vp_stage)
+
+
+def _apply_llama3_rope_scaling(model: GPTModel, config: Config) -> None:
+    """Scale RoPE frequencies as Llama 3.x does, with the config's factors.
+
+    ``GPTModel(rope_scaling=True)`` hard-codes the low/high frequency factors and the original
+    context length of Llama 3.1; a model with other values would silently get the wrong ones.
+    """
+    rope = config.model.rope_scaling
+    assert rope is not None
+    rotary = model.rotary_pos_emb
+    rotary.inv_freq = rotary._apply_scaling(
+        rotary.inv_freq,
+        factor=rope.factor,
+        low_freq_factor=rope.low_freq_factor,
+        high_freq_factor=rope.high_freq_factor,
+        original_max_position_embeddings=rope.original_max_position_embeddings,
+    )
+
+
+def build_model(config: Config, tf_config: TransformerConfig) -> list[GPTModel]:
+    """This rank's model chunks (one, or one per virtual pipeline stage), on the run's device."""
+    m = config.model
+    vp = config.parallel.virtual_pipeline_model_parallel_size
+    vocab = padded_vocab_size(m.vocab_size, m.make_vocab_size_divisible_by, config.parallel.tensor_model_parallel_size)
+    rope = m.rope_scaling
+    chunks = []
+    for stage in range(vp or 1):
+        vp_stage = stage if vp else None
+        kwargs = {"vp_stage": vp_stage} if vp else {}
+        model = GPTModel(
+            config=tf_config,
+            transformer_layer_spec=layer_spec(config, tf_config, vp_stage),
+            vocab_size=vocab,
+            max_sequence_length=m.max_position_embeddings,
+            pre_process=parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage),
+            post_process=parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage),
+            share_embeddings_and_output_weights=m.tie_embeddings,
+            position_embedding_type="rope",
+            rotary_base=int(m.rotary_base),
+            **kwargs,
+        )
+        if rope is not None:
+            _apply_llama3_rope_scaling(model, config)
+        if torch.cuda.is_available():
+            model.cuda(torch.cuda.current_device())
+        chunks.append(model)
+    return chunks

@@ -1,0 +1,112 @@
+"""Start and stop the parallel runtime: torch.distributed, Megatron's parallel state, the RNGs.
+
+NCCL on a GPU, gloo on CPU (with ``cpu_compat`` applied). Works under ``torchrun``/``srun``
+(``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` from the environment) and as a plain single process,
+where it sets up a world of one on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import random
+import socket
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from megacpt.config.schema import Config
+from megacpt.config.validate import data_parallel_size, validate_layout
+from megacpt.parallel import cpu_compat
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process stands in the job."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    data_parallel_size: int
+
+
+def _slurm_env_to_torch() -> None:
+    """Under ``srun`` without torchrun, take the rank and world size from Slurm's variables."""
+    if "RANK" in os.environ or "SLURM_PROCID" not in os.environ:
+        return
+    os.environ["RANK"] = os.environ["SLURM_PROCID"]
+    os.environ["WORLD_SIZE"] = os.environ.get("SLURM_NTASKS", "1")
+    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
+
+
+def _single_process_env() -> None:
+    if "RANK" in os.environ:
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and Megatron's model-parallel RNG tracker.
+
+    Pipeline stages get different default seeds (as in Megatron-LM); tensor-parallel ranks get
+    different tracker seeds for dropout inside TP regions.
+    """
+    from megatron.core import parallel_state, tensor_parallel
+
+    stage_seed = seed + 100 * parallel_state.get_pipeline_model_parallel_rank()
+    random.seed(stage_seed)
+    np.random.seed(stage_seed)
+    torch.manual_seed(stage_seed)
+    tensor_parallel.model_parallel_cuda_manual_seed(stage_seed)
+
+
+def init_runtime(config: Config) -> Runtime:
+    """Initialise torch.distributed and Megatron's parallel state for ``config``; seed the RNGs."""
+    from megatron.core import parallel_state
+
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu:
+        cpu_compat.apply()
+    _slurm_env_to_torch()
+    _single_process_env()
+    world_size = int(os.environ["WORLD_SIZE"])
+    validate_layout(config, world_size)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if on_gpu:
+        torch.cuda.set_device(local_rank)
+    p = config.parallel
+    timeout = datetime.timedelta(minutes=p.distributed_timeout_minutes)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if on_gpu else "gloo", timeout=timeout)
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=p.tensor_model_parallel_size,
+        pipeline_model_parallel_size=p.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=p.virtual_pipeline_model_parallel_size,
+        context_parallel_size=p.context_parallel_size,
+        distributed_timeout_minutes=p.distributed_timeout_minutes,
+    )
+    seed_everything(config.training.seed)
+    return Runtime(
+        rank=dist.get_rank(),
+        world_size=world_size,
+        local_rank=local_rank,
+        device=torch.device("cuda", local_rank) if on_gpu else torch.device("cpu"),
+        data_parallel_size=data_parallel_size(config, world_size),
+    )
+
+
+def shutdown() -> None:
+    """Tear down Megatron's parallel state and the process group; safe to call twice."""
+    from megatron.core import parallel_state
+
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

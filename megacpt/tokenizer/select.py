@@ -1,0 +1,95 @@
+"""Choose the new tokens: EEVE's count-and-prune loop over the trained candidates.
+
+Start from the candidates the base lacks, plus frequent single characters the base lacks; count
+how often the merged tokenizer actually emits each new token on the training text; drop those
+under ``min_frequency`` (characters that passed ``char_min_frequency`` stay), keep the pieces
+the survivors are merged from, apply the optional cap, and repeat until the set stops changing.
+Counting uses the merged tokenizer itself, so a token that exists but is never produced (because
+other tokens win the merges) is pruned like a rare one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from megacpt.tokenizer.base import BaseVocab, Parts
+from megacpt.tokenizer.config import SelectConfig
+
+
+@dataclass
+class Selection:
+    """The chosen tokens in append order, how often each was emitted, and the rounds it took."""
+
+    keys: list[str]
+    frequencies: dict[str, int]
+    rounds: int
+    converged: bool
+
+
+def _closure(chosen: set[str], parts: dict[str, Parts]) -> set[str]:
+    """``chosen`` plus, recursively, the new tokens they are merged from."""
+    out, stack = set(), list(chosen)
+    while stack:
+        key = stack.pop()
+        if key in out:
+            continue
+        out.add(key)
+        stack.extend(p for p in parts.get(key) or () if p in parts)
+    return out
+
+
+def _capped(ranked: list[str], parts: dict[str, Parts], cap: int) -> set[str]:
+    """Take tokens by rank while the set (closed under parts) stays within ``cap``."""
+    kept: set[str] = set()
+    for key in ranked:
+        grown = kept | _closure({key}, parts)
+        if len(grown) <= cap:
+            kept = grown
+    return kept
+
+
+def frequent_chars(texts: Sequence[str], base: BaseVocab, min_count: int) -> list[str]:
+    """Single characters seen at least ``min_count`` times that the base has no token for, most frequent first."""
+    counts = Counter(c for text in texts for c in text)
+    out = []
+    for char, count in counts.most_common():
+        if count < min_count:
+            break
+        key = base.key(char.encode("utf-8"))
+        if key is not None and not base.in_base(key):
+            out.append(key)
+    return out
+
+
+def count_new(base: BaseVocab, texts: Sequence[str], keys: Sequence[str]) -> dict[str, int]:
+    """How often each of ``keys`` (reachable, in append order) is emitted on ``texts``."""
+    counts: Counter[int] = Counter()
+    for ids in base.encode(texts, keys):
+        counts.update(i for i in ids if i >= base.base_size)
+    return {key: counts[base.base_size + i] for i, key in enumerate(keys)}
+
+
+def select_tokens(
+    base: BaseVocab, candidates: Sequence[bytes], texts: Sequence[str], cfg: SelectConfig, cap: int | None
+) -> Selection:
+    """Run the selection loop; ``cap`` bounds the number of new tokens (``None``: no bound)."""
+    chars = frequent_chars(texts, base, cfg.char_min_frequency)
+    trained = [k for k in (base.key(c) for c in candidates) if k is not None and not base.in_base(k)]
+    pool = list(dict.fromkeys(chars + trained))
+    protected = set(chars)
+    parts = base.reachable(pool)
+    current = list(parts)
+    for round_no in range(1, cfg.max_rounds + 1):
+        freqs = count_new(base, texts, current)
+        keep = {k for k in current if freqs[k] >= cfg.min_frequency or k in protected}
+        keep = _closure(keep, parts)
+        if cap is not None and len(keep) > cap:
+            ranked = sorted(keep, key=lambda k: -freqs[k])
+            keep = _capped(ranked, parts, cap)
+        parts = base.reachable([k for k in current if k in keep])
+        if list(parts) == current:
+            return Selection(current, freqs, round_no, converged=True)
+        current = list(parts)
+    return Selection(current, count_new(base, texts, current), cfg.max_rounds, converged=False)

@@ -1,0 +1,1 @@
+"""Training: the loop over Megatron-core schedules, its checkpoints, batches, loss and metrics."""

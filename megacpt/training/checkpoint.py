@@ -1,0 +1,185 @@
+"""Training checkpoints on Megatron-core ``dist_checkpointing``: save, resume, initialise from weights.
+
+Layout of a checkpoint root::
+
+    <root>/iter_0000100/        one dist_checkpointing (torch_dist) checkpoint
+        megacpt.json            step, consumed samples, true vocabulary size, data fingerprint
+        rng/rank_00000.pt       each rank's RNG states (restored only at the same layout)
+    <root>/latest               the name of the newest complete checkpoint
+
+A checkpoint is written under ``iter_N.tmp`` and renamed only once every rank has finished, and
+``latest`` is replaced atomically after that, so a run killed while saving leaves the previous
+checkpoint as the latest. The distributed optimizer is saved in its ``fully_reshardable`` format so
+that a checkpoint loads at any TP/PP/DP layout. Resuming (model, optimizer, scheduler, step, RNG) and
+initialising from pretrained weights (model only) are separate functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
+
+from megacpt.errors import UserError
+
+LATEST = "latest"
+META = "megacpt.json"
+_OPTIMIZER_FORMAT = {"distrib_optim_sharding_type": "fully_reshardable"}
+
+
+def checkpoint_name(step: int) -> str:
+    return f"iter_{step:07d}"
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint under ``root``, or None."""
+    marker = Path(root) / LATEST
+    if not marker.is_file():
+        return None
+    path = Path(root) / marker.read_text().strip()
+    return path if (path / META).is_file() else None
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``megacpt.json`` of a checkpoint directory."""
+    file = Path(path) / META
+    if not file.is_file():
+        raise UserError(f"{path} is not a megacpt checkpoint (no {META})")
+    return json.loads(file.read_text())
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The GPTModel inside a DDP wrapper (whose own state-dict keys would gain a ``module.``)."""
+    return getattr(model, "module", model)
+
+
+def _model_state(models: list[torch.nn.Module]) -> dict[str, Any]:
+    if len(models) == 1:
+        return {"model": _unwrap(models[0]).sharded_state_dict()}
+    return {f"model{i}": _unwrap(m).sharded_state_dict() for i, m in enumerate(models)}
+
+
+def _layout() -> dict[str, int]:
+    return {
+        "world": dist.get_world_size(),
+        "tp": parallel_state.get_tensor_model_parallel_world_size(),
+        "pp": parallel_state.get_pipeline_model_parallel_world_size(),
+    }
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "layout": _layout(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+        "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
+    }
+
+
+def _restore_rng(path: Path) -> bool:
+    file = path / "rng" / f"rank_{dist.get_rank():05d}.pt"
+    if not file.is_file():
+        return False
+    state = torch.load(file, weights_only=False)
+    if state["layout"] != _layout():
+        return False
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
+    return True
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    root: str | os.PathLike,
+    step: int,
+    models: list[torch.nn.Module],
+    optimizer: Any,
+    scheduler: Any,
+    meta: dict[str, Any],
+    keep_last: int | None = None,
+) -> Path:
+    """Save model, optimizer, scheduler and RNG at ``step``; collective over all ranks."""
+    root = Path(root)
+    final = root / checkpoint_name(step)
+    tmp = root / (checkpoint_name(step) + ".tmp")
+    rank = dist.get_rank()
+    if rank == 0:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    state = _model_state(models)
+    state["optimizer"] = optimizer.sharded_state_dict(state, metadata=_OPTIMIZER_FORMAT)
+    state["scheduler"] = scheduler.state_dict()
+    state["megacpt"] = dict(meta, step=step)
+    dist_checkpointing.save(state, str(tmp))
+    (tmp / "rng").mkdir(exist_ok=True)
+    torch.save(_rng_state(), tmp / "rng" / f"rank_{rank:05d}.pt")
+    dist.barrier()
+    if rank == 0:
+        (tmp / META).write_text(json.dumps(dict(meta, step=step), indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _write_text_atomic(root / LATEST, final.name)
+        if keep_last:
+            _prune(root, keep_last)
+    dist.barrier()
+    return final
+
+
+def _prune(root: Path, keep_last: int) -> None:
+    done = sorted(p for p in root.glob("iter_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    for old in done[:-keep_last]:
+        shutil.rmtree(old)
+
+
+def load_checkpoint(path: str | os.PathLike, models: list[torch.nn.Module], optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Resume: restore model, optimizer, scheduler and (at the same layout) RNG; return the metadata."""
+    path = Path(path)
+    read_meta(path)
+    state = _model_state(models)
+    state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=True, metadata=_OPTIMIZER_FORMAT)
+    loaded = dist_checkpointing.load(state, str(path))
+    _load_models(models, loaded)
+    optimizer.load_state_dict(loaded["optimizer"])
+    scheduler.load_state_dict(loaded["scheduler"])
+    _restore_rng(path)
+    return loaded["megacpt"]
+
+
+def _load_models(models: list[torch.nn.Module], loaded: dict[str, Any]) -> None:
+    keys = ["model"] if len(models) == 1 else [f"model{i}" for i in range(len(models))]
+    for model, key in zip(models, keys):
+        _unwrap(model).load_state_dict(loaded[key])
+
+
+def load_pretrained(path: str | os.PathLike, models: list[torch.nn.Module], vocab_size: int) -> dict[str, Any]:
+    """Initialise model weights only from a checkpoint (a new run: no optimizer, step 0)."""
+    meta = read_meta(path)
+    if meta.get("vocab_size") != vocab_size:
+        raise UserError(
+            f"checkpoint {path} has vocabulary size {meta.get('vocab_size')} but model.vocab_size is {vocab_size}"
+        )
+    loaded = dist_checkpointing.load(_model_state(models), str(path))
+    _load_models(models, loaded)
+    return meta

@@ -1,0 +1,141 @@
+"""The cleaning stage end to end: bad input is counted not fatal, output is atomic and deterministic."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from megacpt.clean import dedup
+from megacpt.clean.pipeline import CleanConfig, clean_corpus
+from megacpt.clean.report import REMOVAL_REASONS
+from megacpt.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+KLUE = REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl"
+_spec = importlib.util.spec_from_file_location("clean_corpus_tool", REPO / "tools" / "clean_corpus.py")
+assert _spec is not None and _spec.loader is not None
+tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tool)
+
+
+def _korean(n: int) -> list[dict]:
+    with open(KLUE, encoding="utf-8") as f:
+        return [json.loads(next(f)) for _ in range(n)]
+
+
+@pytest.fixture()
+def messy(tmp_path: Path) -> Path:
+    """30 real Korean documents with every kind of bad line mixed in, line numbers noted below."""
+    docs = _korean(30)
+    near = dict(docs[3], id="near")
+    middle = len(near["text"]) // 2
+    near["text"] = near["text"][:middle] + "가나" + near["text"][middle + 2 :]
+    spaced = dict(docs[5], id="exact", text="  " + docs[5]["text"].replace(" ", "   ") + "\n")
+    bad: list[bytes] = [
+        b'{"id": "m1", "text": "unterminated',  # line 31: malformed_json
+        b'{"id": "k1", "body": "no text key"}',  # 32: missing_key
+        b"[1, 2, 3]",  # 33: missing_key (not an object)
+        b'{"id": "k3", "text": 42}',  # 34: missing_key (not a string)
+        b'{"id": "u1", "text": "\xff\xfe broken"}',  # 35: invalid_utf8
+        b"",  # 36: empty (blank line)
+        json.dumps({"id": "e2", "text": " \u200b\ufeff \n "}).encode(),  # 37: empty after normalisation
+        json.dumps({"id": "h1", "text": "가" * 1_500_000}, ensure_ascii=False).encode(),  # 38: huge (4.5 MB)
+        json.dumps(
+            {"id": "en", "text": "This is plainly an English sentence about the weather in London."}
+        ).encode(),  # 39
+        json.dumps(near, ensure_ascii=False).encode(),  # 40: near_duplicate of line 4
+        json.dumps(spaced, ensure_ascii=False).encode(),  # 41: exact_duplicate of line 6 (whitespace differs)
+        json.dumps({"id": "short", "text": "짧은 글"}, ensure_ascii=False).encode(),  # 42: length
+    ]
+    lines = [json.dumps(d, ensure_ascii=False).encode() for d in docs] + bad
+    path = tmp_path / "messy.jsonl"
+    path.write_bytes(b"\n".join(lines))  # no final newline: the last line must still count
+    return path
+
+
+CONFIG = CleanConfig(languages=("ko",), max_line_bytes=100_000, chunk_lines=7)
+
+
+def test_bad_input_is_counted_and_reported(messy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "clean.jsonl"
+    report = clean_corpus(str(messy), str(out), config=CONFIG, workers=2)
+    removed = {k: v for k, v in report.removed.items() if v}
+    assert removed == {
+        "malformed_json": 1,
+        "missing_key": 3,
+        "invalid_utf8": 1,
+        "empty": 2,
+        "huge_document": 1,
+        "language": 1,
+        "length": 1,
+        "exact_duplicate": 1,
+        "near_duplicate": 1,
+    }
+    assert (report.documents_in, report.documents_out) == (42, 30)
+    kept = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [d["id"] for d in kept] == [d["id"] for d in _korean(30)]
+    on_disk = json.loads((tmp_path / "clean.jsonl.report.json").read_text(encoding="utf-8"))
+    assert list(on_disk["removed"]) == list(REMOVAL_REASONS)
+    assert on_disk["removed"]["near_duplicate"]["examples"][0]["id"] == "near"
+    assert "with line 4" in on_disk["removed"]["near_duplicate"]["examples"][0]["why"]
+    assert on_disk["removed"]["exact_duplicate"]["examples"] == [
+        {"line": 41, "id": "exact", "why": "same text as line 6"}
+    ]
+    assert on_disk["removed"]["huge_document"]["examples"][0]["line"] == 38
+    assert on_disk["removed"]["language"]["examples"][0]["why"].startswith("identified as en")
+    assert on_disk["languages_out"] == {"ko": 30}
+
+
+def test_output_is_the_same_for_any_worker_count(messy: Path, tmp_path: Path) -> None:
+    one = clean_corpus(str(messy), str(tmp_path / "one.jsonl"), config=CONFIG, workers=1)
+    two = clean_corpus(str(messy), str(tmp_path / "two.jsonl"), config=CONFIG, workers=2)
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
+    assert one.removed == two.removed and one.examples == two.examples
+
+
+def test_failed_run_leaves_existing_output_untouched(
+    messy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "clean.jsonl"
+    out.write_text("precious earlier output\n")
+    calls = []
+
+    def exploding_check(self, *args):
+        calls.append(args)
+        if len(calls) == 10:
+            raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(dedup.Deduplicator, "check", exploding_check)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        clean_corpus(str(messy), str(out), config=CONFIG, workers=1)
+    assert out.read_text() == "precious earlier output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.jsonl", "messy.jsonl"]
+
+
+def test_dedup_switches(messy: Path, tmp_path: Path) -> None:
+    base = dict(languages=("ko",), max_line_bytes=100_000)
+    only_exact = clean_corpus(str(messy), str(tmp_path / "a"), config=CleanConfig(**base, near_dedup=False))
+    assert only_exact.removed["near_duplicate"] == 0 and only_exact.removed["exact_duplicate"] == 1
+    only_near = clean_corpus(str(messy), str(tmp_path / "b"), config=CleanConfig(**base, exact_dedup=False))
+    assert only_near.removed["exact_duplicate"] == 0 and only_near.removed["near_duplicate"] == 2
+
+
+def test_bad_paths_and_tool_exit_codes(
+    messy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(UserError, match="three different files"):
+        clean_corpus(str(messy), str(messy))
+    with pytest.raises(SystemExit) as code:
+        tool.main([str(tmp_path / "nope.jsonl"), str(tmp_path / "out.jsonl")])
+    assert code.value.code == 2 and "error: input file not found" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()
+    tool.main(
+        [str(messy), str(tmp_path / "out.jsonl"), "--lang", "ko", "--workers", "2", "--disable", "length"]
+    )
+    out = capsys.readouterr().out
+    assert out.startswith("42 documents in, 31 kept") and "near_duplicate" in out
+    report = json.loads((tmp_path / "out.jsonl.report.json").read_text(encoding="utf-8"))
+    assert report["config"]["quality"]["disabled"] == ["length"] and report["workers"] == 2

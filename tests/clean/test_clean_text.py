@@ -1,0 +1,103 @@
+"""Normalisation, quality filters and language id on real Korean, Japanese and English text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from megacpt.clean.filters import FILTERS, QualityConfig, first_failure
+from megacpt.clean.langid import LangId
+from megacpt.clean.normalize import Normalizer
+from megacpt.errors import UserError
+
+CORPORA = Path(__file__).resolve().parents[2] / "examples" / "corpora"
+FILES = {
+    "ko": ["ko/klue_dev.jsonl"],
+    "ja": ["ja/jsquad_valid_wiki.jsonl", "ja/jsts_jcqa_train.jsonl"],
+    "en": ["en/wikitext2_valid.jsonl"],
+}
+
+
+def _texts(lang: str, limit: int | None = None) -> list[str]:
+    texts = []
+    for rel in FILES[lang]:
+        with open(CORPORA / rel, encoding="utf-8") as f:
+            texts += [json.loads(line)["text"] for line in f][:limit]
+    return texts
+
+
+def test_nfkc_controls_and_boilerplate() -> None:
+    norm = Normalizer()
+    text, dropped = norm(
+        "ＡＢＣ１２３ ｶﾀｶﾅ\u200b\ufeff\x07 본문\r\n"
+        "Copyright 2024 Example Corp.\n\n\n\n"
+        "무단전재 및 재배포 금지\n"
+        "ログイン\n"
+        "keep\tthis\u200d line   \n"
+    )
+    assert text == "ABC123 カタカナ 본문\n\nkeep\tthis\u200d line"
+    assert dropped == 3
+    assert Normalizer("none")("ＡＢＣ")[0] == "ＡＢＣ"
+    assert Normalizer("NFC")("ｶ")[0] == "ｶ"
+    # A long line that merely mentions a notice is content, not boilerplate.
+    long_line = "이 기사는 저작권자 허락을 받아 " + "내용이 길게 이어지는 문장입니다 " * 10
+    assert norm(long_line)[1] == 0
+    with pytest.raises(UserError, match="unknown Unicode normalisation"):
+        Normalizer("NFX")
+    with pytest.raises(UserError, match="bad boilerplate pattern"):
+        Normalizer(boilerplate=["(unclosed"])
+
+
+@pytest.mark.parametrize("lang", ["ko", "ja", "en"])
+def test_langid_identifies_the_bundled_corpora(lang: str) -> None:
+    langid = LangId()
+    texts = [t for t in _texts(lang) if len(t) >= 20]
+    wrong = [(t[:40], langid(t)) for t in texts if langid(t)[0] != lang]
+    assert not wrong, wrong
+
+
+def test_langid_tells_chinese_from_japanese() -> None:
+    langid = LangId()
+    assert langid("中华人民共和国是位于东亚的社会主义国家，首都为北京，人口超过十四亿。")[0] == "zh"
+    assert langid("日本国は東アジアに位置する島国であり、首都は東京である。")[0] == "ja"
+
+
+@pytest.mark.parametrize("lang", ["ko", "ja", "en"])
+def test_real_text_passes_quality_filters(lang: str) -> None:
+    texts = _texts(lang, limit=400)
+    norm = Normalizer()
+    failed = [first_failure(norm(t)[0], QualityConfig(), lang) for t in texts]
+    assert sum(f is not None for f in failed) <= 0.02 * len(texts), [f for f in failed if f]
+
+
+def test_each_filter_rejects_what_it_should() -> None:
+    cfg = QualityConfig(min_chars=20, max_chars=5000)
+    korean = "서울은 대한민국의 수도이며 정치, 경제, 문화의 중심지이다. 한강이 도시를 가로질러 흐른다."
+    cases = {
+        "length": ("짧다", "ko"),
+        "script_share": ("This text is English even though the target is Korean, with 한국어 words.", "ko"),
+        "symbols_digits": ("!!!*** ### 무엇 $$$ %%% &&& ~~~ ^^^ 한국어 @@@ !!! ###", "ko"),
+        "repeated_lines": (
+            "\n".join([korean, "같은 줄이 반복되는 광고 문구입니다 지금 바로 클릭"] * 4),
+            "ko",
+        ),
+        "repeated_ngrams": ("지금 바로 구매하세요 최저가 보장 " * 30, "ko"),
+    }
+    for name, (text, lang) in cases.items():
+        failure = first_failure(text, cfg, lang)
+        assert failure is not None and failure[0] == name, (name, failure)
+        assert first_failure(text, QualityConfig(disabled=frozenset(FILTERS)), lang) is None
+    assert first_failure("１２３４５６７８９０ 2024-01-01 12:00 이벤트 3,000,000원 100%", cfg, "ko") == (
+        "symbols_digits",
+        "digit ratio 0.76 > 0.3",  # 32 digits of 42 non-space characters
+    )
+    chinese = "中华人民共和国是位于东亚的社会主义国家，首都为北京，人口超过十四亿。"
+    assert first_failure(chinese, cfg, "ja") == ("script_share", "kana share 0.000 < 0.05 (Chinese?)")
+    assert first_failure(korean, cfg, "ko") is None
+    assert first_failure(korean, cfg, None) is None  # no script filter without a language
+    with pytest.raises(UserError, match="unknown filter"):
+        QualityConfig(disabled=frozenset({"perplexity"}))
+    with pytest.raises(UserError, match="between 0 and 1"):
+        QualityConfig(max_digit_ratio=1.5)

@@ -1,0 +1,73 @@
+// Drives the indexed-dataset writer core under AddressSanitizer (built by test_indexed_builder.py).
+// usage: asan_driver TOKENS LENGTHS PREFIX CODE
+//   TOKENS: flat int64 token ids; LENGTHS: int64 length of each document.
+// Writes PREFIX (every document), PREFIX_a + PREFIX_b (two halves) merged into PREFIX_merged,
+// and checks that an out-of-range token throws and that an abandoned writer leaves no file.
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "indexed_builder_core.h"
+
+static std::vector<int64_t> read_int64(const char* path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<int64_t> out(bytes.size() / 8);
+  std::memcpy(out.data(), bytes.data(), out.size() * 8);
+  return out;
+}
+
+static void write_range(const std::string& prefix, uint8_t code, const std::vector<int64_t>& tokens,
+                        const std::vector<int64_t>& lengths, size_t first, size_t last) {
+  megacpt::IndexedWriter writer(prefix, code);
+  size_t offset = 0;
+  for (size_t i = 0; i < first; ++i) offset += static_cast<size_t>(lengths[i]);
+  for (size_t i = first; i < last; ++i) {
+    writer.add_document(tokens.data() + offset, static_cast<size_t>(lengths[i]));
+    offset += static_cast<size_t>(lengths[i]);
+  }
+  writer.finalize();
+}
+
+int main(int argc, char** argv) {
+  if (argc != 5) return 2;
+  const auto tokens = read_int64(argv[1]);
+  const auto lengths = read_int64(argv[2]);
+  const std::string prefix = argv[3];
+  const auto code = static_cast<uint8_t>(std::stoi(argv[4]));
+  const size_t half = lengths.size() / 2;
+
+  write_range(prefix, code, tokens, lengths, 0, lengths.size());
+  write_range(prefix + "_a", code, tokens, lengths, 0, half);
+  write_range(prefix + "_b", code, tokens, lengths, half, lengths.size());
+  {
+    megacpt::IndexedWriter merged(prefix + "_merged", code);
+    merged.append_dataset(prefix + "_a");
+    merged.append_dataset(prefix + "_b");
+    merged.finalize();
+  }
+  {
+    megacpt::IndexedWriter bad(prefix + "_bad", code);
+    const int64_t too_big = code == megacpt::kCodeUInt16 ? 65536 : int64_t{1} << 40;
+    bool threw = false;
+    try {
+      bad.add_document(&too_big, 1);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    if (!threw) return 3;
+  }  // destroyed unfinished: must remove its partial files
+  for (const char* ext : {".bin.partial", ".idx.partial", ".lengths.partial", ".docs.partial", ".bin", ".idx"}) {
+    if (std::FILE* f = std::fopen((prefix + "_bad" + ext).c_str(), "rb")) {
+      std::fclose(f);
+      return 4;
+    }
+  }
+  std::puts("ok");
+  return 0;
+}

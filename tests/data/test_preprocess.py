@@ -1,0 +1,244 @@
+"""tools/preprocess_data.py and megacpt.data.preprocess on the bundled ko/ja/en corpora."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+
+from megacpt.data import readers
+from megacpt.data.indexed import read_documents, read_index
+from megacpt.data.preprocess import PreprocessConfig, run
+from megacpt.errors import UserError
+
+REPO = Path(__file__).parents[2]
+CORPORA = REPO / "examples" / "corpora"
+TOOL = REPO / "tools" / "preprocess_data.py"
+
+
+def mistral_model() -> str:
+    import mistral_common
+
+    return str(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1")
+
+
+def corpus_lines(n_per_file: int = 150) -> list[str]:
+    lines = []
+    for name in ("ko/klue_dev.jsonl", "ja/jsquad_valid_wiki.jsonl", "en/wikitext2_valid.jsonl"):
+        with open(CORPORA / name, encoding="utf-8") as f:
+            lines += list(itertools.islice(f, n_per_file))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "mixed.jsonl"
+    path.write_text("".join(corpus_lines()), encoding="utf-8")
+    return path
+
+
+def megatron_reference(prefix: Path, texts: list[str], model: str, eod: bool) -> None:
+    """What Megatron-LM produces: one document at a time into its Python IndexedDatasetBuilder."""
+    import torch
+    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
+
+    sp = spm.SentencePieceProcessor(model_file=model)
+    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=DType.optimal_dtype(sp.get_piece_size()))
+    for text in texts:
+        ids = sp.encode(text) + ([sp.eos_id()] if eod else [])
+        builder.add_item(torch.tensor(ids))
+        builder.end_document()
+    builder.finalize(f"{prefix}.idx")
+
+
+def same_files(a: str | Path, b: str | Path) -> bool:
+    return all(Path(f"{a}{ext}").read_bytes() == Path(f"{b}{ext}").read_bytes() for ext in (".bin", ".idx"))
+
+
+def tool(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(TOOL), "--no-progress", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, cwd=REPO)
+
+
+def test_tool_is_byte_identical_to_megatron_builder(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    tool("--input", str(corpus), "--output-prefix", str(out), "--tokenizer", mistral_model(),
+         "--append-eod", "--workers", "2", "--shard-mb", "0.1")  # fmt: skip
+    texts = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
+    megatron_reference(tmp_path / "ref", texts, mistral_model(), eod=True)
+    assert same_files(f"{out}_text_document", tmp_path / "ref")
+    stats = json.loads(Path(f"{out}.stats.json").read_text())
+    assert stats["documents"] == len(texts) and stats["shards"] > 2 and stats["skipped_total"] == 0
+    assert stats["tokens"] == int(read_index(f"{out}_text_document").sequence_lengths.sum())
+    assert stats["settings"]["vocab_size"] == 32000 and stats["settings"]["eod_id"] == 2
+    assert stats["characters"] == sum(len(t) for t in texts)
+    assert stats["bytes"] == sum(len(t.encode()) for t in texts)
+    assert not Path(f"{out}.shards").exists()
+
+
+def test_shard_boundaries_never_lose_or_repeat_a_line(corpus: Path) -> None:
+    whole = [r for shard in readers.plan_shards([str(corpus)], 1 << 30) for r in readers.read_shard(shard, ["text"], 1 << 20)]
+    for size in (1, 97, 4096):
+        shards = readers.plan_shards([str(corpus)], size)
+        assert [r for s in shards for r in readers.read_shard(s, ["text"], 1 << 20)] == whole
+    assert len(whole) == len(corpus_lines()) == 360
+
+
+def test_formats_give_the_same_tokens(corpus: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    raw = corpus.read_bytes()
+    texts = [json.loads(line)["text"] for line in raw.decode().splitlines()]
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(raw))
+    (tmp_path / "c.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
+    pq.write_table(pa.table({"text": texts}), tmp_path / "c.parquet", row_group_size=100)
+    (tmp_path / "txt").mkdir()
+    for i, text in enumerate(texts):
+        (tmp_path / "txt" / f"{i:04d}.txt").write_text(text, encoding="utf-8")
+    sp = spm.SentencePieceProcessor(model_file=mistral_model())
+    want = [sp.encode(t) for t in texts]
+    for name, inputs in (("gz", ["c.jsonl.gz"]), ("zst", ["c.jsonl.zst"]), ("pq", ["c.parquet"]), ("txt", ["txt/*.txt"])):
+        cfg = PreprocessConfig([str(tmp_path / i) for i in inputs], str(tmp_path / name), mistral_model(), progress=False)
+        stats = run(cfg)
+        got = [d.tolist() for d in read_documents(tmp_path / f"{name}_text_document")]
+        assert got == want, name
+        assert stats["documents"] == len(texts)
+
+
+def test_bad_input_is_counted_and_skipped(tmp_path: Path) -> None:
+    good = [json.dumps({"text": t}) for t in ("첫 번째 문서", "二番目の文書", "a third one")]
+    lines = [
+        good[0].encode(),
+        b'{"text": "unterminated',  # malformed JSON
+        b'{"body": "no text key"}',  # missing key
+        b'{"text": "caf\xe9 latin-1"}',  # invalid UTF-8
+        b'{"text": "lone \\ud800 surrogate"}',  # not encodable as UTF-8
+        good[1].encode(),
+        b'{"text": ""}',  # empty
+        b'{"text": "  \\n "}',  # blank text
+        b'{"text": 42}',  # not a string
+        b"[1, 2]",  # JSON but not an object
+        b"",  # blank line
+        b'{"text": "' + b"x" * (100 * 1024 * 1024) + b'"}',  # a 100 MB document
+        good[2].encode(),
+    ]
+    (tmp_path / "bad.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    tool("--input", str(tmp_path / "bad.jsonl"), "--output-prefix", str(out), "--tokenizer", mistral_model(),
+         "--shard-mb", "0.001")  # fmt: skip
+    stats = json.loads(Path(f"{out}.stats.json").read_text())
+    assert stats["documents"] == 3
+    assert stats["skipped"] == {
+        "blank_line": 1, "empty": 2, "invalid_utf8": 2, "malformed_json": 2, "missing_key": 1,
+        "not_a_string": 1, "too_long": 1,
+    }  # fmt: skip
+    sp = spm.SentencePieceProcessor(model_file=mistral_model())
+    want = [sp.encode(json.loads(g)["text"]) for g in good]
+    assert [d.tolist() for d in read_documents(f"{out}_text_document")] == want
+
+
+def test_killed_run_resumes_to_identical_bytes(corpus: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(corpus_lines(400)) * 2, encoding="utf-8")
+    args = ["--input", str(big), "--tokenizer", mistral_model(), "--append-eod", "--shard-mb", "0.05"]
+    tool(*args, "--output-prefix", str(tmp_path / "whole"))
+    out = tmp_path / "resumed"
+    proc = subprocess.Popen([sys.executable, str(TOOL), "--no-progress", *args, "--output-prefix", str(out)], cwd=REPO)
+    work = Path(f"{out}.shards")
+    deadline = time.monotonic() + 60
+    while not list(work.glob("shard-*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(work.glob("shard-*.json")))
+    total = len(json.loads((work / "plan.json").read_text())["shards"])
+    assert 0 < done_before < total, "the run was not killed part-way"
+    assert not Path(f"{out}_text_document.idx").exists() and not Path(f"{out}.stats.json").exists()
+    tool(*args, "--output-prefix", str(out))
+    assert same_files(f"{out}_text_document", f"{tmp_path / 'whole'}_text_document")
+    assert json.loads(Path(f"{out}.stats.json").read_text())["documents"] == 2 * len(corpus_lines(400))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("resumed")) == [
+        "resumed.stats.json", "resumed_text_document.bin", "resumed_text_document.idx",
+    ]  # fmt: skip
+
+
+def test_resume_refuses_changed_settings_and_skips_finished_runs(corpus: Path, tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    cfg = PreprocessConfig([str(corpus)], out, mistral_model(), shard_bytes=20_000, keep_shards=True, progress=False)
+    first = run(cfg)
+    mtime = os.stat(f"{out}_text_document.bin").st_mtime_ns
+    assert run(cfg) == first and os.stat(f"{out}_text_document.bin").st_mtime_ns == mtime
+    os.remove(f"{out}.stats.json")  # as if killed before the end, with every shard done
+    with pytest.raises(UserError, match="unfinished run with other inputs or settings"):
+        run(PreprocessConfig([str(corpus)], out, mistral_model(), append_eod=True, progress=False))
+
+
+def _bpe_tokenizer(tmp_path: Path, texts: list[str]) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=800, special_tokens=["<unk>", "</s>"]))
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+def test_hf_tokenizers_file_directory_and_int32_vocabulary(corpus: Path, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    texts = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
+    bpe = _bpe_tokenizer(tmp_path, texts)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
+    want = [e.ids + [1] for e in Tokenizer.from_file(str(bpe)).encode_batch(texts, add_special_tokens=False)]
+    for name, path in (("file", bpe), ("dir", tmp_path)):
+        stats = run(PreprocessConfig([str(corpus)], str(tmp_path / name), str(path), append_eod=True, progress=False))
+        assert [d.tolist() for d in read_documents(tmp_path / f"{name}_text_document")] == want
+        assert stats["settings"]["eod_id"] == 1 and stats["settings"]["dtype"] == "uint16"
+    words = {f"w{i}": i for i in range(70_000)} | {"<unk>": 70_000}
+    wide = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    wide.pre_tokenizer = pre_tokenizers.Whitespace()
+    (tmp_path / "wide").mkdir()
+    wide.save(str(tmp_path / "wide" / "tokenizer.json"))
+    (tmp_path / "w.jsonl").write_text('{"text": "w1 w69999 w65536 nope"}\n')
+    stats = run(PreprocessConfig([str(tmp_path / "w.jsonl")], str(tmp_path / "w"), str(tmp_path / "wide" / "tokenizer.json"), progress=False))
+    assert stats["settings"]["dtype"] == "int32" and stats["settings"]["vocab_size"] == 70_001
+    assert read_index(tmp_path / "w_text_document").dtype == np.int32
+    assert [d.tolist() for d in read_documents(tmp_path / "w_text_document")] == [[1, 69999, 65536, 70_000]]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--input", "/nonexistent/*.jsonl"], "no input file matches"),
+        (["--input", "{corpus}", "--tokenizer", "/nonexistent.model"], "does not exist"),
+        (["--input", "{corpus}", "--workers", "0"], "--workers must be at least 1"),
+        (["--input", "{corpus}", "--tokenizer", "{bpe}", "--append-eod"], "defines no end-of-sequence token"),
+        (["--input", "{csv}"], "cannot tell the format"),
+    ],
+)
+def test_tool_bad_arguments_exit_2_with_one_line(corpus: Path, tmp_path: Path, args, message) -> None:
+    texts = ["hello world"] * 5
+    bpe = _bpe_tokenizer(tmp_path, texts)  # no tokenizer_config.json and no eos-like token
+    os.rename(bpe, tmp_path / "plain.json")
+    (tmp_path / "t.csv").write_text("text\nhello\n")
+    subs = {"{corpus}": str(corpus), "{bpe}": str(tmp_path / "plain.json"), "{csv}": str(tmp_path / "t.csv")}
+    argv = [subs.get(a, a) for a in args]
+    if "--tokenizer" not in argv:
+        argv += ["--tokenizer", mistral_model()]
+    res = tool(*argv, "--output-prefix", str(tmp_path / "o"), check=False)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("error: ") and message in res.stderr
+    assert not list(tmp_path.glob("o*"))
