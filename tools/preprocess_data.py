@@ -36,7 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="tokeniser processes (per MPI rank)")
     p.add_argument("--shard-mb", type=float, default=64, help="plain JSONL is split into shards of this size")
     p.add_argument(
-        "--max-document-mb", type=float, default=32, help="longer documents are skipped and counted"
+        "--max-document-mb",
+        type=float,
+        default=32,
+        help="a JSONL line, Parquet value or text file over this size is skipped and counted",
     )
     p.add_argument("--batch-size", type=int, default=256, help="documents per tokeniser call")
     p.add_argument("--keep-shards", action="store_true", help="keep <output-prefix>.shards/ after merging")

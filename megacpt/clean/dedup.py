@@ -2,15 +2,18 @@
 
 ``datasketch`` is the well-kept reference implementation of MinHash and LSH in Python. Shingles are
 character n-grams of the whitespace-collapsed text, which work for Korean and Japanese (no word
-boundaries) as well as for English. Signatures are computed in the worker processes; the index is
-queried and filled in the main process in input order, so the first copy of a document is the one
-kept and the result does not depend on the number of workers.
+boundaries) as well as for English. They are hashed with CRC-32 (C speed and the same in every
+process; datasketch's default SHA-1 took half the signature time) before the MinHash permutations.
+Signatures are computed in the worker processes; the index is queried and filled in the main
+process in input order, so the first copy of a document is the one kept and the result does not
+depend on the number of workers.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import zlib
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
@@ -36,8 +39,14 @@ def signature(text: str, num_perm: int, shingle_chars: int, seed: int = 1) -> np
     flat = " ".join(text.split())
     n = min(shingle_chars, max(len(flat), 1))
     shingles = {flat[i : i + n].encode("utf-8") for i in range(max(len(flat) - n + 1, 1))}
-    mh = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME, permutations=_permutations(num_perm, seed))
-    mh.update_batch(sorted(shingles))
+    mh = MinHash(
+        num_perm=num_perm,
+        seed=seed,
+        scheme=SCHEME,
+        permutations=_permutations(num_perm, seed),
+        hashfunc=zlib.crc32,
+    )
+    mh.update_batch(list(shingles))  # the minimum does not depend on the order
     return np.asarray(mh.hashvalues)
 
 

@@ -4,7 +4,8 @@ A shard is the unit of work, of resume and of MPI distribution: a byte range of 
 file (a line belongs to the shard holding its first byte), one Parquet row group, or one whole
 compressed or text file. Reading a shard yields, in file order, either the texts of one record
 or the reason it was skipped; nothing a reader meets in the data raises. Memory stays bounded:
-an over-long line is skipped while being read, never held whole. ``zstandard`` and ``pyarrow``
+a record over ``max_bytes`` (a JSONL line, a Parquet value, a text file) is skipped as too long
+while being read, never held whole. ``zstandard`` and ``pyarrow``
 are the reference readers for their formats; gzip and json come from the standard library.
 """
 
@@ -163,14 +164,18 @@ def _json_record(line: bytes, keys: list[str], max_bytes: int) -> Record:
     return _texts(values, max_bytes)
 
 
-def _skip_line(f: io.BufferedIOBase) -> int:
-    """Read past the next newline in bounded chunks; return the bytes consumed."""
+def _skip_line(f: io.BufferedIOBase, limit: int | None = None) -> tuple[int, bool]:
+    """Read past the next newline in bounded chunks, giving up after ``limit`` bytes;
+    return (bytes consumed, whether a newline was found)."""
     skipped = 0
-    while chunk := f.readline(1 << 20):
+    while limit is None or skipped < limit:
+        chunk = f.readline(1 << 20 if limit is None else min(1 << 20, limit - skipped))
+        if not chunk:
+            return skipped, False
         skipped += len(chunk)
         if chunk.endswith(b"\n"):
-            break
-    return skipped
+            return skipped, True
+    return skipped, False
 
 
 def _read_jsonl(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
@@ -179,15 +184,17 @@ def _read_jsonl(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Recor
         pos = 0
         if shard.start > 0:  # skip the line that began in the previous shard
             f.seek(shard.start - 1)
-            pos = shard.start - 1 + _skip_line(f)
-        limit = max_bytes + 64  # a line holding a text of max_bytes has a little JSON around it
+            skipped, found = _skip_line(f, None if end is None else end - shard.start + 1)
+            if not found:  # no line starts in this shard
+                return
+            pos = shard.start - 1 + skipped
         while end is None or pos < end:
-            line = f.readline(limit + 1)
+            line = f.readline(max_bytes + 1)
             if not line:
                 return
             pos += len(line)
-            if len(line) > limit and not line.endswith(b"\n"):
-                pos += _skip_line(f)
+            if len(line) > max_bytes and not line.endswith(b"\n"):
+                pos += _skip_line(f)[0]
                 yield None, TOO_LONG
                 continue
             yield _json_record(line, keys, max_bytes)

@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from megacpt.config.schema import Config
 from megacpt.config.validate import data_parallel_size, validate_layout
-from megacpt.parallel import cpu_compat
+from megacpt.parallel import cpu_compat, megatron_fixes
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ def init_runtime(config: Config) -> Runtime:
     on_gpu = torch.cuda.is_available()
     if not on_gpu:
         cpu_compat.apply()
+    megatron_fixes.apply()
     _slurm_env_to_torch()
     _single_process_env()
     world_size = int(os.environ["WORLD_SIZE"])

@@ -74,6 +74,7 @@ class ByteLevelVocab(BaseVocab):
         self.base_size = max([*self.vocab.values(), *added]) + 1
         self._base = Tokenizer.from_str(json.dumps(data))
         self._cache: tuple[tuple[str, ...], Tokenizer] | None = None
+        self._base_byte_ids: set[int] | None = None
 
     @classmethod
     def from_tekken(cls, path: Path) -> ByteLevelVocab:
@@ -139,8 +140,8 @@ class ByteLevelVocab(BaseVocab):
         kept, merges = self._new_merges(keys)
         if kept != list(keys):
             raise ValueError("merged_data needs reachable keys; filter them with reachable() first")
-        data = json.loads(json.dumps(self.data))
-        vocab = data["model"]["vocab"]
+        vocab = dict(self.vocab)
+        data = {**self.data, "model": {**self.data["model"], "vocab": vocab}}
         for i, key in enumerate(kept):
             vocab[key] = self.base_size + i
         for i in range(self.base_size + len(kept), padded_size or 0):
@@ -162,14 +163,18 @@ class ByteLevelVocab(BaseVocab):
     def token_bytes(self, key: str) -> bytes:
         return bytes(BYTE_DECODER[c] for c in key)
 
+    def _partial(self, key: str) -> bool:
+        try:
+            self.token_bytes(key).decode("utf-8")
+        except (UnicodeDecodeError, KeyError):
+            return True
+        return False
+
     def byte_ids(self, keys: Sequence[str]) -> set[int]:
-        ids = set()
-        for key, i in [*self.vocab.items(), *((k, self.base_size + n) for n, k in enumerate(keys))]:
-            try:
-                self.token_bytes(key).decode("utf-8")
-            except (UnicodeDecodeError, KeyError):
-                ids.add(i)
-        return ids
+        if self._base_byte_ids is None:
+            self._base_byte_ids = {i for key, i in self.vocab.items() if self._partial(key)}
+        new = {self.base_size + n for n, key in enumerate(keys) if self._partial(key)}
+        return self._base_byte_ids | new
 
     def surface(self, key: str) -> str:
         return self.token_bytes(key).decode("utf-8", errors="backslashreplace")

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 
 from megacpt.errors import UserError
+from megacpt.parallel import megatron_fixes
 
 LATEST = "latest"
 META = "megacpt.json"
@@ -127,6 +128,7 @@ def save_checkpoint(
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     dist.barrier()
+    megatron_fixes.materialise_adam_state(optimizer)
     state = _model_state(models)
     state["optimizer"] = optimizer.sharded_state_dict(state, metadata=_OPTIMIZER_FORMAT)
     state["scheduler"] = scheduler.state_dict()
@@ -157,11 +159,13 @@ def load_checkpoint(path: str | os.PathLike, models: list[torch.nn.Module], opti
     """Resume: restore model, optimizer, scheduler and (at the same layout) RNG; return the metadata."""
     path = Path(path)
     read_meta(path)
+    megatron_fixes.materialise_adam_state(optimizer)
     state = _model_state(models)
     state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=True, metadata=_OPTIMIZER_FORMAT)
     loaded = dist_checkpointing.load(state, str(path))
     _load_models(models, loaded)
     optimizer.load_state_dict(loaded["optimizer"])
+    megatron_fixes.unshare_step_tensors(optimizer)
     scheduler.load_state_dict(loaded["scheduler"])
     _restore_rng(path)
     return loaded["megacpt"]

@@ -113,6 +113,9 @@ class Trainer:
             wsd_decay_steps=o.wsd_decay_steps,
             lr_wsd_decay_style=o.wsd_decay_style,
         )
+        # Step k (1-based) runs at the schedule's value for k, so the first warmup step already
+        # learns and the last step reaches min_lr (Megatron-LM would spend step 1 at lr 0).
+        self.scheduler.step(increment=1)
         self.forward_backward = get_forward_backward_func()
 
     def _build_data(self) -> None:

@@ -6,6 +6,8 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import mistral_common
@@ -234,3 +236,42 @@ def test_parse_token_count() -> None:
     for bad in ["", "ten", "0", "-5M", "inf"]:
         with pytest.raises(UserError):
             parse_token_count(bad)
+
+
+_DISTRIBUTED_SCRIPT = """
+import json, os, sys
+import torch.distributed as dist
+from megacpt.data.mixture import DataMixture, build_gpt_datasets
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+spec, out = sys.argv[1], sys.argv[2]
+kwargs = dict(seq_length=32, seed=5, split="98,2,0", train_samples=500, valid_samples=20, eod_id=2, pad_id=0,
+              cache_dir=os.path.join(out, "cache"))
+data = build_gpt_datasets(DataMixture.from_yaml(spec), **kwargs)
+rows = [data.train[i]["tokens"].tolist() for i in range(0, 500, 50)]
+skipped = build_gpt_datasets(DataMixture.from_yaml(spec), build_on_this_rank=rank == 0, **kwargs)
+with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+    json.dump({"rows": rows, "fingerprint": data.fingerprint, "skipped_is_none": skipped.train is None}, f)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.multiproc
+def test_two_gloo_ranks_build_once_and_agree(spec_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "build.py"
+    script.write_text(_DISTRIBUTED_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0"]
+    result = subprocess.run(
+        [*cmd, str(script), str(spec_dir / "mixture.yaml"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["rows"] == ranks[1]["rows"] and ranks[0]["fingerprint"] == ranks[1]["fingerprint"]
+    assert [r["skipped_is_none"] for r in ranks] == [False, True]
+    # One set of index files per dataset and split: rank 1 loaded what rank 0 built.
+    assert len(list((tmp_path / "cache").glob("*-GPTDataset-train-shuffle_index.npy"))) == 4

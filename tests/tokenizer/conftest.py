@@ -8,6 +8,8 @@ import pytest
 from tok_helpers import EN, JA, KO, SP_BASE, TEKKEN_BASE, write_jsonl, texts
 
 from megacpt.tokenizer import ExpansionConfig, ExpansionResult, SelectConfig, TrainConfig, expand_vocab
+from megacpt.tokenizer.base import load_base
+from megacpt.tokenizer.merge_bpe import ByteLevelVocab
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +44,13 @@ def tekken_japanese(tmp_path_factory: pytest.TempPathFactory) -> ExpansionResult
         pad_to_multiple_of=128,
     )
     return expand_vocab(config)
+
+
+@pytest.fixture(scope="session")
+def tekken_base() -> ByteLevelVocab:
+    base = load_base(TEKKEN_BASE)
+    assert isinstance(base, ByteLevelVocab)
+    return base
 
 
 @pytest.fixture(scope="session")

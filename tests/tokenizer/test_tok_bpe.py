@@ -10,23 +10,21 @@ from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
 from megacpt.tokenizer import ExpansionResult
-from megacpt.tokenizer.base import load_base
 from megacpt.tokenizer.merge_bpe import ByteLevelVocab
 
 
-def test_tekken_conversion_matches_mistral_common(all_texts: list[str]) -> None:
-    base = load_base(TEKKEN_BASE)
-    assert isinstance(base, ByteLevelVocab) and base.base_size == 131072
+def test_tekken_conversion_matches_mistral_common(tekken_base: ByteLevelVocab, all_texts: list[str]) -> None:
+    base = tekken_base
+    assert base.base_size == 131072
     tekken = Tekkenizer.from_file(str(TEKKEN_BASE))
     # mistral-common never matches special-token text inside a document; HF's added tokens do.
-    docs = [t.replace("<unk>", "unk") for t in all_texts[::5]]
+    docs = [t.replace("<unk>", "unk") for t in all_texts[::10]]
     for doc, ids in zip(docs, base.encode(docs, None)):
         assert ids == tekken.encode(doc, bos=False, eos=False)
 
 
-def test_base_tokens_and_merges_kept(tekken_japanese: ExpansionResult) -> None:
-    base = load_base(TEKKEN_BASE)
-    assert isinstance(base, ByteLevelVocab)
+def test_base_tokens_and_merges_kept(tekken_japanese: ExpansionResult, tekken_base: ByteLevelVocab) -> None:
+    base = tekken_base
     data = json.loads((tekken_japanese.output_dir / "tokenizer.json").read_text(encoding="utf-8"))
     vocab, merges = data["model"]["vocab"], data["model"]["merges"]
     assert all(vocab[token] == i for token, i in base.vocab.items())
@@ -43,10 +41,12 @@ def test_round_trip_and_real_vocabulary(tekken_japanese: ExpansionResult, all_te
     hf = AutoTokenizer.from_pretrained(out, local_files_only=True)
     raw = Tokenizer.from_file(str(out / "tokenizer.json"))
     assert len(hf) == tekken_japanese.padded_vocab_size
+    docs = all_texts[::3]
+    batch = hf(docs, add_special_tokens=False)["input_ids"]
+    raw_batch = raw.encode_batch_fast(docs, add_special_tokens=False)
     emitted = set()
-    for doc in all_texts:
-        ids = hf(doc, add_special_tokens=False)["input_ids"]
-        assert raw.encode(doc, add_special_tokens=False).ids == ids
+    for doc, ids, enc in zip(docs, batch, raw_batch):
+        assert enc.ids == ids
         assert hf.decode(ids) == doc
         emitted.update(i for i in ids if i >= 131072)
     assert len(emitted) > tekken_japanese.num_new_tokens // 2
@@ -58,8 +58,10 @@ def test_japanese_shorter_english_unchanged(tekken_japanese: ExpansionResult) ->
     assert abs(stats["en"].new_tokens - stats["en"].base_tokens) <= 0.005 * stats["en"].base_tokens
 
 
-def test_korean_text_untouched_by_japanese_tokens(tekken_japanese: ExpansionResult) -> None:
-    base = load_base(TEKKEN_BASE)
+def test_korean_text_untouched_by_japanese_tokens(
+    tekken_japanese: ExpansionResult, tekken_base: ByteLevelVocab
+) -> None:
+    base = tekken_base
     docs = texts(KO)[::10]
     before = base.encode(docs, None)
     after = base.encode(docs, tekken_japanese.new_tokens)

@@ -1,0 +1,1 @@
+"""Parallel runtime: process groups, Megatron parallel state, RNG seeding, and the CPU compatibility layer."""

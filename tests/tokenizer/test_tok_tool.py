@@ -1,0 +1,62 @@
+"""The command-line tool end to end on a small Korean expansion, and the selection rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tok_helpers import EN, KO, REPO, SP_BASE, texts, write_jsonl
+
+from megacpt.tokenizer import SelectConfig
+from megacpt.tokenizer.base import load_base
+from megacpt.tokenizer.corpus import load_split
+from megacpt.tokenizer.select import count_new, select_tokens
+from megacpt.tokenizer.train import TrainConfig, train_candidates
+
+
+def test_tool_writes_a_loadable_directory(tmp_path: Path) -> None:
+    corpus = write_jsonl(tmp_path / "ko.jsonl", texts(KO)[::4])
+    out = tmp_path / "tok"
+    cmd = [sys.executable, str(REPO / "tools" / "expand_vocab.py"), "--base", str(SP_BASE)]
+    cmd += ["--corpus", str(corpus), "--output", str(out), "--language", "ko", "--heldout", f"en={EN}"]
+    cmd += ["--train-vocab-size", "3000", "--vocab-size", "33000", "--pad-to-multiple-of", "128"]
+    proc = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / "expansion.json").read_text())
+    assert meta["new_vocab_size"] <= 33000 and meta["padded_vocab_size"] == 33024
+    assert "| ko |" in proc.stdout and "| en |" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "id_map.json", "new_tokens.tsv",
+         "expansion.json", "report.md", "report.png"]
+    )  # fmt: skip
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tok")]
+
+
+def test_selection_threshold_cap_and_fixed_point() -> None:
+    base = load_base(SP_BASE)
+    train = load_split([KO], 0.1).train[::2]
+    candidates = train_candidates(train, TrainConfig(vocab_size=3000))
+    cfg = SelectConfig(min_frequency=5, char_min_frequency=10**9)
+    sel = select_tokens(base, candidates, train, cfg, cap=None)
+    assert sel.converged and sel.keys
+    freqs = count_new(base, train, sel.keys)
+    assert freqs == sel.frequencies
+    parts = base.reachable(sel.keys)
+    assert list(parts) == sel.keys
+    needed = {p for pair in parts.values() if pair for p in pair}
+    assert all(freqs[k] >= 5 or k in needed for k in sel.keys)
+    capped = select_tokens(base, candidates, train, cfg, cap=100)
+    assert 0 < len(capped.keys) <= 100 and capped.converged
+    top = sorted(sel.keys, key=lambda k: -freqs[k])[:20]
+    assert len(set(top) & set(capped.keys)) >= 15
+
+
+def test_frequent_characters_are_added() -> None:
+    base = load_base(SP_BASE)
+    train = load_split([KO], 0.1).train[::4]
+    missing = sorted({c for t in train for c in t if not base.in_base(c)}, key=lambda c: -sum(t.count(c) for t in train))
+    sel = select_tokens(base, [], train, SelectConfig(min_frequency=10**9, char_min_frequency=3), cap=None)
+    assert missing[0] in sel.keys and all(len(k) == 1 for k in sel.keys)
