@@ -34,8 +34,12 @@ def _heldout(items: list[str]) -> dict[str, list[Path]]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--base", required=True, type=Path, help="tokenizer.model, tokenizer.json, tekken*.json or a dir")
-    p.add_argument("--corpus", required=True, nargs="+", type=Path, help="target-language JSONL (field 'text')")
+    p.add_argument(
+        "--base", required=True, type=Path, help="tokenizer.model, tokenizer.json, tekken*.json or a dir"
+    )
+    p.add_argument(
+        "--corpus", required=True, nargs="+", type=Path, help="target-language JSONL (field 'text')"
+    )
     p.add_argument("--output", required=True, type=Path, help="output tokenizer directory")
     p.add_argument("--language", default="target", help="name of the corpus language in the report")
     p.add_argument("--heldout-fraction", type=float, default=0.1, help="share of documents held out")

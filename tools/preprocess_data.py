@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from megacpt.data.preprocess import MiB, PreprocessConfig, run
+from megacpt.data.preprocess import MiB, PreprocessConfig, launched_rank, run
 from megacpt.errors import exits_on_user_error
 
 
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {k: stats[k] for k in ("documents", "tokens", "bytes", "characters_per_token", "skipped")}
     summary["seconds"] = round(seconds, 2)
     summary["datasets"] = [v["dataset"] for v in stats["per_key"].values()]
-    print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
+    if launched_rank() == 0:
+        print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -251,8 +251,13 @@ def run_shards(
 # ---------------------------------------------------------------- the whole run
 
 
+def launched_rank() -> int:
+    """This process's MPI rank as set by the launcher (0 when not launched by mpirun)."""
+    return int(next((os.environ[v] for v in ("OMPI_COMM_WORLD_RANK", "PMI_RANK") if v in os.environ), "0"))
+
+
 def _mpi_comm() -> Any:
-    """MPI.COMM_WORLD when launched by mpirun/srun with several ranks, else None."""
+    """MPI.COMM_WORLD when launched by mpirun with several ranks, else None."""
     size = next((os.environ[v] for v in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE") if v in os.environ), "1")
     if int(size) <= 1:
         return None
@@ -336,7 +341,7 @@ def output_prefix(cfg: PreprocessConfig, key: str) -> str:
 
 
 def _finish(
-    cfg: PreprocessConfig, settings: dict[str, Any], shards: int, work_dir: str, stats_path: str
+    cfg: PreprocessConfig, settings: dict[str, Any], shards: int, ranks: int, work_dir: str, stats_path: str
 ) -> dict[str, Any]:
     """Merge the shard datasets in order, then write the stats file (the run's completion mark)."""
     total = ShardStats()
@@ -370,6 +375,7 @@ def _finish(
         "skipped_total": sum(total.skipped.values()),
         "per_key": per_key,
         "shards": shards,
+        "ranks": ranks,
         "settings": settings,
     }
     write_json_atomic(stats_path, stats)
@@ -405,7 +411,9 @@ def run(cfg: PreprocessConfig) -> dict[str, Any]:
         _together(comm, lambda: run_shards(cfg, tasks, work_dir, tok, bar), root_only=False)
     finally:
         bar.close()
-    stats = _together(comm, lambda: _finish(cfg, settings, len(plan), work_dir, stats_path), root_only=True)
+    stats = _together(
+        comm, lambda: _finish(cfg, settings, len(plan), size, work_dir, stats_path), root_only=True
+    )
     if rank == 0 and not cfg.keep_shards:
         shutil.rmtree(work_dir, ignore_errors=True)
     return stats

@@ -66,7 +66,8 @@ def load_base(path: Path) -> BaseVocab:
             if (path / name).is_file():
                 return load_base(path / name)
         raise UserError(f"{path}: no tokenizer.model, tokenizer.json or tekken.json in this directory")
-    head = path.read_bytes()[:64].lstrip()
+    with path.open("rb") as handle:
+        head = handle.read(64).lstrip()
     if not head.startswith(b"{"):
         return SentencePieceVocab.load(path)
     try:

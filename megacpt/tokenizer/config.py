@@ -23,7 +23,8 @@ class TrainConfig:
 
     ``vocab_size`` is the size of the candidate tokenizer (EEVE trained 40k), not of the result;
     ``normalization`` is applied to the training text only (Swallow trained on NFKC text), the
-    merged tokenizer keeps the base tokenizer's own normaliser.
+    merged tokenizer keeps the base tokenizer's own normaliser. SentencePiece trains on word counts;
+    ``max_words`` caps (by sampling) how many distinct words it reads.
     """
 
     trainer: str = "sentencepiece_bpe"
@@ -31,7 +32,7 @@ class TrainConfig:
     character_coverage: float = 0.9995
     normalization: str = "identity"
     morph: str = "none"
-    max_sentences: int = 2_000_000
+    max_words: int = 5_000_000
     max_piece_length: int = 16
     threads: int = 2
 
@@ -46,8 +47,8 @@ class TrainConfig:
             raise UserError(f"train.vocab_size must be at least 100, got {self.vocab_size}")
         if not 0.9 <= self.character_coverage <= 1.0:
             raise UserError("train.character_coverage must lie in [0.9, 1.0]")
-        if self.max_sentences < 1 or self.max_piece_length < 1 or self.threads < 1:
-            raise UserError("train.max_sentences, max_piece_length and threads must be positive")
+        if self.max_words < 1 or self.max_piece_length < 1 or self.threads < 1:
+            raise UserError("train.max_words, max_piece_length and threads must be positive")
 
 
 @dataclass

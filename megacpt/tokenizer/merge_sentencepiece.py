@@ -19,14 +19,17 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sentencepiece as spm
-from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+from sentencepiece import sentencepiece_model_pb2
 from transformers.convert_slow_tokenizer import generate_merges
 
 from megacpt.errors import UserError
 from megacpt.tokenizer.base import BaseVocab, Encoded, Parts
+
+sp_pb2: Any = sentencepiece_model_pb2  # generated protobuf module: mypy cannot see its classes
 
 SPACE = "\u2581"
 NORMAL = sp_pb2.ModelProto.SentencePiece.NORMAL
@@ -55,9 +58,8 @@ class SentencePieceVocab(BaseVocab):
 
     kind = "sentencepiece"
 
-    def __init__(self, proto: sp_pb2.ModelProto, path: Path) -> None:
+    def __init__(self, proto: Any) -> None:
         self.proto = proto
-        self.path = path
         self.base_size = len(proto.pieces)
         self.pieces = {p.piece: i for i, p in enumerate(proto.pieces)}
         self.scores = {p.piece: p.score for p in proto.pieces if p.type in (NORMAL, USER_DEFINED)}
@@ -77,8 +79,10 @@ class SentencePieceVocab(BaseVocab):
             raise UserError(f"{path}: not a SentencePiece model (no pieces)")
         if proto.trainer_spec.model_type != sp_pb2.TrainerSpec.BPE:
             kind = sp_pb2.TrainerSpec.ModelType.Name(proto.trainer_spec.model_type)
-            raise UserError(f"{path}: unsupported base tokenizer kind: SentencePiece {kind} (only BPE models)")
-        return cls(proto, path)
+            raise UserError(
+                f"{path}: unsupported base tokenizer kind: SentencePiece {kind} (only BPE models)"
+            )
+        return cls(proto)
 
     def key(self, token: bytes) -> str | None:
         try:
@@ -110,7 +114,7 @@ class SentencePieceVocab(BaseVocab):
                 scores[key] = self.next_score - len(kept) + 1
         return kept
 
-    def merged_proto(self, keys: Sequence[str], padded_size: int | None = None) -> sp_pb2.ModelProto:
+    def merged_proto(self, keys: Sequence[str], padded_size: int | None = None) -> Any:
         """The base proto with ``keys`` appended (and UNUSED padding pieces up to ``padded_size``)."""
         proto = sp_pb2.ModelProto()
         proto.CopyFrom(self.proto)

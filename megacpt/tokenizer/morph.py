@@ -9,6 +9,7 @@ may end: every segment is an exact substring of the text, so no analyser rewrite
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 
@@ -29,9 +30,10 @@ def _mecab() -> Segmenter:
     def starts(text: str) -> list[int]:
         offsets, pos = [], 0
         for word in tagger(text):
-            pos = text.index(word.surface, pos)
-            offsets.append(pos)
-            pos += len(word.surface)
+            found = text.find(word.surface, pos)
+            if found >= 0:  # MeCab drops whitespace; its surfaces are otherwise exact substrings
+                offsets.append(found)
+                pos = found + len(word.surface)
         return offsets
 
     return starts
@@ -66,4 +68,4 @@ def split_words(line: str, segmenter: Segmenter | None) -> Iterator[str]:
         body = start + len(word) - len(word.lstrip())
         inner = sorted(c for c in cuts if body < c < match.end())
         bounds = [start, *inner, match.end()]
-        yield from (line[a:b] for a, b in zip(bounds, bounds[1:]))
+        yield from (line[a:b] for a, b in itertools.pairwise(bounds))

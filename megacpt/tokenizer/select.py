@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from megacpt.tokenizer.base import BaseVocab, Parts
 from megacpt.tokenizer.config import SelectConfig
 
+CHUNK = 4096  # documents encoded at a time, so counting a large corpus never holds all its ids
+
 
 @dataclass
 class Selection:
@@ -66,8 +68,9 @@ def frequent_chars(texts: Sequence[str], base: BaseVocab, min_count: int) -> lis
 def count_new(base: BaseVocab, texts: Sequence[str], keys: Sequence[str]) -> dict[str, int]:
     """How often each of ``keys`` (reachable, in append order) is emitted on ``texts``."""
     counts: Counter[int] = Counter()
-    for ids in base.encode(texts, keys):
-        counts.update(i for i in ids if i >= base.base_size)
+    for start in range(0, len(texts), CHUNK):
+        for ids in base.encode(texts[start : start + CHUNK], keys):
+            counts.update(i for i in ids if i >= base.base_size)
     return {key: counts[base.base_size + i] for i, key in enumerate(keys)}
 
 

@@ -19,12 +19,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sentencepiece as spm
-from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+from sentencepiece import sentencepiece_model_pb2
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from megacpt.tokenizer.config import TrainConfig
 from megacpt.tokenizer.merge_bpe import BYTE_DECODER
 from megacpt.tokenizer.morph import Segmenter, make_segmenter, split_words
+
+sp_pb2: Any = sentencepiece_model_pb2  # generated protobuf module: mypy cannot see its classes
 
 SPACE = "\u2581"
 
@@ -69,7 +71,7 @@ def _train_sentencepiece(texts: Sequence[str], cfg: TrainConfig, segmenter: Segm
                 byte_fallback=False,
                 hard_vocab_limit=False,
                 max_sentencepiece_length=cfg.max_piece_length,
-                input_sentence_size=cfg.max_sentences,
+                input_sentence_size=cfg.max_words,
                 shuffle_input_sentence=True,
                 num_threads=cfg.threads,
             )
@@ -115,7 +117,9 @@ def _train_hf_bpe(
     tokenizer.train_from_iterator(stream, trainer=trainer, length=len(texts))
     merges = json.loads(tokenizer.to_str())["model"]["merges"]
     tokens = ["".join(m.split(" ", 1) if isinstance(m, str) else m) for m in merges]
-    chars = sorted((t for t in tokenizer.get_vocab() if len(t) == 1), key=tokenizer.token_to_id)
+    chars = sorted(
+        (t for t in tokenizer.get_vocab() if len(t) == 1), key=lambda t: tokenizer.token_to_id(t) or 0
+    )
     if pre_tokenizer is not None:
         return [bytes(BYTE_DECODER[c] for c in t) for t in tokens]
     return [t.replace(SPACE, " ").encode("utf-8") for t in chars + tokens]
@@ -133,4 +137,3 @@ def train_candidates(
     if cfg.trainer == "hf_bpe":
         return _train_hf_bpe(texts, cfg, segmenter, pre_tokenizer)
     return _train_sentencepiece(texts, cfg, segmenter)
-

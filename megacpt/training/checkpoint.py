@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
+from megatron.core.dist_checkpointing import ShardedTensor
 
 from megacpt.errors import UserError
 from megacpt.parallel import megatron_fixes
@@ -34,6 +35,7 @@ from megacpt.parallel import megatron_fixes
 LATEST = "latest"
 META = "megacpt.json"
 _OPTIMIZER_FORMAT = {"distrib_optim_sharding_type": "fully_reshardable"}
+VOCAB_PARALLEL_KEYS = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 
 def checkpoint_name(step: int) -> str:
@@ -161,6 +163,11 @@ def load_checkpoint(path: str | os.PathLike, models: list[torch.nn.Module], opti
     read_meta(path)
     megatron_fixes.materialise_adam_state(optimizer)
     state = _model_state(models)
+    if _take_repadded(path, _model_state(models)):
+        raise UserError(
+            f"cannot resume {path} at this tensor-parallel size: it pads the vocabulary to another size, "
+            "so the optimizer state does not fit; start a new run from it with checkpoint.pretrained instead"
+        )
     state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=True, metadata=_OPTIMIZER_FORMAT)
     loaded = dist_checkpointing.load(state, str(path))
     _load_models(models, loaded)
@@ -177,13 +184,52 @@ def _load_models(models: list[torch.nn.Module], loaded: dict[str, Any]) -> None:
         _unwrap(model).load_state_dict(loaded[key])
 
 
+def _take_repadded(path: Path, state: dict[str, Any]) -> dict[tuple[str, str], ShardedTensor]:
+    """Remove from ``state`` the vocabulary-parallel tensors whose padded row count differs in the checkpoint.
+
+    The padded vocabulary is a multiple of ``make_vocab_size_divisible_by x TP``, so the same true
+    vocabulary is padded differently at another TP; those tensors are loaded by ``_load_repadded``.
+    """
+    saved = dist_checkpointing.load_tensors_metadata(str(path))
+    taken = {}
+    for chunk_key, chunk in state.items():
+        for name, tensor in list(chunk.items()):
+            if not isinstance(tensor, ShardedTensor) or tensor.key not in VOCAB_PARALLEL_KEYS or tensor.key not in saved:
+                continue
+            if saved[tensor.key].global_shape != tensor.global_shape:
+                taken[(chunk_key, name)] = tensor
+                del chunk[name]
+    return taken
+
+
+def _load_repadded(path: Path, taken: dict[tuple[str, str], ShardedTensor], loaded: dict[str, Any], vocab_size: int) -> None:
+    """Load the full saved tensor and keep this rank's rows of the true vocabulary (zeros in padding)."""
+    saved = dist_checkpointing.load_tensors_metadata(str(path))
+    for (chunk_key, name), tensor in taken.items():
+        full = torch.empty(saved[tensor.key].global_shape, dtype=tensor.data.dtype)
+        request = {tensor.key: ShardedTensor.from_rank_offsets(tensor.key, full, replica_id=dist.get_rank())}
+        full = dist_checkpointing.load(request, str(path))[tensor.key]
+        first = tensor.global_offset[0]
+        rows = max(0, min(vocab_size, first + tensor.local_shape[0]) - first)
+        local = torch.zeros(tensor.local_shape, dtype=tensor.data.dtype)
+        local[:rows] = full[first : first + rows]
+        loaded[chunk_key][name] = local
+
+
 def load_pretrained(path: str | os.PathLike, models: list[torch.nn.Module], vocab_size: int) -> dict[str, Any]:
-    """Initialise model weights only from a checkpoint (a new run: no optimizer, step 0)."""
+    """Initialise model weights only from a checkpoint (a new run: no optimizer, step 0).
+
+    Works across layouts, including one whose TP pads the vocabulary to another size.
+    """
+    path = Path(path)
     meta = read_meta(path)
     if meta.get("vocab_size") != vocab_size:
         raise UserError(
             f"checkpoint {path} has vocabulary size {meta.get('vocab_size')} but model.vocab_size is {vocab_size}"
         )
-    loaded = dist_checkpointing.load(_model_state(models), str(path))
+    state = _model_state(models)
+    taken = _take_repadded(path, state)
+    loaded = dist_checkpointing.load(state, str(path))
+    _load_repadded(path, taken, loaded, vocab_size)
     _load_models(models, loaded)
     return meta

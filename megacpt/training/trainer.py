@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ class Trainer:
         )
         iterators = [iter(microbatches) for _ in self.models]
         losses = self.forward_backward(
-            forward_step_func=forward_step,
+            forward_step_func=partial(forward_step, vocab_size=self.config.model.vocab_size),
             data_iterator=iterators if len(iterators) > 1 else iterators[0],
             model=self.models if len(self.models) > 1 else self.models[0],
             num_microbatches=len(microbatches),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def megatron_build(prefix: Path, docs: list[np.ndarray], dtype: type[np.integer]
 
 @pytest.mark.parametrize("dtype,high", [(np.uint16, 65535), (np.int32, 200_000)])
 def test_writer_matches_numpy_reference_and_megatron(tmp_path: Path, dtype, high) -> None:
-    docs = random_docs(0, 400, high) + [np.zeros(0, np.int64)]  # an empty document too
+    docs = [*random_docs(0, 400, high), np.zeros(0, np.int64)]  # an empty document too
     numpy_reference(tmp_path / "ref", docs, dtype)
     megatron_build(tmp_path / "meg", docs, dtype)
     with IndexedWriter(tmp_path / "ours", dtype) as w:
@@ -68,7 +69,9 @@ def test_writer_matches_numpy_reference_and_megatron(tmp_path: Path, dtype, high
     assert same_files(tmp_path / "ours", tmp_path / "ref")
     assert same_files(tmp_path / "ours", tmp_path / "meg")
     assert all(np.array_equal(a, b) for a, b in zip(read_documents(tmp_path / "ours"), docs, strict=True))
-    assert sorted(os.listdir(tmp_path)) == sorted(f"{p}.{e}" for p in ("ours", "ref", "meg") for e in ("bin", "idx"))
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        f"{p}.{e}" for p in ("ours", "ref", "meg") for e in ("bin", "idx")
+    )
 
 
 def test_eod_is_appended_to_each_document(tmp_path: Path) -> None:
@@ -105,7 +108,7 @@ def test_megatron_reads_our_datasets(tmp_path: Path) -> None:
 
     class Ids:  # what GPTDataset reads from a tokenizer
         eod, pad, vocab_size = 0, 1, 70_000
-        unique_identifiers = {"class": "Ids"}
+        unique_identifiers: ClassVar[dict[str, str]] = {"class": "Ids"}
 
     docs = [np.append(d + 2, 0) for d in random_docs(5, 60, 69_000)]  # eod-terminated, int32 vocabulary
     with IndexedWriter(tmp_path / "ds", optimal_dtype(70_000)) as w:
@@ -126,7 +129,9 @@ def test_megatron_reads_our_datasets(tmp_path: Path) -> None:
         create_attention_mask=False,
         path_to_cache=str(tmp_path / "cache"),
     )
-    gpt = GPTDataset(indexed, str(tmp_path / "ds"), np.arange(len(docs), dtype=np.int32), None, Split.train, config)
+    gpt = GPTDataset(
+        indexed, str(tmp_path / "ds"), np.arange(len(docs), dtype=np.int32), None, Split.train, config
+    )
     stream = np.concatenate([d for d in docs])
     sample = gpt[0]
     window = np.concatenate([sample["tokens"].numpy(), sample["labels"].numpy()[-1:]])
@@ -141,7 +146,10 @@ def test_failures_leave_no_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"), IndexedWriter(tmp_path / "b", np.int32) as w:
         w.add_document([1, 2, 3])
         raise RuntimeError("boom")
-    with pytest.raises(UserError, match="sum to the token count"), IndexedWriter(tmp_path / "c", np.int32) as w:
+    with (
+        pytest.raises(UserError, match="sum to the token count"),
+        IndexedWriter(tmp_path / "c", np.int32) as w,
+    ):
         w.add_documents(np.arange(5), np.array([2, 2]))
     with IndexedWriter(tmp_path / "u16", np.uint16) as w:
         w.add_document([1])
@@ -155,7 +163,14 @@ def test_failures_leave_no_file(tmp_path: Path) -> None:
     (tmp_path / "trunc.bin").write_bytes(b"")
     with pytest.raises(UserError, match="truncated"):
         merge(tmp_path / "bad", [tmp_path / "u16", tmp_path / "trunc"])
-    assert sorted(os.listdir(tmp_path)) == ["i32.bin", "i32.idx", "trunc.bin", "trunc.idx", "u16.bin", "u16.idx"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "i32.bin",
+        "i32.idx",
+        "trunc.bin",
+        "trunc.idx",
+        "u16.bin",
+        "u16.idx",
+    ]
 
 
 def test_writer_memory_is_flat(tmp_path: Path) -> None:
@@ -181,7 +196,9 @@ def test_writer_memory_is_flat(tmp_path: Path) -> None:
     assert index.document_indices.size == 4_001_001 and index.sequence_pointers[-1] == (4_001_000 - 1) * 16
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler to build the AddressSanitizer driver")
+@pytest.mark.skipif(
+    shutil.which("g++") is None, reason="no C++ compiler to build the AddressSanitizer driver"
+)
 @pytest.mark.parametrize("dtype", [np.uint16, np.int32])
 def test_core_under_address_sanitizer(tmp_path: Path, dtype) -> None:
     exe = tmp_path / "asan_driver"

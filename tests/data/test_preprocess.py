@@ -33,10 +33,12 @@ def mistral_model() -> str:
 
 
 def corpus_lines(n_per_file: int = 150) -> list[str]:
+    """Korean, Japanese and English lines (English documents are long: a tenth as many)."""
     lines = []
-    for name in ("ko/klue_dev.jsonl", "ja/jsquad_valid_wiki.jsonl", "en/wikitext2_valid.jsonl"):
+    for name, n in (("ko/klue_dev.jsonl", n_per_file), ("ja/jsquad_valid_wiki.jsonl", n_per_file),
+                    ("en/wikitext2_valid.jsonl", max(1, n_per_file // 10))):  # fmt: skip
         with open(CORPORA / name, encoding="utf-8") as f:
-            lines += list(itertools.islice(f, n_per_file))
+            lines += list(itertools.islice(f, n))
     return lines
 
 
@@ -86,12 +88,23 @@ def test_tool_is_byte_identical_to_megatron_builder(corpus: Path, tmp_path: Path
     assert not Path(f"{out}.shards").exists()
 
 
-def test_shard_boundaries_never_lose_or_repeat_a_line(corpus: Path) -> None:
-    whole = [r for shard in readers.plan_shards([str(corpus)], 1 << 30) for r in readers.read_shard(shard, ["text"], 1 << 20)]
-    for size in (1, 97, 4096):
-        shards = readers.plan_shards([str(corpus)], size)
-        assert [r for s in shards for r in readers.read_shard(s, ["text"], 1 << 20)] == whole
-    assert len(whole) == len(corpus_lines()) == 360
+def test_shard_boundaries_never_lose_or_repeat_a_line(corpus: Path, tmp_path: Path) -> None:
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(corpus_lines(6)) + "\n" + '{"text": "last line, no newline"}', encoding="utf-8")
+
+    def records(path: Path, size: int) -> list[readers.Record]:
+        return [
+            r
+            for s in readers.plan_shards([str(path)], size)
+            for r in readers.read_shard(s, ["text"], 1 << 20)
+        ]
+
+    for path, sizes in ((small, (1, 2, 7, 97)), (corpus, (4096, 65536))):
+        whole = records(path, 1 << 30)
+        for size in sizes:
+            assert records(path, size) == whole, (path.name, size)
+    assert len(records(small, 1 << 30)) == 6 + 6 + 1 + 2  # ko, ja, en lines, a blank line, the last line
+    assert len(records(corpus, 1 << 30)) == len(corpus_lines()) == 315
 
 
 def test_formats_give_the_same_tokens(corpus: Path, tmp_path: Path) -> None:
@@ -109,8 +122,15 @@ def test_formats_give_the_same_tokens(corpus: Path, tmp_path: Path) -> None:
         (tmp_path / "txt" / f"{i:04d}.txt").write_text(text, encoding="utf-8")
     sp = spm.SentencePieceProcessor(model_file=mistral_model())
     want = [sp.encode(t) for t in texts]
-    for name, inputs in (("gz", ["c.jsonl.gz"]), ("zst", ["c.jsonl.zst"]), ("pq", ["c.parquet"]), ("txt", ["txt/*.txt"])):
-        cfg = PreprocessConfig([str(tmp_path / i) for i in inputs], str(tmp_path / name), mistral_model(), progress=False)
+    for name, inputs in (
+        ("gz", ["c.jsonl.gz"]),
+        ("zst", ["c.jsonl.zst"]),
+        ("pq", ["c.parquet"]),
+        ("txt", ["txt/*.txt"]),
+    ):
+        cfg = PreprocessConfig(
+            [str(tmp_path / i) for i in inputs], str(tmp_path / name), mistral_model(), progress=False
+        )
         stats = run(cfg)
         got = [d.tolist() for d in read_documents(tmp_path / f"{name}_text_document")]
         assert got == want, name
@@ -136,8 +156,16 @@ def test_bad_input_is_counted_and_skipped(tmp_path: Path) -> None:
     ]
     (tmp_path / "bad.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out"
-    tool("--input", str(tmp_path / "bad.jsonl"), "--output-prefix", str(out), "--tokenizer", mistral_model(),
-         "--shard-mb", "30")  # fmt: skip  (shard boundaries fall inside the 100 MB line)
+    tool(
+        "--input",
+        str(tmp_path / "bad.jsonl"),
+        "--output-prefix",
+        str(out),
+        "--tokenizer",
+        mistral_model(),
+        "--shard-mb",
+        "30",
+    )  # fmt: skip  (shard boundaries fall inside the 100 MB line)
     stats = json.loads(Path(f"{out}.stats.json").read_text())
     assert stats["documents"] == 3
     assert stats["skipped"] == {
@@ -155,7 +183,9 @@ def test_killed_run_resumes_to_identical_bytes(corpus: Path, tmp_path: Path) -> 
     args = ["--input", str(big), "--tokenizer", mistral_model(), "--append-eod", "--shard-mb", "0.05"]
     tool(*args, "--output-prefix", str(tmp_path / "whole"))
     out = tmp_path / "resumed"
-    proc = subprocess.Popen([sys.executable, str(TOOL), "--no-progress", *args, "--output-prefix", str(out)], cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, str(TOOL), "--no-progress", *args, "--output-prefix", str(out)], cwd=REPO
+    )
     work = Path(f"{out}.shards")
     deadline = time.monotonic() + 60
     while not list(work.glob("shard-*.json")) and time.monotonic() < deadline and proc.poll() is None:
@@ -176,7 +206,9 @@ def test_killed_run_resumes_to_identical_bytes(corpus: Path, tmp_path: Path) -> 
 
 def test_resume_refuses_changed_settings_and_skips_finished_runs(corpus: Path, tmp_path: Path) -> None:
     out = str(tmp_path / "out")
-    cfg = PreprocessConfig([str(corpus)], out, mistral_model(), shard_bytes=20_000, keep_shards=True, progress=False)
+    cfg = PreprocessConfig(
+        [str(corpus)], out, mistral_model(), shard_bytes=20_000, keep_shards=True, progress=False
+    )
     first = run(cfg)
     mtime = os.stat(f"{out}_text_document.bin").st_mtime_ns
     assert run(cfg) == first and os.stat(f"{out}_text_document.bin").st_mtime_ns == mtime
@@ -185,12 +217,12 @@ def test_resume_refuses_changed_settings_and_skips_finished_runs(corpus: Path, t
         run(PreprocessConfig([str(corpus)], out, mistral_model(), append_eod=True, progress=False))
 
 
-def _bpe_tokenizer(tmp_path: Path, texts: list[str]) -> Path:
+def _bpe_tokenizer(tmp_path: Path, texts: list[str], specials: tuple[str, ...] = ("<unk>", "</s>")) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=800, special_tokens=["<unk>", "</s>"]))
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=800, special_tokens=list(specials)))
     path = tmp_path / "tokenizer.json"
     tok.save(str(path))
     return path
@@ -202,9 +234,11 @@ def test_hf_tokenizers_file_directory_and_int32_vocabulary(corpus: Path, tmp_pat
     texts = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
     bpe = _bpe_tokenizer(tmp_path, texts)
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
-    want = [e.ids + [1] for e in Tokenizer.from_file(str(bpe)).encode_batch(texts, add_special_tokens=False)]
+    want = [[*e.ids, 1] for e in Tokenizer.from_file(str(bpe)).encode_batch(texts, add_special_tokens=False)]
     for name, path in (("file", bpe), ("dir", tmp_path)):
-        stats = run(PreprocessConfig([str(corpus)], str(tmp_path / name), str(path), append_eod=True, progress=False))
+        stats = run(
+            PreprocessConfig([str(corpus)], str(tmp_path / name), str(path), append_eod=True, progress=False)
+        )
         assert [d.tolist() for d in read_documents(tmp_path / f"{name}_text_document")] == want
         assert stats["settings"]["eod_id"] == 1 and stats["settings"]["dtype"] == "uint16"
     words = {f"w{i}": i for i in range(70_000)} | {"<unk>": 70_000}
@@ -213,7 +247,14 @@ def test_hf_tokenizers_file_directory_and_int32_vocabulary(corpus: Path, tmp_pat
     (tmp_path / "wide").mkdir()
     wide.save(str(tmp_path / "wide" / "tokenizer.json"))
     (tmp_path / "w.jsonl").write_text('{"text": "w1 w69999 w65536 nope"}\n')
-    stats = run(PreprocessConfig([str(tmp_path / "w.jsonl")], str(tmp_path / "w"), str(tmp_path / "wide" / "tokenizer.json"), progress=False))
+    stats = run(
+        PreprocessConfig(
+            [str(tmp_path / "w.jsonl")],
+            str(tmp_path / "w"),
+            str(tmp_path / "wide" / "tokenizer.json"),
+            progress=False,
+        )
+    )
     assert stats["settings"]["dtype"] == "int32" and stats["settings"]["vocab_size"] == 70_001
     assert read_index(tmp_path / "w_text_document").dtype == np.int32
     assert [d.tolist() for d in read_documents(tmp_path / "w_text_document")] == [[1, 69999, 65536, 70_000]]
@@ -231,7 +272,7 @@ def test_hf_tokenizers_file_directory_and_int32_vocabulary(corpus: Path, tmp_pat
 )
 def test_tool_bad_arguments_exit_2_with_one_line(corpus: Path, tmp_path: Path, args, message) -> None:
     texts = ["hello world"] * 5
-    bpe = _bpe_tokenizer(tmp_path, texts)  # no tokenizer_config.json and no eos-like token
+    bpe = _bpe_tokenizer(tmp_path, texts, ("<unk>",))  # no tokenizer_config.json and no eos-like token
     os.rename(bpe, tmp_path / "plain.json")
     (tmp_path / "t.csv").write_text("text\nhello\n")
     subs = {"{corpus}": str(corpus), "{bpe}": str(tmp_path / "plain.json"), "{csv}": str(tmp_path / "t.csv")}

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from tok_helpers import EN, JA, KO, SP_BASE, TEKKEN_BASE, write_jsonl, texts
+from tok_helpers import EN, JA, KO, SP_BASE, TEKKEN_BASE, texts, write_jsonl
 
 from megacpt.tokenizer import ExpansionConfig, ExpansionResult, SelectConfig, TrainConfig, expand_vocab
 from megacpt.tokenizer.base import load_base

@@ -23,17 +23,24 @@ def _config(tmp_path: Path, **kw) -> ExpansionConfig:
 
 def test_wordpiece_tokenizer_json_is_unsupported(tmp_path: Path) -> None:
     base = tmp_path / "tokenizer.json"
-    base.write_text(json.dumps({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}, "pre_tokenizer": None}))
+    base.write_text(
+        json.dumps({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}, "pre_tokenizer": None})
+    )
     with pytest.raises(UserError, match="unsupported base tokenizer kind: WordPiece"):
         expand_vocab(_config(tmp_path, base=base))
 
 
 def test_unigram_sentencepiece_is_unsupported(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "t.txt", [])
     (tmp_path / "t.txt").write_text("\n".join(f"word{i} text{i % 7} abc" for i in range(300)))
-    spm.SentencePieceTrainer.train(
-        input=str(tmp_path / "t.txt"), model_prefix=str(tmp_path / "uni"), vocab_size=60, model_type="unigram"
-    )
+    with open(os.devnull, "w") as quiet:
+        spm.SentencePieceTrainer.train(
+            input=str(tmp_path / "t.txt"),
+            model_prefix=str(tmp_path / "uni"),
+            vocab_size=40,
+            model_type="unigram",
+            hard_vocab_limit=False,
+            logstream=quiet,
+        )
     with pytest.raises(UserError, match="unsupported base tokenizer kind: SentencePiece UNIGRAM"):
         expand_vocab(_config(tmp_path, base=tmp_path / "uni.model"))
 
@@ -59,7 +66,9 @@ def test_bad_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_vocab_smaller_than_base(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="requested vocabulary size 30000 is not larger than the base tokenizer's 32000"):
+    with pytest.raises(
+        UserError, match="requested vocabulary size 30000 is not larger than the base tokenizer's 32000"
+    ):
         expand_vocab(_config(tmp_path, target_vocab_size=30000))
 
 
@@ -88,9 +97,19 @@ def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
 
 def test_tool_prints_one_error_line_and_exits_2(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, str(REPO / "tools" / "expand_vocab.py"), "--base", str(SP_BASE), "--corpus", str(KO)]
+    cmd = [
+        sys.executable,
+        str(REPO / "tools" / "expand_vocab.py"),
+        "--base",
+        str(SP_BASE),
+        "--corpus",
+        str(KO),
+    ]
     proc = subprocess.run(
-        [*cmd, "--output", str(tmp_path / "o"), "--vocab-size", "100"], env=env, capture_output=True, text=True
+        [*cmd, "--output", str(tmp_path / "o"), "--vocab-size", "100"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

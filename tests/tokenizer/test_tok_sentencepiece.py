@@ -104,8 +104,9 @@ def test_japanese_ratio(tmp_path) -> None:
 
 @pytest.mark.parametrize("trainer", ["sentencepiece_unigram", "hf_bpe"])
 def test_other_trainers_also_shorten_korean(sp_korean: ExpansionResult, trainer: str, tmp_path) -> None:
-    from megacpt.tokenizer import TrainConfig
     from tok_helpers import KO
+
+    from megacpt.tokenizer import TrainConfig
 
     result = expand_vocab(
         ExpansionConfig(

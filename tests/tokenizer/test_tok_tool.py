@@ -57,6 +57,7 @@ def test_selection_threshold_cap_and_fixed_point() -> None:
 def test_frequent_characters_are_added() -> None:
     base = load_base(SP_BASE)
     train = load_split([KO], 0.1).train[::4]
-    missing = sorted({c for t in train for c in t if not base.in_base(c)}, key=lambda c: -sum(t.count(c) for t in train))
+    chars = {c for t in train for c in t if c.strip() and not base.in_base(c)}
+    missing = sorted(chars, key=lambda c: -sum(t.count(c) for t in train))
     sel = select_tokens(base, [], train, SelectConfig(min_frequency=10**9, char_min_frequency=3), cap=None)
     assert missing[0] in sel.keys and all(len(k) == 1 for k in sel.keys)

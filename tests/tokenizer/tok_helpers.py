@@ -25,6 +25,7 @@ def texts(*paths: Path) -> list[str]:
 
 def write_jsonl(path: Path, docs: list[str]) -> Path:
     """Write documents as JSONL and return the path."""
-    path.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8"
+    )
     return path
-

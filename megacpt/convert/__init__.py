@@ -1,0 +1,1 @@
+"""Model surgery: Hugging Face <-> Megatron-core checkpoint conversion and vocabulary resizing."""

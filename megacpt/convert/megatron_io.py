@@ -1,0 +1,97 @@
+"""Read and write megacpt's Megatron-core ``dist_checkpointing`` (torch_dist) directories without a model.
+
+A converter knows every tensor's global shape, so it writes each one as a single full shard
+(``ShardedTensor`` with the same keys and stacked-layer axis that ``GPTModel.sharded_state_dict``
+uses); ``dist_checkpointing`` then reshards on load, so the checkpoint loads at any TP/PP. Reading
+goes through ``load_tensors_metadata`` and loads only the keys asked for, so a caller that wants
+the embedding never reads the transformer body.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from megatron.core import dist_checkpointing
+from megatron.core.dist_checkpointing import ShardedTensor
+
+from megacpt.errors import UserError
+from megacpt.parallel import cpu_compat
+
+META = "megacpt.json"  # the same file megacpt.training.checkpoint reads
+
+
+@contextmanager
+def single_process_group() -> Iterator[None]:
+    """A gloo world of one (``dist_checkpointing`` needs a process group), unless one exists."""
+    cpu_compat.apply()  # no-op with a GPU; dist_checkpointing's writer syncs CUDA otherwise
+    if dist.is_initialized():
+        yield
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def full_tensor(key: str, tensor: torch.Tensor) -> ShardedTensor:
+    """A tensor stored whole under ``key``."""
+    return ShardedTensor.from_rank_offsets(key, tensor.contiguous(), replica_id=0)
+
+
+def layer_tensor(key: str, tensor: torch.Tensor, layer: int, num_layers: int) -> ShardedTensor:
+    """Layer ``layer``'s slice of a key stacked over layers (Megatron's layout for ``decoder.layers.*``)."""
+    return ShardedTensor.from_rank_offsets(
+        key, tensor.contiguous(), (0, layer, num_layers), replica_id=0, prepend_axis_num=1
+    )
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``megacpt.json`` of a checkpoint, with a clear error when it is not one."""
+    file = Path(path) / META
+    if not file.is_file():
+        raise UserError(f"{path} is not a megacpt checkpoint (no {META})")
+    meta: dict[str, Any] = json.loads(file.read_text())
+    if "model" not in meta or "vocab_size" not in meta:
+        raise UserError(f"{file} lacks the model config; convert the model with tools/convert_checkpoint.py")
+    return meta
+
+
+def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Global shape of every tensor in a checkpoint, read from its metadata only."""
+    with single_process_group():
+        meta = dist_checkpointing.load_tensors_metadata(str(path))
+    return {k: tuple(v.global_shape) for k, v in meta.items() if isinstance(v, ShardedTensor)}
+
+
+def read_tensors(path: str | os.PathLike, keys: list[str], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The full (global) tensors ``keys`` of a checkpoint, reading nothing else."""
+    with single_process_group():
+        meta = dist_checkpointing.load_tensors_metadata(str(path))
+        missing = [k for k in keys if k not in meta]
+        if missing:
+            raise UserError(f"{path}: checkpoint has no tensor {missing[0]}")
+        request = {}
+        for key in keys:
+            ref = meta[key]
+            request[key] = full_tensor(key, torch.empty(ref.global_shape, dtype=dtype or ref.dtype))
+        loaded = dist_checkpointing.load(request, str(path))
+    return {k: loaded[k] for k in keys}
+
+
+def write_checkpoint(state: dict[str, ShardedTensor], directory: Path, meta: dict[str, Any]) -> None:
+    """Write ``state`` as a torch_dist checkpoint into ``directory`` (already created) plus its metadata."""
+    with single_process_group():
+        dist_checkpointing.save(state, str(directory))
+    (directory / META).write_text(json.dumps(meta, indent=2) + "\n")

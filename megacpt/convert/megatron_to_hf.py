@@ -1,0 +1,84 @@
+"""Export a megacpt Megatron-core checkpoint (any TP/PP layout) to a Hugging Face model directory.
+
+Reads one stacked tensor at a time from the ``dist_checkpointing`` directory (no model is built),
+drops the vocabulary padding rows, splits Megatron's fused QKV and gate/up layers back into
+Hugging Face's tensors and writes safetensors shards with an index, ``config.json`` (the original
+one updated, when the checkpoint came from Hugging Face), the generation config and the tokenizer.
+The result loads with ``transformers.AutoModelForCausalLM.from_pretrained`` offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from megacpt.config.loader import from_dict
+from megacpt.config.schema import ModelConfig
+from megacpt.convert import families as fam
+from megacpt.convert.hf_to_megatron import HF_SUBDIR
+from megacpt.convert.megatron_io import read_meta, read_tensors
+from megacpt.convert.safetensors_io import HFWriter, atomic_directory, copy_side_files
+from megacpt.errors import UserError
+
+DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+def _layer_tensors(key: str, stacked: torch.Tensor, m: ModelConfig) -> list[tuple[str, torch.Tensor]]:
+    """Hugging Face (suffix, tensor) pairs of every layer for one stacked Megatron key."""
+    out = []
+    for i in range(m.num_layers):
+        prefix = f"model.layers.{i}."
+        t = stacked[i]
+        if key in fam.LAYER_KEYS:
+            out.append((prefix + fam.LAYER_KEYS[key], t.clone()))
+        elif key in (fam.QKV_WEIGHT, fam.QKV_BIAS):
+            kind = key.rsplit(".", 1)[1]
+            for p, part in zip("qkv", fam.split_qkv(t, m)):
+                out.append((f"{prefix}self_attn.{p}_proj.{kind}", part.clone()))
+        elif key == fam.FC1:
+            gate, up = t.chunk(2)
+            out += [(prefix + "mlp.gate_proj.weight", gate.clone()), (prefix + "mlp.up_proj.weight", up.clone())]
+    return out
+
+
+def convert_megatron_to_hf(
+    ckpt_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    tokenizer_dir: str | os.PathLike | None = None,
+    max_shard_bytes: int = 2 * 1024**3,
+) -> Path:
+    """Write a Hugging Face model directory ``out_dir`` from the checkpoint ``ckpt_dir``."""
+    meta = read_meta(ckpt_dir)
+    m = from_dict(ModelConfig, meta["model"], "model")
+    if m.vocab_size != meta["vocab_size"]:
+        raise UserError(f"{ckpt_dir}: megacpt.json vocab_size {meta['vocab_size']} disagrees with its model config")
+    hf_meta = meta.get("hf", {})
+    family = fam.FAMILIES["qwen2" if m.add_qkv_bias else "llama"]
+    if hf_meta.get("model_type") in fam.FAMILIES:
+        family = fam.FAMILIES[hf_meta["model_type"]]
+    vocab_keys = [fam.EMBEDDING] + ([] if m.tie_embeddings else [fam.OUTPUT])
+    layer_keys = [*fam.LAYER_KEYS, fam.QKV_WEIGHT, fam.FC1] + ([fam.QKV_BIAS] if m.add_qkv_bias else [])
+    side = Path(tokenizer_dir) if tokenizer_dir else Path(ckpt_dir) / HF_SUBDIR
+    with atomic_directory(out_dir) as tmp:
+        writer = HFWriter(tmp, max_shard_bytes)
+        dtype = torch.float32
+        for key in vocab_keys:
+            table = read_tensors(ckpt_dir, [key])[key]
+            if table.shape[0] < m.vocab_size:
+                raise UserError(f"{ckpt_dir}: {key} has {table.shape[0]} rows, fewer than vocab_size {m.vocab_size}")
+            dtype = table.dtype
+            writer.add(fam.HF_EMBEDDING if key == fam.EMBEDDING else fam.HF_OUTPUT, table[: m.vocab_size].clone())
+        writer.add(fam.HF_FINAL_NORM, read_tensors(ckpt_dir, [fam.FINAL_NORM])[fam.FINAL_NORM])
+        for key in layer_keys:
+            for name, tensor in _layer_tensors(key, read_tensors(ckpt_dir, [key])[key], m):
+                writer.add(name, tensor)
+        writer.close()
+        config = fam.hf_config_from_model(m, family, hf_meta.get("config"))
+        config["dtype"] = DTYPE_NAMES.get(dtype, "float32")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if side.is_dir():
+            copy_side_files(side, tmp)
+    return Path(out_dir)

@@ -1,0 +1,127 @@
+"""Read and write Hugging Face safetensors checkpoints one tensor at a time.
+
+Uses the ``safetensors`` library (the format's reference implementation): ``safe_open`` maps a
+shard and returns a single tensor on request, so a reader never holds more than the tensor asked
+for. The writer buffers tensors up to ``max_shard_bytes``, then writes a shard; the index
+(``model.safetensors.index.json``) lists every tensor's shard, as ``from_pretrained`` expects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from megacpt.errors import UserError
+
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+# Small files copied along with a model: its tokenizer and generation defaults.
+SIDE_FILES = (
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+)
+
+
+class HFReader:
+    """The tensors of a Hugging Face checkpoint directory (single file or sharded with an index)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
+        if not (self.dir / "config.json").is_file():
+            raise UserError(f"{self.dir} is not a Hugging Face model directory (no config.json)")
+        if (self.dir / INDEX).is_file():
+            weight_map = json.loads((self.dir / INDEX).read_text())["weight_map"]
+        elif (self.dir / SINGLE).is_file():
+            with safe_open(self.dir / SINGLE, framework="pt") as f:
+                weight_map = dict.fromkeys(f.keys(), SINGLE)
+        else:
+            raise UserError(f"{self.dir} has no safetensors weights ({SINGLE} or {INDEX})")
+        self.weight_map: dict[str, str] = weight_map
+        self.config: dict[str, Any] = json.loads((self.dir / "config.json").read_text())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.weight_map
+
+    def get(self, name: str) -> torch.Tensor:
+        """One tensor, read from its shard."""
+        if name not in self.weight_map:
+            raise UserError(f"{self.dir}: tensor {name} is missing")
+        with safe_open(self.dir / self.weight_map[name], framework="pt") as f:
+            return f.get_tensor(name)
+
+
+class HFWriter:
+    """Writes tensors into numbered safetensors shards plus an index."""
+
+    def __init__(self, directory: Path, max_shard_bytes: int = 2 * 1024**3):
+        self.dir = directory
+        self.max_shard_bytes = max_shard_bytes
+        self.pending: dict[str, torch.Tensor] = {}
+        self.pending_bytes = 0
+        self.shards: list[list[str]] = []
+        self.total = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        size = tensor.numel() * tensor.element_size()
+        if self.pending and self.pending_bytes + size > self.max_shard_bytes:
+            self._flush()
+        self.pending[name] = tensor.contiguous()
+        self.pending_bytes += size
+        self.total += size
+
+    def _flush(self) -> None:
+        save_file(self.pending, str(self.dir / f"shard-{len(self.shards):05d}.tmp"), metadata={"format": "pt"})
+        self.shards.append(list(self.pending))
+        self.pending, self.pending_bytes = {}, 0
+
+    def close(self) -> None:
+        """Write the last shard, give shards their final names and write the index."""
+        if self.pending:
+            self._flush()
+        count = len(self.shards)
+        weight_map = {}
+        for i, names in enumerate(self.shards):
+            final = f"model-{i + 1:05d}-of-{count:05d}.safetensors"
+            os.replace(self.dir / f"shard-{i:05d}.tmp", self.dir / final)
+            weight_map.update(dict.fromkeys(names, final))
+        index = {"metadata": {"total_size": self.total}, "weight_map": dict(sorted(weight_map.items()))}
+        (self.dir / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+
+
+def copy_side_files(source: Path, target: Path) -> None:
+    """Copy tokenizer and generation-config files that exist in ``source``."""
+    for name in SIDE_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
+
+
+@contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling directory renamed to ``target`` only when the block succeeds."""
+    final = Path(target)
+    if final.exists():
+        raise UserError(f"output {final} already exists; choose a new directory")
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.replace(tmp, final)
