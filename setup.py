@@ -10,6 +10,7 @@ ext_modules = [
     Pybind11Extension(
         "megacpt.data._indexed_builder",
         ["csrc/indexed_builder.cpp"],
+        depends=["csrc/indexed_builder_core.h"],  # rebuilt when the core changes; shipped in the sdist
         cxx_std=17,
         extra_compile_args=["-O3"],
     ),
@@ -39,7 +40,8 @@ setup(
         "protobuf>=4",
         "safetensors>=0.4",
         "mistral-common>=1.5",
-        "datasketch>=1.6",
+        "datasketch>=2.0",  # MinHash schemes (megacpt.clean.dedup names one)
+        "py3langid>=0.4",  # offline language id, model inside the wheel
         "zstandard>=0.22",
         "pyarrow>=15",
     ],

@@ -1,11 +1,13 @@
 """Time a full vocabulary expansion over ~100 MB of Korean JSONL against one tokenisation pass.
 
-Baseline: encoding the same training text once with the base SentencePiece model (Mistral-7B),
-the least work any frequency-based selection must do. The corpus is the bundled KLUE text
+Baseline: encoding the same training text once with the base tokenizer (Mistral-7B's
+SentencePiece model, or tekken as a byte-level BPE ``tokenizer.json``), the least work any
+frequency-based selection must do. The corpus is the bundled KLUE text
 replicated to the requested size (as examples/corpora/README.md suggests for throughput runs), so
 the trainer sees few distinct words; every counting and encoding pass runs over the full size.
 
-    python bench/expand_vocab.py --megabytes 100
+    python bench/expand_vocab.py --megabytes 100 --base sentencepiece
+    python bench/expand_vocab.py --megabytes 100 --base tekken --trainer hf_bpe
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ import time
 from pathlib import Path
 
 import mistral_common
-import sentencepiece as spm
 
-from megacpt.tokenizer import ExpansionConfig, SelectConfig, expand_vocab
+from megacpt.tokenizer import ExpansionConfig, SelectConfig, TrainConfig, expand_vocab
+from megacpt.tokenizer.base import load_base
+from megacpt.tokenizer.config import TRAINERS
 from megacpt.tokenizer.corpus import load_split
 
 REPO = Path(__file__).resolve().parents[1]
 KO = REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl"
 EN = REPO / "examples" / "corpora" / "en" / "wikitext2_valid.jsonl"
-SP_BASE = Path(os.path.dirname(mistral_common.__file__)) / "data" / "tokenizer.model.v1"
+DATA = Path(os.path.dirname(mistral_common.__file__)) / "data"
+BASES = {"sentencepiece": DATA / "tokenizer.model.v1", "tekken": DATA / "tekken_240911.json"}
 
 
 def build_corpus(path: Path, megabytes: float) -> int:
@@ -47,16 +51,21 @@ def build_corpus(path: Path, megabytes: float) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--megabytes", type=float, default=100.0)
+    parser.add_argument("--base", choices=sorted(BASES), default="sentencepiece")
+    parser.add_argument("--trainer", choices=TRAINERS, default="sentencepiece_bpe")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "ko.jsonl"
         size = build_corpus(corpus, args.megabytes)
         train = load_split([corpus], 0.1).train
+        base = load_base(BASES[args.base])
         start = time.perf_counter()
-        spm.SentencePieceProcessor(model_file=str(SP_BASE)).encode(train, num_threads=os.cpu_count())
+        for i in range(0, len(train), 4096):
+            base.encode(train[i : i + 4096], None)
         baseline = time.perf_counter() - start
         config = ExpansionConfig(
-            base=SP_BASE,
+            base=BASES[args.base],
+            train=TrainConfig(trainer=args.trainer),
             corpus=[corpus],
             output_dir=Path(tmp) / "out",
             language="ko",

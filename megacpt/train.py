@@ -9,7 +9,11 @@ import argparse
 import sys
 import warnings
 
-from megacpt.config import load_config
+import yaml
+
+from megacpt.config import Config, load_config
+from megacpt.config.loader import to_dict
+from megacpt.config.validate import data_parallel_size, validate_layout
 from megacpt.errors import exits_on_user_error
 
 
@@ -17,13 +21,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m megacpt.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.train_steps=100")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="load and validate the config for --world-size processes, then exit without training",
+    )
+    parser.add_argument("--world-size", type=int, help="with --dry-run: processes of the real job (default: TP x PP x CP)")
+    return parser.parse_intermixed_args(argv)
+
+
+def dry_run(config: Config, world_size: int | None) -> None:
+    """Validate the layout for the job's world size and print the resolved config."""
+    p = config.parallel
+    world = world_size or p.tensor_model_parallel_size * p.pipeline_model_parallel_size * p.context_parallel_size
+    validate_layout(config, world)
+    print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+    print(f"# valid for {world} processes (data parallel size {data_parallel_size(config, world)})")
 
 
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config, args.overrides)
+    if args.dry_run:
+        dry_run(config, args.world_size)
+        return 0
     # Megatron-core warns at import time that the optional fused kernels are absent; that is expected.
     warnings.filterwarnings("ignore", message=r".*(Apex|Transformer Engine).* (is|are) not installed")
     from megacpt.training.trainer import Trainer  # after the config is known good: heavy imports

@@ -34,7 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json-keys", nargs="+", default=["text"], help="JSON keys / Parquet columns to tokenise")
     p.add_argument("--append-eod", action="store_true", help="append the end-of-sequence id to each document")
     p.add_argument("--workers", type=int, default=1, help="tokeniser processes (per MPI rank)")
-    p.add_argument("--shard-mb", type=float, default=64, help="plain JSONL is split into shards of this size")
+    p.add_argument(
+        "--shard-mb",
+        type=float,
+        help="split plain JSONL into shards of this size (default: ~8 per worker, 1-64)",
+    )
     p.add_argument(
         "--max-document-mb",
         type=float,
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         json_keys=args.json_keys,
         append_eod=args.append_eod,
         workers=args.workers,
-        shard_bytes=int(args.shard_mb * MiB),
+        shard_bytes=None if args.shard_mb is None else int(args.shard_mb * MiB),
         max_document_bytes=int(args.max_document_mb * MiB),
         batch_documents=args.batch_size,
         keep_shards=args.keep_shards,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-from megacpt.clean.filters import hangul, kana
+from megacpt.clean.filters import HANGUL, KANA, LETTER, count
 
 # Labels the byte model confuses among themselves on kanji-heavy or short CJK text.
 _CJK = frozenset({"ja", "ko", "zh", "wuu", "yue"})
@@ -20,12 +20,12 @@ _CJK = frozenset({"ja", "ko", "zh", "wuu", "yue"})
 
 def _script_vote(text: str) -> str | None:
     """Kana appear only in Japanese and Hangul only in Korean: a decisive share settles it."""
-    letters = [ch for ch in text if ch.isalpha()]
+    letters = count(LETTER, text)
     if not letters:
         return None
-    if sum(map(kana, letters)) >= 0.05 * len(letters):
+    if count(KANA, text) >= 0.05 * letters:
         return "ja"
-    if sum(map(hangul, letters)) >= 0.3 * len(letters):
+    if count(HANGUL, text) >= 0.3 * letters:
         return "ko"
     return None
 

@@ -19,15 +19,25 @@ from megacpt.errors import UserError
 Form = Literal["NFKC", "NFC", "NFKD", "NFD"]
 FORMS: Final = (*get_args(Form), "none")
 
-# Whole-line patterns, matched case-insensitively against lines of at most ``max_line_chars``.
+_NAV = (
+    r"(?:home|about(?: us)?|contact(?: us)?|sitemap|faq|privacy policy|cookie policy|terms of (?:use|service)"
+    r"|이용약관|개인정보\s*처리방침|회사소개|고객센터|사이트맵|제휴문의|광고문의"
+    r"|利用規約|プライバシーポリシー|お問い合わせ|会社概要|サイトマップ|ホーム)"
+)
+_SEP = r"\s*[|｜/·・•-]?\s*"
+
+# Whole-line patterns, matched case-insensitively against lines of at most ``max_line_chars``; each
+# is a footer, a notice or a menu, never a sentence that merely mentions one of these words.
 DEFAULT_BOILERPLATE: Final[tuple[str, ...]] = (
-    r".*\b(all rights reserved|cookie policy|privacy policy|terms of (use|service))\b.*",
-    r"(copyright|©|\(c\))\s*\d{4}.*",
-    r"(click here|read more|subscribe|sign in|log ?in|share on \w+|skip to (main )?content)\W*",
-    r".*(무단\s*전재|재배포\s*금지|저작권자|이용약관|개인정보\s*처리방침).*",
-    r"(로그인|회원가입|공유하기|댓글\s*\d*|더보기)\W*",
-    r".*(無断転載|利用規約|プライバシーポリシー|著作権).*",
-    r"(ログイン|新規登録|シェアする|続きを読む|ホーム|トップへ戻る)\W*",
+    rf"{_NAV}(?:{_SEP}{_NAV})*\W*",  # a menu: nothing but navigation items
+    r"(?:copyright|©|\(c\))\s*(?:\d{4}|by\b).*",  # a footer: a copyright mark, then a year or "by"
+    r".*all rights reserved\W*",
+    r"(?:click here|read more|subscribe(?: now)?|sign (?:in|up)|log ?in|share on \w+|skip to (?:main )?content)\W*",
+    r"저작권자\s*\(?\s*(?:c|ⓒ|©)\s*\)?\W.*",  # "저작권자(c) 연합뉴스" (NFKC turns ⓒ into c)
+    r".*(?:무단\s*전재|재배포\s*금지|무단\s*복제).*",
+    r"(?:로그인|회원가입|공유하기|더보기|기사\s*공유)\W*",
+    r".*無断(?:転載|複製|転用).*",
+    r"(?:ログイン|新規登録|シェアする|続きを読む|トップへ戻る|ページの先頭へ)\W*",
 )
 
 _ZERO_WIDTH_KEEP: Final = {"\u200c", "\u200d"}  # ZWNJ/ZWJ carry meaning in some scripts

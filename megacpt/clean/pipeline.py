@@ -11,12 +11,13 @@ run leaves no half-written file and never touches an existing output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -53,6 +54,7 @@ class CleanConfig:
             raise UserError(f"min_lang_prob must be between 0 and 1, got {self.min_lang_prob}")
         if self.max_line_bytes < 1 or self.chunk_lines < 1 or self.num_perm < 16 or self.shingle_chars < 1:
             raise UserError("max_line_bytes, chunk_lines and shingle_chars must be >= 1 and num_perm >= 16")
+        Normalizer(self.normalization, self.boilerplate)  # fail here, not in a worker's initializer
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class _Worker:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
             return _Dropped(line_no, "invalid_utf8", f"byte {err.start}: {err.reason}")
+        if line_no == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
         if not line.strip():
             return _Dropped(line_no, "empty", "blank line")
         try:
@@ -168,7 +172,7 @@ def _chunks(stream: IO[bytes], config: CleanConfig) -> Iterator[list[tuple[int, 
         yield chunk
 
 
-def _outcomes(stream: IO[bytes], config: CleanConfig, workers: int) -> Iterator[_Outcome]:
+def _outcomes(stream: IO[bytes], config: CleanConfig, workers: int) -> Generator[_Outcome, None, None]:
     """Cleaned chunks in input order, with at most ``4 * workers`` chunks in flight."""
     if workers == 1:
         worker = _Worker(config)
@@ -205,6 +209,8 @@ def clean_corpus(
     (``<output>.report.json``) unless ``report_path`` says where. Returns the report."""
     config = config or CleanConfig()
     workers = workers or os.cpu_count() or 1
+    if workers < 1:
+        raise UserError(f"workers must be at least 1, got {workers}")
     report_path = report_path or output_path + ".report.json"
     if not os.path.isfile(input_path):
         raise UserError(f"input file not found: {input_path}")
@@ -216,10 +222,19 @@ def clean_corpus(
     )
     report = CleanReport(input=input_path, output=output_path, workers=workers, config=_describe(config))
     start = time.perf_counter()
-    tmp = _atomic_target(output_path)
     try:
-        with open(input_path, "rb") as src, open(tmp, "w", encoding="utf-8") as dst:
-            for outcome in _outcomes(src, config, workers):
+        tmp = _atomic_target(output_path)
+        dst = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError as err:
+        raise UserError(f"cannot write {output_path}: {err.strerror}") from None
+    try:
+        # closing(): on any error the worker pool is shut down now, not when garbage is collected.
+        with (
+            open(input_path, "rb") as src,
+            dst,
+            contextlib.closing(_outcomes(src, config, workers)) as outcomes,
+        ):
+            for outcome in outcomes:
                 report.documents_in += 1
                 if isinstance(outcome, _Kept):
                     dup = dedup.check(outcome.line, outcome.key, outcome.sig)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,6 +23,8 @@ import yaml
 
 from megacpt.config.schema import Config
 from megacpt.errors import UserError
+
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _suggest(key: str, options: list[str]) -> str:
@@ -62,6 +65,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     elif hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # PyYAML reads '1e-4' (no dot) as a string
     elif hint is str:
         if isinstance(value, str):
             return value

@@ -49,8 +49,11 @@ def validate_layout(config: Config, world_size: int) -> None:
     stages = pp * (vp or 1)
     if m.num_layers % stages:
         raise UserError(f"num_layers {m.num_layers} is not divisible by PP x VP = {pp} x {vp or 1}")
-    if vp is not None and (vp < 1 or pp < 2):
-        raise UserError("virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 2")
+    if vp is not None and (vp < 1 or pp < 3):
+        # With two stages, each rank's previous and next stage are the same peer, and the interleaved
+        # schedule's forward activations and backward gradients (same shape) are matched out of order:
+        # the losses are silently wrong (seen on gloo; Megatron-LM also asks for PP > 2).
+        raise UserError("virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 3")
     if m.vocab_size < 1:
         raise UserError(f"model.vocab_size must be positive, got {m.vocab_size}")
     dp = data_parallel_size(config, world_size)

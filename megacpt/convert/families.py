@@ -31,6 +31,15 @@ LAYER_KEYS = {
 QKV_WEIGHT = "decoder.layers.self_attention.linear_qkv.weight"
 QKV_BIAS = "decoder.layers.self_attention.linear_qkv.bias"
 FC1 = "decoder.layers.mlp.linear_fc1.weight"
+EXTRA_STATE_KEYS = tuple(
+    f"decoder.layers.{name}._extra_state"
+    for name in (
+        "self_attention.linear_qkv",
+        "self_attention.linear_proj",
+        "mlp.linear_fc1",
+        "mlp.linear_fc2",
+    )
+)
 HF_EMBEDDING = "model.embed_tokens.weight"
 HF_OUTPUT = "lm_head.weight"
 HF_FINAL_NORM = "model.norm.weight"
@@ -126,7 +135,11 @@ def fuse_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: ModelConfig) 
     """Megatron's grouped QKV: for each query group, its query heads, then its key, then its value."""
     groups, per_group, d = _head_layout(m)
     rest = q.shape[1:]
-    parts = (q.reshape(groups, per_group * d, *rest), k.reshape(groups, d, *rest), v.reshape(groups, d, *rest))
+    parts = (
+        q.reshape(groups, per_group * d, *rest),
+        k.reshape(groups, d, *rest),
+        v.reshape(groups, d, *rest),
+    )
     return torch.cat(parts, dim=1).reshape(-1, *rest)
 
 

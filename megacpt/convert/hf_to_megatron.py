@@ -15,12 +15,12 @@ import os
 from pathlib import Path
 
 import torch
-from megatron.core.dist_checkpointing import ShardedTensor
+from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
 
 from megacpt.config.megatron import padded_vocab_size
 from megacpt.config.schema import ModelConfig
 from megacpt.convert import families as fam
-from megacpt.convert.megatron_io import full_tensor, layer_tensor, write_checkpoint
+from megacpt.convert.megatron_io import full_tensor, layer_extra_state, layer_tensor, write_checkpoint
 from megacpt.convert.safetensors_io import HFReader, atomic_directory, copy_side_files
 from megacpt.errors import UserError
 
@@ -38,9 +38,9 @@ def _layer_state(hf: HFReader, m: ModelConfig, i: int) -> dict[str, torch.Tensor
     prefix = f"model.layers.{i}."
     out = {key: hf.get(prefix + name) for key, name in fam.LAYER_KEYS.items()}
     attn = prefix + "self_attn."
-    out[fam.QKV_WEIGHT] = fam.fuse_qkv(*(hf.get(f"{attn}{p}_proj.weight") for p in "qkv"), m)
-    if m.add_qkv_bias:
-        out[fam.QKV_BIAS] = fam.fuse_qkv(*(hf.get(f"{attn}{p}_proj.bias") for p in "qkv"), m)
+    for key, kind in ((fam.QKV_WEIGHT, "weight"), (fam.QKV_BIAS, "bias"))[: 1 + m.add_qkv_bias]:
+        q, k, v = (hf.get(f"{attn}{p}_proj.{kind}") for p in "qkv")
+        out[key] = fam.fuse_qkv(q, k, v, m)
     out[fam.FC1] = torch.cat([hf.get(prefix + "mlp.gate_proj.weight"), hf.get(prefix + "mlp.up_proj.weight")])
     return out
 
@@ -58,8 +58,10 @@ def convert_hf_to_megatron(
     rows = padded_vocab_size(m.vocab_size, make_vocab_size_divisible_by, tensor_parallel_size)
     embedding = hf.get(fam.HF_EMBEDDING)
     if embedding.shape[0] != m.vocab_size:
-        raise UserError(f"{hf_dir}: embedding has {embedding.shape[0]} rows but config.json vocab_size is {m.vocab_size}")
-    state: dict[str, ShardedTensor] = {
+        raise UserError(
+            f"{hf_dir}: embedding has {embedding.shape[0]} rows but config.json vocab_size is {m.vocab_size}"
+        )
+    state: dict[str, ShardedTensor | ShardedObject] = {
         fam.EMBEDDING: full_tensor(fam.EMBEDDING, pad_rows(embedding, rows)),
         fam.FINAL_NORM: full_tensor(fam.FINAL_NORM, hf.get(fam.HF_FINAL_NORM)),
     }
@@ -68,6 +70,8 @@ def convert_hf_to_megatron(
     for i in range(m.num_layers):
         for key, tensor in _layer_state(hf, m, i).items():
             state[f"{key}.{i}"] = layer_tensor(key, tensor, i, m.num_layers)
+        for key in fam.EXTRA_STATE_KEYS:
+            state[f"{key}.{i}"] = layer_extra_state(key, i, m.num_layers)
     meta = {
         "vocab_size": m.vocab_size,
         "model": dataclasses.asdict(m),

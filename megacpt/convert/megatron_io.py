@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing
-from megatron.core.dist_checkpointing import ShardedTensor
+from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
 
 from megacpt.errors import UserError
 from megacpt.parallel import cpu_compat
@@ -57,6 +58,11 @@ def layer_tensor(key: str, tensor: torch.Tensor, layer: int, num_layers: int) ->
     )
 
 
+def layer_extra_state(key: str, layer: int, num_layers: int) -> ShardedObject:
+    """An empty ``_extra_state`` entry, which ``GPTModel`` requests for every linear layer (FP8 metadata under TE)."""
+    return ShardedObject(key, None, (num_layers,), (layer,), replica_id=0)
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The ``megacpt.json`` of a checkpoint, with a clear error when it is not one."""
     file = Path(path) / META
@@ -75,7 +81,9 @@ def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.global_shape) for k, v in meta.items() if isinstance(v, ShardedTensor)}
 
 
-def read_tensors(path: str | os.PathLike, keys: list[str], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def read_tensors(
+    path: str | os.PathLike, keys: list[str], dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
     """The full (global) tensors ``keys`` of a checkpoint, reading nothing else."""
     with single_process_group():
         meta = dist_checkpointing.load_tensors_metadata(str(path))
@@ -90,8 +98,54 @@ def read_tensors(path: str | os.PathLike, keys: list[str], dtype: torch.dtype | 
     return {k: loaded[k] for k in keys}
 
 
-def write_checkpoint(state: dict[str, ShardedTensor], directory: Path, meta: dict[str, Any]) -> None:
+def write_checkpoint(
+    state: dict[str, ShardedTensor | ShardedObject], directory: Path, meta: dict[str, Any]
+) -> None:
     """Write ``state`` as a torch_dist checkpoint into ``directory`` (already created) plus its metadata."""
     with single_process_group():
         dist_checkpointing.save(state, str(directory))
     (directory / META).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def replace_tensors(
+    directory: Path, tensors: dict[str, torch.Tensor], file_name: str = "__resized_0.distcp"
+) -> None:
+    """Swap whole tensors (any new shape) inside a copied torch_dist checkpoint, leaving every other byte.
+
+    The new tensors go into one extra data file, written the way ``torch.distributed.checkpoint``'s
+    ``FileSystemWriter`` writes tensor items (``torch.save`` at an offset); its ``.metadata`` is then
+    rewritten so that each key names that file with one full chunk. Nothing else is read, so the
+    transformer body of a large checkpoint never enters memory.
+    """
+    from torch.distributed.checkpoint.filesystem import _StorageInfo
+    from torch.distributed.checkpoint.metadata import (
+        ChunkStorageMetadata,
+        MetadataIndex,
+        TensorProperties,
+        TensorStorageMetadata,
+    )
+
+    meta_file = directory / ".metadata"
+    with open(meta_file, "rb") as f:
+        metadata = pickle.load(f)
+    storage = {i: info for i, info in metadata.storage_data.items() if i.fqn not in tensors}
+    with open(directory / file_name, "wb") as data:
+        for key, tensor in tensors.items():
+            if key not in metadata.state_dict_metadata:
+                raise UserError(f"{directory}: checkpoint has no tensor {key}")
+            offset = data.tell()
+            if not tensor.is_contiguous() or tensor.untyped_storage().nbytes() != tensor.nbytes:
+                tensor = tensor.contiguous().clone()  # torch.save writes a view's whole storage
+            torch.save(tensor, data)
+            zeros = torch.Size([0] * tensor.dim())
+            storage[MetadataIndex(key, zeros)] = _StorageInfo(file_name, offset, data.tell() - offset)
+            metadata.state_dict_metadata[key] = TensorStorageMetadata(
+                properties=TensorProperties(dtype=tensor.dtype),
+                size=tensor.shape,
+                chunks=[ChunkStorageMetadata(offsets=zeros, sizes=tensor.shape)],
+            )
+    metadata.storage_data = storage
+    tmp = meta_file.with_name(".metadata.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(metadata, f)
+    os.replace(tmp, meta_file)

@@ -40,7 +40,10 @@ def _layer_tensors(key: str, stacked: torch.Tensor, m: ModelConfig) -> list[tupl
                 out.append((f"{prefix}self_attn.{p}_proj.{kind}", part.clone()))
         elif key == fam.FC1:
             gate, up = t.chunk(2)
-            out += [(prefix + "mlp.gate_proj.weight", gate.clone()), (prefix + "mlp.up_proj.weight", up.clone())]
+            out += [
+                (prefix + "mlp.gate_proj.weight", gate.clone()),
+                (prefix + "mlp.up_proj.weight", up.clone()),
+            ]
     return out
 
 
@@ -54,7 +57,9 @@ def convert_megatron_to_hf(
     meta = read_meta(ckpt_dir)
     m = from_dict(ModelConfig, meta["model"], "model")
     if m.vocab_size != meta["vocab_size"]:
-        raise UserError(f"{ckpt_dir}: megacpt.json vocab_size {meta['vocab_size']} disagrees with its model config")
+        raise UserError(
+            f"{ckpt_dir}: megacpt.json vocab_size {meta['vocab_size']} disagrees with its model config"
+        )
     hf_meta = meta.get("hf", {})
     family = fam.FAMILIES["qwen2" if m.add_qkv_bias else "llama"]
     if hf_meta.get("model_type") in fam.FAMILIES:
@@ -68,9 +73,13 @@ def convert_megatron_to_hf(
         for key in vocab_keys:
             table = read_tensors(ckpt_dir, [key])[key]
             if table.shape[0] < m.vocab_size:
-                raise UserError(f"{ckpt_dir}: {key} has {table.shape[0]} rows, fewer than vocab_size {m.vocab_size}")
+                raise UserError(
+                    f"{ckpt_dir}: {key} has {table.shape[0]} rows, fewer than vocab_size {m.vocab_size}"
+                )
             dtype = table.dtype
-            writer.add(fam.HF_EMBEDDING if key == fam.EMBEDDING else fam.HF_OUTPUT, table[: m.vocab_size].clone())
+            writer.add(
+                fam.HF_EMBEDDING if key == fam.EMBEDDING else fam.HF_OUTPUT, table[: m.vocab_size].clone()
+            )
         writer.add(fam.HF_FINAL_NORM, read_tensors(ckpt_dir, [fam.FINAL_NORM])[fam.FINAL_NORM])
         for key in layer_keys:
             for name, tensor in _layer_tensors(key, read_tensors(ckpt_dir, [key])[key], m):

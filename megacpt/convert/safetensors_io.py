@@ -46,8 +46,11 @@ class HFReader:
         if (self.dir / INDEX).is_file():
             weight_map = json.loads((self.dir / INDEX).read_text())["weight_map"]
         elif (self.dir / SINGLE).is_file():
-            with safe_open(self.dir / SINGLE, framework="pt") as f:
-                weight_map = dict.fromkeys(f.keys(), SINGLE)
+            try:
+                with safe_open(self.dir / SINGLE, framework="pt") as f:
+                    weight_map = dict.fromkeys(f.keys(), SINGLE)
+            except Exception as err:  # safetensors raises its own error type for a damaged header
+                raise UserError(f"{self.dir / SINGLE}: not a readable safetensors file ({err})") from None
         else:
             raise UserError(f"{self.dir} has no safetensors weights ({SINGLE} or {INDEX})")
         self.weight_map: dict[str, str] = weight_map
@@ -84,7 +87,9 @@ class HFWriter:
         self.total += size
 
     def _flush(self) -> None:
-        save_file(self.pending, str(self.dir / f"shard-{len(self.shards):05d}.tmp"), metadata={"format": "pt"})
+        save_file(
+            self.pending, str(self.dir / f"shard-{len(self.shards):05d}.tmp"), metadata={"format": "pt"}
+        )
         self.shards.append(list(self.pending))
         self.pending, self.pending_bytes = {}, 0
 

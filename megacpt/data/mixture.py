@@ -12,9 +12,11 @@ The build is Megatron-core's own (``BlendedMegatronDatasetBuilder`` + ``GPTDatas
 The training set blends every entry by weight; validation is one set per language tag (entries of a
 language blended by their weights) so a run can report Korean, Japanese and English loss apart.
 
-The sample order is a pure function of (mixture, seed, sequence length, split, sample counts):
-Megatron's indices are built from ``seed`` alone, and ``GPTDatasets.fingerprint`` hashes exactly
-those inputs, so a trainer that stores it can refuse a resume whose blend silently changed.
+The sample order is a pure function of the mixture (names, languages, normalised weights), each
+dataset's document and token counts, the seed, sequence length, split and sample counts; it does
+not depend on where the data or the index caches live. ``GPTDatasets.fingerprint`` hashes exactly
+those inputs, so a trainer that stores it with its checkpoints can refuse a resume whose blend (or
+data) silently changed.
 """
 
 from __future__ import annotations
@@ -138,6 +140,14 @@ class DataMixture:
         return hashlib.sha256(json.dumps(desc).encode()).hexdigest()[:16]
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_entry(i: int, item: Any, base_dir: str | None) -> MixtureEntry:
     where = f"dataset #{i + 1}"
     if not isinstance(item, dict):
@@ -158,7 +168,10 @@ def _parse_entry(i: int, item: Any, base_dir: str | None) -> MixtureEntry:
         prefix = os.path.normpath(os.path.join(base_dir, prefix))
     weight = item["weight"]
     if isinstance(weight, bool) or not isinstance(weight, int | float):
-        raise UserError(f"{where}: 'weight' must be a number (a sampling share), got {weight!r}")
+        hint = ""
+        if isinstance(weight, str) and _is_float(weight):
+            hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3, unquoted)"
+        raise UserError(f"{where}: 'weight' must be a number (a sampling share), got {weight!r}{hint}")
     if not math.isfinite(weight) or weight <= 0:
         raise UserError(f"{where}: 'weight' must be a positive finite number, got {weight!r}")
     lang = item.get("lang", "und")
@@ -205,6 +218,24 @@ def _sequence_lengths(entry: MixtureEntry) -> np.ndarray:
     dataset = IndexedDataset(entry.prefix)
     # Copy: the array is a view of the index's mmap, which closes when ``dataset`` is collected.
     return np.array(dataset.sequence_lengths, copy=True)
+
+
+def _check_split_parts(
+    entry: MixtureEntry, bounds: list[tuple[float, float] | None], need_valid: bool
+) -> tuple[int, int]:
+    """Refuse a split part without tokens (Megatron would loop forever on it); return the dataset's
+    document and token counts, which the sample order depends on."""
+    lengths = _sequence_lengths(entry)
+    for i, part in enumerate(("train", "valid")):
+        if part == "valid" and not need_valid:
+            continue
+        beg, end = (round(b * len(lengths)) for b in bounds[i] or (0.0, 0.0))
+        if int(lengths[beg:end].sum()) == 0:
+            raise UserError(
+                f"dataset '{entry.name}' has {len(lengths)} documents: the split leaves its {part} part empty; "
+                "give it more documents or a larger share of the split"
+            )
+    return len(lengths), int(lengths.sum())
 
 
 def token_budget_table(mixture: DataMixture, total_tokens: int, split: str | None = None) -> list[BudgetRow]:
@@ -384,6 +415,7 @@ def build_gpt_datasets(
             f"split {split!r} leaves no documents for validation but valid_samples={valid_samples}"
         )
     mixture.check_files()
+    sizes = [_check_split_parts(entry, bounds, need_valid=valid_samples > 0) for entry in mixture.entries]
     if cache_dir is not None:
         os.makedirs(cache_dir, exist_ok=True)
     tokenizer = _IdTokenizer(eod_id, pad_id)
@@ -405,6 +437,7 @@ def build_gpt_datasets(
             valid[lang] = _build_one(cfg, [0, valid_samples, 0], on_rank)[1]
     order = {
         "mixture": mixture.fingerprint(),
+        "dataset_sizes": sizes,
         "seq_length": seq_length,
         "seed": seed,
         "split": bounds,

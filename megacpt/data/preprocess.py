@@ -25,6 +25,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,9 +47,10 @@ class PreprocessConfig:
     json_keys: list[str] = field(default_factory=lambda: ["text"])
     append_eod: bool = False
     workers: int = 1
-    shard_bytes: int = 64 * MiB
+    shard_bytes: int | None = None  # None: about 8 shards per worker, between 1 and 64 MiB
     max_document_bytes: int = 32 * MiB
     batch_documents: int = 256
+    batch_characters: int = 4_000_000  # a batch is also cut at this many characters (bounds memory)
     keep_shards: bool = False
     progress: bool = True
 
@@ -57,7 +59,7 @@ class PreprocessConfig:
             raise UserError("--workers must be at least 1")
         if not self.json_keys or len(set(self.json_keys)) != len(self.json_keys):
             raise UserError("--json-keys must name at least one key, each once")
-        if self.batch_documents < 1 or self.max_document_bytes < 1:
+        if min(self.batch_documents, self.batch_characters, self.max_document_bytes) < 1:
             raise UserError("the batch size and the maximum document size must be positive")
 
 
@@ -76,8 +78,9 @@ class ShardStats:
 
     def add(self, other: ShardStats) -> None:
         self.documents += other.documents
-        for mine, theirs in ((self.tokens, other.tokens), (self.bytes, other.bytes), (self.characters, other.characters), (self.skipped, other.skipped)):  # fmt: skip
-            for key, value in theirs.items():
+        for name in ("tokens", "bytes", "characters", "skipped"):
+            mine = getattr(self, name)
+            for key, value in getattr(other, name).items():
                 mine[key] = mine.get(key, 0) + value
 
 
@@ -121,6 +124,7 @@ def process_shard(
     skipped: Counter[str] = Counter()
     writers = [IndexedWriter(shard_prefix(work_dir, index, key), dtype) for key in keys]
     batch: list[list[str]] = []
+    batch_chars = 0
 
     def flush() -> None:
         tokens = text_bytes = 0
@@ -144,7 +148,9 @@ def process_shard(
                 skipped[str(reason)] += 1
                 continue
             batch.append(texts)
-            if len(batch) >= cfg.batch_documents:
+            batch_chars += sum(len(t) for t in texts)
+            if len(batch) >= cfg.batch_documents or batch_chars >= cfg.batch_characters:
+                batch_chars = 0
                 flush()
         if batch:
             flush()
@@ -198,7 +204,7 @@ class _Bar:
         from tqdm import tqdm
 
         self._bar = tqdm(total=shards, unit="shard", disable=not enabled, dynamic_ncols=True)
-        self._start = time.monotonic()
+        self._start = self._shown = time.monotonic()
         self.documents = self.tokens = self.bytes = 0
 
     def __call__(self, documents: int, tokens: int, nbytes: int) -> None:
@@ -206,12 +212,13 @@ class _Bar:
         self.tokens += tokens
         self.bytes += nbytes
         elapsed = max(time.monotonic() - self._start, 1e-9)
+        if time.monotonic() - self._shown < 0.5:
+            return
+        self._shown = time.monotonic()
         self._bar.set_postfix_str(
             f"{self.documents / elapsed:,.0f} docs/s, {self.tokens / elapsed:,.0f} tok/s, "
-            f"{self.bytes / elapsed / 1e6:.1f} MB/s",
-            refresh=False,
+            f"{self.bytes / elapsed / 1e6:.1f} MB/s"
         )
-        self._bar.refresh()
 
     def shard_done(self) -> None:
         self._bar.update(1)
@@ -227,7 +234,11 @@ def run_shards(
     tok: TextTokenizer,
     bar: _Bar,
 ) -> None:
-    """Process ``tasks`` in this process (one worker) or a pool of ``cfg.workers`` processes."""
+    """Process ``tasks`` in this process (one worker) or a pool of ``cfg.workers`` processes.
+
+    A pool worker that dies (killed, out of memory) fails the run with BrokenProcessPool rather
+    than hanging it; the shards finished so far stay recorded for the rerun.
+    """
     if cfg.workers == 1 or len(tasks) <= 1:
         for index, shard in tasks:
             process_shard(cfg, shard, index, work_dir, tok, bar)
@@ -235,17 +246,24 @@ def run_shards(
         return
     ctx = mp.get_context("spawn")
     reports = ctx.Queue()
-    with ctx.Pool(min(cfg.workers, len(tasks)), _init_worker, (cfg, work_dir, reports)) as pool:
-        pending = [pool.apply_async(_worker_shard, (task,)) for task in tasks]
-        while pending:
-            with contextlib.suppress(queue.Empty):
-                bar(*reports.get(timeout=0.2))
-            for result in [r for r in pending if r.ready()]:
-                result.get()  # re-raises a worker's exception here
-                pending.remove(result)
-                bar.shard_done()
-        while not reports.empty():
-            bar(*reports.get())
+    workers = min(cfg.workers, len(tasks))
+    with ProcessPoolExecutor(
+        workers, ctx, initializer=_init_worker, initargs=(cfg, work_dir, reports)
+    ) as pool:
+        pending = {pool.submit(_worker_shard, task) for task in tasks}
+        try:
+            while pending:
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        bar(*reports.get(timeout=0.2))
+                done, pending = wait(pending, timeout=0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # re-raises a worker's exception here
+                    bar.shard_done()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
 
 
 # ---------------------------------------------------------------- the whole run
@@ -283,6 +301,9 @@ def _together(comm: Any, action: Callable[[], Any], root_only: bool) -> Any:
             error = err
     if comm is None:
         return result
+    barrier = comm.Ibarrier()  # wait idle: MPI's blocking collectives spin a core while waiting
+    while not barrier.Test():
+        time.sleep(0.05)
     errors = comm.allgather(None if error is None else (type(error).__name__, str(error)))
     for rank, failure in enumerate(errors):
         if failure is not None:
@@ -317,7 +338,7 @@ def _load_json(path: str) -> Any:
 
 
 def _plan(
-    cfg: PreprocessConfig, settings: dict[str, Any], paths: list[str], work_dir: str
+    cfg: PreprocessConfig, settings: dict[str, Any], paths: list[str], work_dir: str, ranks: int
 ) -> list[readers.Shard]:
     """The shard plan: the one recorded by an unfinished run with the same settings, or a new one."""
     plan_path = os.path.join(work_dir, "plan.json")
@@ -330,7 +351,11 @@ def _plan(
             )
         return [readers.Shard(**s) for s in recorded["shards"]]
     os.makedirs(work_dir, exist_ok=True)
-    shards = readers.plan_shards(paths, cfg.shard_bytes)
+    shard_bytes = cfg.shard_bytes
+    if shard_bytes is None:  # enough shards to keep every worker busy to the end
+        total = sum(os.path.getsize(p) for p in paths)
+        shard_bytes = min(max(total // (8 * cfg.workers * ranks), MiB), 64 * MiB)
+    shards = readers.plan_shards(paths, shard_bytes)
     write_json_atomic(plan_path, {"settings": settings, "shards": [asdict(s) for s in shards]})
     return shards
 
@@ -404,7 +429,7 @@ def run(cfg: PreprocessConfig) -> dict[str, Any]:
         return finished
     if os.path.dirname(cfg.output_prefix):
         os.makedirs(os.path.dirname(cfg.output_prefix), exist_ok=True)
-    plan = _together(comm, lambda: _plan(cfg, settings, paths, work_dir), root_only=True)
+    plan = _together(comm, lambda: _plan(cfg, settings, paths, work_dir, size), root_only=True)
     tasks = [(i, s) for i, s in enumerate(plan) if i % size == rank and _shard_done(cfg, work_dir, i) is None]
     bar = _Bar(cfg.progress and rank == 0, len(tasks))
     try:

@@ -151,7 +151,7 @@ def _json_record(line: bytes, keys: list[str], max_bytes: int) -> Record:
     if not line.strip():
         return None, BLANK_LINE
     try:
-        record = json.loads(line.decode("utf-8"))
+        record = json.loads(line)  # bytes: decoded as UTF-8 (surrogates are caught by _texts)
     except UnicodeDecodeError:
         return None, INVALID_UTF8
     except ValueError:

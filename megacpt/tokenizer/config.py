@@ -23,7 +23,8 @@ class TrainConfig:
 
     ``vocab_size`` is the size of the candidate tokenizer (EEVE trained 40k), not of the result;
     ``normalization`` is applied to the training text only (Swallow trained on NFKC text), the
-    merged tokenizer keeps the base tokenizer's own normaliser. SentencePiece trains on word counts;
+    merged tokenizer keeps the base tokenizer's own normaliser. ``character_coverage`` applies to the
+    SentencePiece trainers (the HF trainer keeps every character). SentencePiece trains on word counts;
     ``max_words`` caps (by sampling) how many distinct words it reads.
     """
 

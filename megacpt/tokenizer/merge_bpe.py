@@ -184,3 +184,8 @@ class ByteLevelVocab(BaseVocab):
 
         tokenizer = Tokenizer.from_str(json.dumps(self.merged_data(keys, padded_size)))
         PreTrainedTokenizerFast(tokenizer_object=tokenizer, **self.specials).save_pretrained(out_dir)
+        # transformers 5 writes its own "TokenizersBackend"; this name loads in 4.x and 5.x alike.
+        config_path = out_dir / "tokenizer_config.json"
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+        saved["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config_path.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -146,6 +146,11 @@ class SentencePieceVocab(BaseVocab):
             config = {"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_prefix_space": None}
             (Path(tmp) / "tokenizer_config.json").write_text(json.dumps(config))
             AutoTokenizer.from_pretrained(tmp, local_files_only=True).save_pretrained(out_dir)
+        config_path = out_dir / "tokenizer_config.json"
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+        for load_time_only in ("is_local", "local_files_only"):  # not settings of the tokenizer
+            saved.pop(load_time_only, None)
+        config_path.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (out_dir / "tokenizer.model").write_bytes(proto.SerializeToString())
         # transformers 5 ranks merges by piece id, which puts Mistral's "▁▁" pieces (score -1e9)
         # first and disagrees with the .model on repeated spaces; rank them by score, as SP does.

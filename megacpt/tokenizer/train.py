@@ -20,7 +20,7 @@ from typing import Any
 
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from megacpt.tokenizer.config import TrainConfig
 from megacpt.tokenizer.merge_bpe import BYTE_DECODER
@@ -36,10 +36,13 @@ def normalize(text: str, normalization: str) -> str:
     return unicodedata.normalize("NFKC", text) if normalization == "nfkc" else text
 
 
-def _words(texts: Sequence[str], cfg: TrainConfig, segmenter: Segmenter | None) -> Iterator[str]:
-    """Words with a leading space where the text has one (and at the start, like a dummy prefix)."""
+def _words(
+    texts: Sequence[str], cfg: TrainConfig, segmenter: Segmenter | None, dummy_prefix: bool
+) -> Iterator[str]:
+    """Words with a leading space where the text has one (and at the start with ``dummy_prefix``,
+    as SentencePiece bases tokenise a text's first word)."""
     for text in texts:
-        first = True
+        first = dummy_prefix
         for line in normalize(text, cfg.normalization).split("\n"):
             for word in split_words(line, segmenter):
                 body = word.lstrip()
@@ -48,33 +51,34 @@ def _words(texts: Sequence[str], cfg: TrainConfig, segmenter: Segmenter | None) 
                 yield (" " + body) if spaced else body
 
 
-def _train_sentencepiece(texts: Sequence[str], cfg: TrainConfig, segmenter: Segmenter | None) -> list[bytes]:
-    counts = Counter(_words(texts, cfg, segmenter))
+def _train_sentencepiece(
+    texts: Sequence[str], cfg: TrainConfig, segmenter: Segmenter | None, dummy_prefix: bool
+) -> list[bytes]:
+    counts = Counter(_words(texts, cfg, segmenter, dummy_prefix))
     model = io.BytesIO()
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv") as tsv:
         for word, count in counts.most_common():
-            tsv.write(f"{word.replace(chr(9), ' ')}\t{count}\n")
+            tsv.write(f"{word}\t{count}\n")  # words hold no whitespace but a leading space
         tsv.flush()
-        with open("/dev/null", "w") as quiet:
-            spm.SentencePieceTrainer.train(
-                input=tsv.name,
-                input_format="tsv",
-                model_writer=model,
-                logstream=quiet,
-                model_type="bpe" if cfg.trainer == "sentencepiece_bpe" else "unigram",
-                vocab_size=cfg.vocab_size,
-                character_coverage=cfg.character_coverage,
-                normalization_rule_name="identity",
-                add_dummy_prefix=False,
-                remove_extra_whitespaces=False,
-                split_digits=True,
-                byte_fallback=False,
-                hard_vocab_limit=False,
-                max_sentencepiece_length=cfg.max_piece_length,
-                input_sentence_size=cfg.max_words,
-                shuffle_input_sentence=True,
-                num_threads=cfg.threads,
-            )
+        spm.SentencePieceTrainer.train(
+            input=tsv.name,
+            input_format="tsv",
+            model_writer=model,
+            minloglevel=2,  # quiet; a logstream would need a real stderr fd
+            model_type="bpe" if cfg.trainer == "sentencepiece_bpe" else "unigram",
+            vocab_size=cfg.vocab_size,
+            character_coverage=cfg.character_coverage,
+            normalization_rule_name="identity",
+            add_dummy_prefix=False,
+            remove_extra_whitespaces=False,
+            split_digits=True,
+            byte_fallback=False,
+            hard_vocab_limit=False,
+            max_sentencepiece_length=cfg.max_piece_length,
+            input_sentence_size=cfg.max_words,
+            shuffle_input_sentence=True,
+            num_threads=cfg.threads,
+        )
     proto = sp_pb2.ModelProto()
     proto.ParseFromString(model.getvalue())
     normal = [p.piece for p in proto.pieces if p.type == sp_pb2.ModelProto.SentencePiece.NORMAL]
@@ -101,7 +105,6 @@ def _train_hf_bpe(
                 pre_tokenizers.Digits(individual_digits=True),
             ]
         )
-        tokenizer.decoder = decoders.Metaspace()
         alphabet = []
     trainer = trainers.BpeTrainer(
         vocab_size=cfg.vocab_size,
@@ -113,7 +116,7 @@ def _train_hf_bpe(
     if segmenter is None:
         stream: Iterator[str] = (normalize(t, cfg.normalization) for t in texts)
     else:
-        stream = _words(texts, cfg, segmenter)
+        stream = _words(texts, cfg, segmenter, dummy_prefix=pre_tokenizer is None)
     tokenizer.train_from_iterator(stream, trainer=trainer, length=len(texts))
     merges = json.loads(tokenizer.to_str())["model"]["merges"]
     tokens = ["".join(m.split(" ", 1) if isinstance(m, str) else m) for m in merges]
@@ -136,4 +139,4 @@ def train_candidates(
     segmenter = make_segmenter(cfg.morph)
     if cfg.trainer == "hf_bpe":
         return _train_hf_bpe(texts, cfg, segmenter, pre_tokenizer)
-    return _train_sentencepiece(texts, cfg, segmenter)
+    return _train_sentencepiece(texts, cfg, segmenter, dummy_prefix=pre_tokenizer is None)

@@ -173,6 +173,7 @@ def load_checkpoint(path: str | os.PathLike, models: list[torch.nn.Module], opti
     _load_models(models, loaded)
     optimizer.load_state_dict(loaded["optimizer"])
     megatron_fixes.unshare_step_tensors(optimizer)
+    scheduler.num_steps = 0  # Megatron's load_state_dict adds the saved count to the current one
     scheduler.load_state_dict(loaded["scheduler"])
     _restore_rng(path)
     return loaded["megacpt"]
@@ -219,9 +220,10 @@ def _load_repadded(path: Path, taken: dict[tuple[str, str], ShardedTensor], load
 def load_pretrained(path: str | os.PathLike, models: list[torch.nn.Module], vocab_size: int) -> dict[str, Any]:
     """Initialise model weights only from a checkpoint (a new run: no optimizer, step 0).
 
-    Works across layouts, including one whose TP pads the vocabulary to another size.
+    ``path`` is a checkpoint directory, or a checkpoint root whose ``latest`` names one. Works
+    across layouts, including one whose TP pads the vocabulary to another size.
     """
-    path = Path(path)
+    path = latest_checkpoint(path) or Path(path)
     meta = read_meta(path)
     if meta.get("vocab_size") != vocab_size:
         raise UserError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,8 @@ def messy(tmp_path: Path) -> Path:
     ]
     lines = [json.dumps(d, ensure_ascii=False).encode() for d in docs] + bad
     path = tmp_path / "messy.jsonl"
-    path.write_bytes(b"\n".join(lines))  # no final newline: the last line must still count
+    # A byte-order mark first, no final newline: the first and last lines must still count.
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines))
     return path
 
 
@@ -109,8 +111,12 @@ def test_failed_run_leaves_existing_output_untouched(
             raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(dedup.Deduplicator, "check", exploding_check)
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        clean_corpus(str(messy), str(out), config=CONFIG, workers=1)
+    for workers in (1, 2):
+        calls.clear()
+        with pytest.raises(RuntimeError, match="disk on fire") as failure:
+            clean_corpus(str(messy), str(out), config=CONFIG, workers=workers)
+        # While the traceback (and so the pipeline's frame) is still held, the pool is already gone.
+        assert failure.tb is not None and not multiprocessing.active_children()
     assert out.read_text() == "precious earlier output\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.jsonl", "messy.jsonl"]
 
@@ -128,6 +134,12 @@ def test_bad_paths_and_tool_exit_codes(
 ) -> None:
     with pytest.raises(UserError, match="three different files"):
         clean_corpus(str(messy), str(messy))
+    with pytest.raises(UserError, match="unknown Unicode normalisation"):
+        CleanConfig(normalization="NFX")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write"):
+        clean_corpus(str(messy), str(blocker / "out.jsonl"))
     with pytest.raises(SystemExit) as code:
         tool.main([str(tmp_path / "nope.jsonl"), str(tmp_path / "out.jsonl")])
     assert code.value.code == 2 and "error: input file not found" in capsys.readouterr().err

@@ -41,6 +41,14 @@ def test_nfkc_controls_and_boilerplate() -> None:
     assert dropped == 3
     assert Normalizer("none")("ＡＢＣ")[0] == "ＡＢＣ"
     assert Normalizer("NFC")("ｶ")[0] == "ｶ"
+    menus = "Home | About us | Privacy Policy\n利用規約 ｜ プライバシーポリシー ｜ お問い合わせ\n이용약관 · 고객센터"
+    assert norm(menus) == ("", 3)
+    assert norm("본문\n저작권자(c) 연합뉴스, 무단 전재-재배포 금지\n저작권자 ⓒ 한국일보") == ("본문", 2)
+    sentences = (
+        "The company updated its privacy policy in 2019.\n著作権法は1970年に制定された。\n로그인 기록을 분석했다.\n"
+        "(c) the third clause applies.\n저작권자는 권리를 가진다."
+    )
+    assert norm(sentences) == (sentences, 0)
     # A long line that merely mentions a notice is content, not boilerplate.
     long_line = "이 기사는 저작권자 허락을 받아 " + "내용이 길게 이어지는 문장입니다 " * 10
     assert norm(long_line)[1] == 0
@@ -68,7 +76,9 @@ def test_langid_tells_chinese_from_japanese() -> None:
 def test_real_text_passes_quality_filters(lang: str) -> None:
     texts = _texts(lang, limit=400)
     norm = Normalizer()
-    failed = [first_failure(norm(t)[0], QualityConfig(), lang) for t in texts]
+    cleaned = [norm(t) for t in texts]
+    assert sum(dropped for _, dropped in cleaned) == 0  # no real sentence is taken for boilerplate
+    failed = [first_failure(text, QualityConfig(), lang) for text, _ in cleaned]
     assert sum(f is not None for f in failed) <= 0.02 * len(texts), [f for f in failed if f]
 
 

@@ -24,8 +24,10 @@ def logits_of(ckpt: str, tp: int, pp: int, tokens: torch.Tensor) -> torch.Tensor
     from megacpt.training.checkpoint import load_pretrained
 
     meta = read_meta(ckpt)
-    config = Config(model=from_dict(ModelConfig, meta["model"], "model"),
-                    parallel=ParallelConfig(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp))
+    config = Config(
+        model=from_dict(ModelConfig, meta["model"], "model"),
+        parallel=ParallelConfig(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp),
+    )
     config.model.transformer_impl = "local"
     (model,) = build_model(config, transformer_config(config))
     load_pretrained(ckpt, [model], config.model.vocab_size)
@@ -54,7 +56,9 @@ def main() -> None:
     tp, pp, tokens_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     pairs = list(zip(sys.argv[4::2], sys.argv[5::2]))
     tokens = torch.load(tokens_file)
-    init_runtime(Config(parallel=ParallelConfig(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)))
+    init_runtime(
+        Config(parallel=ParallelConfig(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp))
+    )
     for ckpt, out in pairs:
         logits = logits_of(ckpt, tp, pp, tokens)
         if logits is not None and parallel_state.get_tensor_model_parallel_rank() == 0:

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -183,6 +184,7 @@ def test_default_cache_lives_beside_the_data(spec_dir: Path, tmp_path: Path) -> 
         ([{"prefix": "a", "weight": -2.5}], "positive"),
         ([{"prefix": "a", "weight": "0.5"}], "must be a number"),
         ([{"prefix": "a", "weight": True}], "must be a number"),
+        ([{"prefix": "a", "weight": "1e-3"}], "YAML reads 1e-3 as text"),
         ([{"prefix": "a", "weight": float("nan")}], "positive finite"),
         ([{"prefix": "a", "weight": 1, "lang": 3}], "'lang' must be a non-empty string"),
         ([{"prefix": "x/a", "weight": 1}, {"prefix": "y/a", "weight": 1}], "repeated: ['a']"),
@@ -222,6 +224,15 @@ def test_bad_spec_files(tmp_path: Path, spec_dir: Path, capsys: pytest.CaptureFi
         _build(good, tmp_path, pad_id=EOD)
     with pytest.raises(UserError, match="split must be"):
         _build(good, tmp_path, split="a,b")
+    tiny = tmp_path / "tiny"
+    builder = IndexedDatasetBuilder(f"{tiny}.bin", dtype=np.uint16)
+    for doc in ([5, 6, 7, EOD], [8, 9, EOD]):
+        builder.add_document(np.array(doc), [len(doc)])
+    builder.finalize(f"{tiny}.idx")
+    with pytest.raises(
+        UserError, match="dataset 'tiny' has 2 documents: the split leaves its valid part empty"
+    ):
+        _build(DataMixture.from_list([{"prefix": str(tiny), "weight": 1}]), tmp_path)
 
 
 def test_parse_token_count() -> None:
@@ -261,17 +272,25 @@ def test_two_gloo_ranks_build_once_and_agree(spec_dir: Path, tmp_path: Path) -> 
     script = tmp_path / "build.py"
     script.write_text(_DISTRIBUTED_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0"]
-    result = subprocess.run(
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    # A session of its own, so that a hang kills the launcher and both ranks, not the launcher alone.
+    proc = subprocess.Popen(
         [*cmd, str(script), str(spec_dir / "mixture.yaml"), str(tmp_path)],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
+        start_new_session=True,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("two-rank dataset build hung")
+    assert proc.returncode == 0, stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["rows"] == ranks[1]["rows"] and ranks[0]["fingerprint"] == ranks[1]["fingerprint"]
     assert [r["skipped_is_none"] for r in ranks] == [False, True]
-    # One set of index files per dataset and split: rank 1 loaded what rank 0 built.
+    # Both ranks hashed the same indices: one set of train index files per dataset.
     assert len(list((tmp_path / "cache").glob("*-GPTDataset-train-shuffle_index.npy"))) == 4

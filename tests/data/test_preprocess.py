@@ -180,7 +180,7 @@ def test_bad_input_is_counted_and_skipped(tmp_path: Path) -> None:
 def test_killed_run_resumes_to_identical_bytes(corpus: Path, tmp_path: Path) -> None:
     big = tmp_path / "big.jsonl"
     big.write_text("".join(corpus_lines(400)) * 2, encoding="utf-8")
-    args = ["--input", str(big), "--tokenizer", mistral_model(), "--append-eod", "--shard-mb", "0.05"]
+    args = ["--input", str(big), "--tokenizer", mistral_model(), "--append-eod", "--shard-mb", "0.02"]
     tool(*args, "--output-prefix", str(tmp_path / "whole"))
     out = tmp_path / "resumed"
     proc = subprocess.Popen(
@@ -283,3 +283,46 @@ def test_tool_bad_arguments_exit_2_with_one_line(corpus: Path, tmp_path: Path, a
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("error: ") and message in res.stderr
     assert not list(tmp_path.glob("o*"))
+
+
+def test_hf_directory_without_tokenizer_json_goes_through_transformers(corpus: Path, tmp_path: Path) -> None:
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "tokenizer.model").write_bytes(Path(mistral_model()).read_bytes())
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+    }
+    (hf / "tokenizer_config.json").write_text(json.dumps(config))
+    lines = corpus_lines(5)[:10]  # ko and ja: the English text holds a literal "<unk>", which HF maps to id 0
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(lines), encoding="utf-8")
+    stats = run(PreprocessConfig([str(small)], str(tmp_path / "o"), str(hf), append_eod=True, progress=False))
+    assert stats["settings"]["vocab_size"] == 32000 and stats["settings"]["eod_id"] == 2
+    sp = spm.SentencePieceProcessor(model_file=mistral_model())
+    want = [[*sp.encode(json.loads(line)["text"]), 2] for line in lines]
+    assert [d.tolist() for d in read_documents(tmp_path / "o_text_document")] == want
+
+
+def test_several_json_keys_give_one_aligned_dataset_each(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = [{"title": f"제목 {i}", "text": f"本文 {i} body"} for i in range(7)] + [{"title": "no text"}]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n")
+    stats = run(PreprocessConfig([str(tmp_path / "r.jsonl")], str(tmp_path / "o"), mistral_model(),
+                                 json_keys=["title", "text"], progress=False))  # fmt: skip
+    sp = spm.SentencePieceProcessor(model_file=mistral_model())
+    for key in ("title", "text"):
+        want = [sp.encode(r[key]) for r in records[:7]]
+        assert [d.tolist() for d in read_documents(tmp_path / f"o_{key}_document")] == want
+        assert stats["per_key"][key]["tokens"] == sum(map(len, want))
+    assert stats["documents"] == 7 and stats["skipped"] == {"missing_key": 1}
+    pq.write_table(pa.table({"body": ["a", "b"]}), tmp_path / "p.parquet")
+    stats = run(
+        PreprocessConfig([str(tmp_path / "p.parquet")], str(tmp_path / "p"), mistral_model(), progress=False)
+    )
+    assert stats["documents"] == 0 and stats["skipped"] == {"missing_key": 2}
+    assert read_index(tmp_path / "p_text_document").document_indices.tolist() == [0]

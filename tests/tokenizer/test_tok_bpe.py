@@ -41,6 +41,11 @@ def test_round_trip_and_real_vocabulary(tekken_japanese: ExpansionResult, all_te
     hf = AutoTokenizer.from_pretrained(out, local_files_only=True)
     raw = Tokenizer.from_file(str(out / "tokenizer.json"))
     assert len(hf) == tekken_japanese.padded_vocab_size
+    assert (
+        json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"]
+        == "PreTrainedTokenizerFast"
+    )
+    assert (hf.bos_token, hf.eos_token, hf.unk_token) == ("<s>", "</s>", "<unk>")
     docs = all_texts[::3]
     batch = hf(docs, add_special_tokens=False)["input_ids"]
     raw_batch = raw.encode_batch_fast(docs, add_special_tokens=False)

@@ -32,15 +32,14 @@ def test_wordpiece_tokenizer_json_is_unsupported(tmp_path: Path) -> None:
 
 def test_unigram_sentencepiece_is_unsupported(tmp_path: Path) -> None:
     (tmp_path / "t.txt").write_text("\n".join(f"word{i} text{i % 7} abc" for i in range(300)))
-    with open(os.devnull, "w") as quiet:
-        spm.SentencePieceTrainer.train(
-            input=str(tmp_path / "t.txt"),
-            model_prefix=str(tmp_path / "uni"),
-            vocab_size=40,
-            model_type="unigram",
-            hard_vocab_limit=False,
-            logstream=quiet,
-        )
+    spm.SentencePieceTrainer.train(
+        input=str(tmp_path / "t.txt"),
+        model_prefix=str(tmp_path / "uni"),
+        vocab_size=40,
+        model_type="unigram",
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
     with pytest.raises(UserError, match="unsupported base tokenizer kind: SentencePiece UNIGRAM"):
         expand_vocab(_config(tmp_path, base=tmp_path / "uni.model"))
 

@@ -57,9 +57,10 @@ def test_hf_tokenizer_matches_model_and_round_trips(sp_korean: ExpansionResult, 
     sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
     assert len(hf) == sp.get_piece_size() == sp_korean.padded_vocab_size
     # "<unk>" is literal text in WikiText; HF matches it as the special token, SentencePiece does not.
-    docs = [t.replace("<unk>", "unk") for t in all_texts] + ["a  b", "두 칸  띄어쓰기"]
+    docs = [t.replace("<unk>", "unk") for t in all_texts] + ["a  b", "두 칸  띄어쓰기", "<unused_vocab_0>"]
     for text, ids in zip(docs, sp.encode(docs)):
         assert hf(text, add_special_tokens=False)["input_ids"] == ids
+        assert max(ids) < sp_korean.new_vocab_size  # padding entries are never produced
         assert sp.decode(ids) == text
         assert hf.decode(ids) == sp.decode(ids)
 
@@ -77,6 +78,8 @@ def test_outputs_describe_the_expansion(sp_korean: ExpansionResult) -> None:
     )
     assert meta["num_new_tokens"] == sp_korean.num_new_tokens and meta["selection_converged"]
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    hf_config = json.loads((out / "tokenizer_config.json").read_text())
+    assert hf_config["tokenizer_class"] == "LlamaTokenizer" and "local_files_only" not in hf_config
     assert "| ko |" in (out / "report.md").read_text()
 
 

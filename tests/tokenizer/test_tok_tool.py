@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 from tok_helpers import EN, KO, REPO, SP_BASE, texts, write_jsonl
 
 from megacpt.tokenizer import SelectConfig
@@ -17,17 +16,24 @@ from megacpt.tokenizer.select import count_new, select_tokens
 from megacpt.tokenizer.train import TrainConfig, train_candidates
 
 
-def test_tool_writes_a_loadable_directory(tmp_path: Path) -> None:
+def _tool():
+    spec = importlib.util.spec_from_file_location("expand_vocab_tool", REPO / "tools" / "expand_vocab.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tool_writes_a_loadable_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = write_jsonl(tmp_path / "ko.jsonl", texts(KO)[::4])
     out = tmp_path / "tok"
-    cmd = [sys.executable, str(REPO / "tools" / "expand_vocab.py"), "--base", str(SP_BASE)]
-    cmd += ["--corpus", str(corpus), "--output", str(out), "--language", "ko", "--heldout", f"en={EN}"]
-    cmd += ["--train-vocab-size", "3000", "--vocab-size", "33000", "--pad-to-multiple-of", "128"]
-    proc = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    argv = ["--base", str(SP_BASE), "--corpus", str(corpus), "--output", str(out), "--language", "ko"]
+    argv += ["--heldout", f"en={EN}", "--train-vocab-size", "3000", "--vocab-size", "33000"]
+    _tool().main([*argv, "--pad-to-multiple-of", "128"])
+    stdout = capsys.readouterr().out
     meta = json.loads((out / "expansion.json").read_text())
     assert meta["new_vocab_size"] <= 33000 and meta["padded_vocab_size"] == 33024
-    assert "| ko |" in proc.stdout and "| en |" in proc.stdout
+    assert "| ko |" in stdout and "| en |" in stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "id_map.json", "new_tokens.tsv",
          "expansion.json", "report.md", "report.png"]

@@ -1,0 +1,286 @@
+"""Preprocessing throughput and memory: tools/preprocess_data.py against the reference method and the raw limit.
+
+Input: the bundled ko/ja/en corpora replicated to ``--size-mb`` (and ``--big-mb`` for the memory
+check) of JSONL in ``--tmp``; tokenizer: Mistral-7B's SentencePiece model from ``mistral-common``.
+All in one run, with the same tokenizer and the same ``--workers``:
+
+(a) ours: ``tools/preprocess_data.py --workers W --append-eod`` (wall time of the whole command)
+    against the reference method, Megatron-LM's ``preprocess_data.py`` loop: a process pool
+    JSON-decoding and encoding one document at a time (``pool.imap(..., chunksize=32)``) into
+    Megatron-core's Python ``IndexedDatasetBuilder.add_document``; its output must be byte-identical.
+(b) ours against the raw limit: the tokenizer's own batch encoding of the same texts
+    (``encode(texts, num_threads=W)``), texts already in memory, nothing written.
+(c) peak memory (sum of RSS over the process tree, sampled every 50 ms) of ours at ``--size-mb``
+    and at ``--big-mb``.
+(a) and (b) are also given in CPU seconds (the process tree's user + system time), which a
+machine shared with other work disturbs far less than wall time.
+(d) the C++ builder alone (``IndexedWriter.add_lists``, batches of 256) against Megatron-core's
+    Python builder (``add_document(ids, [len(ids)])``, as Megatron-LM's preprocess_data.py calls it),
+    both given the same pre-tokenised documents (the first ``--builder-docs`` of (a)'s output) as
+    lists of ids, the form tokenizers return; both include finalize (ours fsyncs, Megatron's does not).
+
+    python bench/preprocess.py --size-mb 200 --big-mb 1000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+CORPORA = REPO / "examples" / "corpora"
+
+
+def model_path() -> str:
+    import mistral_common
+
+    return str(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1")
+
+
+def build_corpus(path: Path, size_mb: int) -> None:
+    """Replicate the bundled corpora (line by line, interleaved) up to ``size_mb`` MB."""
+    if path.exists() and path.stat().st_size >= size_mb * 1e6:
+        return
+    lines = [ln for f in sorted(CORPORA.glob("*/*.jsonl")) for ln in f.read_bytes().splitlines(keepends=True)]
+    written = 0
+    with open(f"{path}.partial", "wb") as out:
+        for line in itertools.cycle(lines):
+            out.write(line)
+            written += len(line)
+            if written >= size_mb * 1e6:
+                break
+    os.replace(f"{path}.partial", path)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_tree(cmd: list[str]) -> tuple[float, float, float]:
+    """Run ``cmd``; return (wall seconds, CPU seconds of it and its descendants, peak summed RSS
+    of the process tree in MiB). CPU time is what survives a machine shared with other work."""
+    cpu = _children_cpu()
+    start = time.perf_counter()
+    proc = psutil.Popen(cmd, cwd=REPO)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                procs = [proc, *proc.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = proc.wait()
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if code != 0:
+        raise SystemExit(f"{cmd[:3]} failed with exit code {code}")
+    return seconds, _children_cpu() - cpu, peak / 2**20
+
+
+# ---------------------------------------------------------------- the reference method
+
+_SP = None
+
+
+def _ref_init(model: str) -> None:
+    global _SP
+    import sentencepiece as spm
+
+    _SP = spm.SentencePieceProcessor(model_file=model)
+
+
+def _ref_encode(line: str) -> list[int]:
+    assert _SP is not None
+    return [*_SP.encode_as_ids(json.loads(line)["text"]), _SP.eos_id()]
+
+
+def reference_run(corpus: str, prefix: str, workers: int) -> None:
+    """Megatron-LM's preprocess_data.py loop, with Megatron-core's Python builder."""
+    import multiprocessing as mp
+
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+    with open(corpus, encoding="utf-8") as fin, mp.Pool(workers, _ref_init, (model_path(),)) as pool:
+        for ids in pool.imap(_ref_encode, fin, 32):
+            builder.add_document(ids, [len(ids)])
+    builder.finalize(f"{prefix}.idx")
+
+
+_DOCS: list[list[int]] = []
+
+
+def _ceiling_init(prefix: str, documents: int) -> None:
+    from megacpt.data.indexed import read_documents
+
+    _DOCS.extend(d.tolist() for d in itertools.islice(read_documents(prefix), documents))
+
+
+def _ceiling_item(i: int) -> list[int]:
+    return _DOCS[i]
+
+
+def reference_ceiling(prefix: str, workers: int, documents: int) -> float:
+    """Documents/s of the reference loop when encoding costs nothing: workers hand back
+    pre-tokenised documents, so only its single consuming process (unpickling, the Python
+    builder, finalize) is timed. No number of workers takes the reference past this rate."""
+    import multiprocessing as mp
+
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    with mp.Pool(workers, _ceiling_init, (prefix, documents)) as pool:
+        pool.map(_ceiling_item, range(workers * 4), 1)  # every worker initialised before timing
+        start = time.perf_counter()
+        builder = IndexedDatasetBuilder(f"{prefix}.ceiling.bin", dtype=np.uint16)
+        for ids in pool.imap(_ceiling_item, range(documents), 32):
+            builder.add_document(ids, [len(ids)])
+        builder.finalize(f"{prefix}.ceiling.idx")
+        return documents / (time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- the raw limit and the builders
+
+
+def raw_limit(corpus: Path, workers: int) -> tuple[float, float, int]:
+    """(wall, CPU) seconds of the tokenizer's own batch encoding of every text (in memory), nothing written."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=model_path())
+    with open(corpus, encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f]
+    seconds = cpu = 0.0
+    tokens = 0
+    for i in range(0, len(texts), 20_000):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        ids = sp.encode(texts[i : i + 20_000], num_threads=workers)
+        seconds += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
+        tokens += sum(map(len, ids))
+    return seconds, cpu, tokens
+
+
+def builders(prefix: str, tmp: Path, documents: int) -> tuple[float, float, int]:
+    """(C++ seconds, Megatron Python seconds, tokens) for writing the same pre-tokenised documents."""
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    from megacpt.data.indexed import IndexedWriter, read_documents
+
+    docs = [d.tolist() for d in itertools.islice(read_documents(prefix), documents)]
+    start = time.perf_counter()
+    with IndexedWriter(tmp / "cpp", np.uint16) as writer:
+        for i in range(0, len(docs), 256):
+            writer.add_lists(docs[i : i + 256])
+    ours = time.perf_counter() - start
+    start = time.perf_counter()
+    builder = IndexedDatasetBuilder(str(tmp / "py.bin"), dtype=np.uint16)
+    for doc in docs:
+        builder.add_document(doc, [len(doc)])
+    builder.finalize(str(tmp / "py.idx"))
+    theirs = time.perf_counter() - start
+    for ext in (".bin", ".idx"):
+        assert (tmp / f"cpp{ext}").read_bytes() == (tmp / f"py{ext}").read_bytes(), "builders disagree"
+    return ours, theirs, sum(map(len, docs))
+
+
+def ours_cmd(corpus: Path, prefix: Path, workers: int) -> list[str]:
+    return [sys.executable, str(REPO / "tools" / "preprocess_data.py"), "--input", str(corpus),
+            "--output-prefix", str(prefix), "--tokenizer", model_path(), "--append-eod",
+            "--workers", str(workers), "--no-progress"]  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size-mb", type=int, default=200)
+    p.add_argument("--big-mb", type=int, default=1000, help="0 skips the memory run on the big input")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--tmp", default="/tmp/megacpt-bench-preprocess")
+    p.add_argument("--builder-docs", type=int, default=200_000)
+    p.add_argument(
+        "--reference-run", nargs=3, metavar=("CORPUS", "PREFIX", "WORKERS"), help=argparse.SUPPRESS
+    )
+    args = p.parse_args()
+    if args.reference_run:
+        corpus, prefix, workers = args.reference_run
+        reference_run(corpus, prefix, int(workers))
+        return
+    tmp = Path(args.tmp)
+    tmp.mkdir(parents=True, exist_ok=True)
+    corpus = tmp / f"corpus{args.size_mb}.jsonl"
+    build_corpus(corpus, args.size_mb)
+    mb = corpus.stat().st_size / 1e6
+    print(f"input: {corpus} ({mb:.0f} MB), workers={args.workers}, load average before: {os.getloadavg()}")
+    for f in tmp.iterdir():  # earlier outputs: a finished run would not be redone
+        if f.is_dir():
+            shutil.rmtree(f)
+        elif not f.name.startswith("corpus"):
+            f.unlink()
+
+    ours_s, ours_cpu, ours_mem = timed_tree(ours_cmd(corpus, tmp / "ours", args.workers))
+    stats = json.loads((tmp / "ours.stats.json").read_text())
+    docs, tokens = stats["documents"], stats["tokens"]
+    print(f"ours: {ours_s:.1f} s = {docs / ours_s:,.0f} docs/s, {tokens / ours_s:,.0f} tok/s, "
+          f"{mb / ours_s:.2f} MB/s, peak RSS {ours_mem:.0f} MiB")  # fmt: skip
+
+    ref_cmd = [sys.executable, __file__, "--reference-run", str(corpus), str(tmp / "ref"), str(args.workers)]
+    ref_s, ref_cpu, ref_mem = timed_tree(ref_cmd)
+    same = all(
+        (tmp / f"ref{e}").read_bytes() == (tmp / f"ours_text_document{e}").read_bytes()
+        for e in (".bin", ".idx")
+    )
+    print(f"reference (pool, one document at a time, Megatron-core Python builder): {ref_s:.1f} s = "
+          f"{docs / ref_s:,.0f} docs/s, peak RSS {ref_mem:.0f} MiB, byte-identical output: {same}")  # fmt: skip
+    print(f"(a) ours / reference speed: x{ref_s / ours_s:.2f} by wall time (goal >= 3); "
+          f"CPU seconds ours {ours_cpu:.1f}, reference {ref_cpu:.1f}: x{ref_cpu / ours_cpu:.2f}")  # fmt: skip
+    ceiling = reference_ceiling(str(tmp / "ours_text_document"), args.workers, min(docs, args.builder_docs))
+    print(f"reference ceiling (its consuming process alone, encoding free): {ceiling:,.0f} docs/s; "
+          f"ours per worker here: {docs / ours_s / args.workers:,.0f} docs/s, so ours passes 3x the "
+          f"ceiling from {3 * ceiling / (docs / ours_s / args.workers):.0f} workers if it scales linearly")  # fmt: skip
+
+    raw_s, raw_cpu, raw_tokens = raw_limit(corpus, args.workers)
+    assert raw_tokens + docs == tokens, "raw limit and ours tokenised different text"
+    print(f"raw limit (SentencePiece encode(texts, num_threads={args.workers}), in memory): {raw_s:.1f} s")
+    print(f"(b) ours / raw-limit speed: x{raw_s / ours_s:.2f} by wall time (goal >= 0.85); "
+          f"CPU seconds raw limit {raw_cpu:.1f}: x{raw_cpu / ours_cpu:.2f}")  # fmt: skip
+
+    if args.big_mb:
+        big = tmp / f"corpus{args.big_mb}.jsonl"
+        build_corpus(big, args.big_mb)
+        big_s, _, big_mem = timed_tree(ours_cmd(big, tmp / "ours_big", args.workers))
+        big.unlink()
+        print(f"ours at {args.big_mb} MB: {big_s:.1f} s, peak RSS {big_mem:.0f} MiB")
+        print(
+            f"(c) peak memory {args.big_mb} MB / {args.size_mb} MB input: x{big_mem / ours_mem:.2f}  (goal: flat)"
+        )
+
+    cpp_s, py_s, n_tokens = builders(str(tmp / "ours_text_document"), tmp, args.builder_docs)
+    print(f"builders on {args.builder_docs:,} pre-tokenised documents ({n_tokens:,} tokens): "
+          f"C++ {cpp_s:.2f} s, Megatron-core Python {py_s:.2f} s")  # fmt: skip
+    print(f"(d) C++ builder / Python builder speed: x{py_s / cpp_s:.1f}  (goal >= 20)")
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

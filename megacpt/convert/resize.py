@@ -1,0 +1,118 @@
+"""Initialisation of new vocabulary rows after tokenizer expansion, and the base-tokenizer decomposition.
+
+Methods, chosen separately for input (embedding) and output (LM head) rows:
+
+- ``random``: normal, mean 0, standard deviation of all existing rows' elements;
+- ``mean``: the mean of all existing rows;
+- ``subword_mean``: the mean of the rows of the new token's pieces under the base tokenizer
+  (Swallow; EEVE's input rows; RedWhale's decomposition);
+- ``subword_first``: the row of the first such piece (EEVE's output rows).
+
+A new token whose text the base tokenizer turns into no piece at all falls back to ``mean``; a
+leading piece that is only SentencePiece's word-boundary marker is left out of the decomposition.
+Tokenizers are read with ``transformers.AutoTokenizer``, which loads both SentencePiece and
+byte-level BPE tokenizers the same way, so decomposition is what the base model saw in training.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from megacpt.errors import UserError
+
+METHODS = ("random", "mean", "subword_mean", "subword_first")
+# preset -> (input rows, output rows). Swallow and RedWhale both build both rows from the pieces.
+PRESETS = {
+    "swallow": ("subword_mean", "subword_mean"),
+    "eeve": ("subword_mean", "subword_first"),
+    "redwhale": ("subword_mean", "subword_mean"),
+}
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The rows to add: base and expanded vocabulary sizes, and each new token's base-tokenizer ids."""
+
+    old_size: int
+    new_size: int
+    pieces: list[list[int]]  # pieces[j]: base ids of token old_size + j
+
+
+def expansion_from_tokenizers(base_dir: str | os.PathLike, expanded_dir: str | os.PathLike) -> Expansion:
+    """Decompose every appended token of the expanded tokenizer with the base tokenizer."""
+    from transformers import AutoTokenizer
+
+    base = AutoTokenizer.from_pretrained(str(base_dir))
+    expanded = AutoTokenizer.from_pretrained(str(expanded_dir))
+    old, new = len(base), len(expanded)
+    if new <= old:
+        raise UserError(f"expanded tokenizer has {new} tokens, not more than the base tokenizer's {old}")
+    if expanded.convert_ids_to_tokens(list(range(old))) != base.convert_ids_to_tokens(list(range(old))):
+        raise UserError("the expanded tokenizer changes the ids of base tokens; expansion must only append")
+    pieces = [
+        _strip_space_pieces(base, base.encode(expanded.decode([i]), add_special_tokens=False))
+        for i in range(old, new)
+    ]
+    return Expansion(old, new, pieces)
+
+
+def _strip_space_pieces(tokenizer: Any, ids: list[int]) -> list[int]:
+    """Drop leading pieces that are only a word-boundary marker (SentencePiece's dummy-prefix ``▁``).
+
+    Otherwise ``subword_first`` would give nearly every word-initial token the row of ``▁``.
+    """
+    while len(ids) > 1 and not tokenizer.decode(ids[:1]).strip():
+        ids = ids[1:]
+    return ids
+
+
+def resolve_methods(
+    preset: str | None, input_method: str | None, output_method: str | None
+) -> tuple[str, str]:
+    """(input, output) methods from a preset and/or explicit choices (explicit ones win)."""
+    if preset is not None and preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    default_in, default_out = PRESETS[preset] if preset else ("subword_mean", "subword_mean")
+    chosen = (input_method or default_in, output_method or default_out)
+    for method in chosen:
+        if method not in METHODS:
+            raise UserError(f"unknown initialisation method {method!r}; choose one of {', '.join(METHODS)}")
+    return chosen
+
+
+def new_rows(method: str, old_rows: torch.Tensor, pieces: list[list[int]], seed: int = 0) -> torch.Tensor:
+    """Rows for the new tokens (``[len(pieces), hidden]``, in ``old_rows``' dtype), computed in fp32."""
+    old = old_rows.float()
+    mean = old.mean(dim=0)
+    if method == "random":
+        generator = torch.Generator().manual_seed(seed)
+        rows = torch.randn(len(pieces), old.shape[1], generator=generator) * old.std()
+    elif method == "mean":
+        rows = mean.expand(len(pieces), -1)
+    elif method == "subword_mean":
+        rows = torch.stack([old[p].mean(dim=0) if p else mean for p in pieces])
+    elif method == "subword_first":
+        rows = torch.stack([old[p[0]] if p else mean for p in pieces])
+    else:
+        raise UserError(f"unknown initialisation method {method!r}; choose one of {', '.join(METHODS)}")
+    return rows.to(old_rows.dtype)
+
+
+def resize_table(
+    table: torch.Tensor, expansion: Expansion, method: str, rows: int, seed: int = 0
+) -> torch.Tensor:
+    """``table``'s old rows, the new rows, then zero padding up to ``rows`` in total."""
+    if expansion.old_size > table.shape[0]:
+        raise UserError(
+            f"table has {table.shape[0]} rows, fewer than the base vocabulary {expansion.old_size}"
+        )
+    if rows < expansion.new_size:
+        raise UserError(f"target of {rows} rows cannot hold {expansion.new_size} tokens")
+    old = table[: expansion.old_size]
+    added = new_rows(method, old, expansion.pieces, seed)
+    padding = table.new_zeros(rows - expansion.new_size, table.shape[1])
+    return torch.cat([old, added, padding])

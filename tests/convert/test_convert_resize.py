@@ -1,0 +1,207 @@
+"""Vocabulary resize on Hugging Face and Megatron checkpoints: new rows, old logits, TP 1/2/4 shards."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
+from tiny_models import NEW_TOKENS, english_ids, hf_logits, make_resize_model, make_tokenizers, run_workers
+
+from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
+from megacpt.convert.megatron_io import read_meta, read_tensors, tensor_shapes
+from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
+from megacpt.convert.resize import METHODS, Expansion, expansion_from_tokenizers
+from megacpt.convert.resize_checkpoint import resize_hf, resize_megatron
+from megacpt.errors import UserError
+
+OLD = 32000
+EMB, OUT = "embedding.word_embeddings.weight", "output_layer.weight"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("resize")
+    base, expanded = make_tokenizers(root)
+    hf = make_resize_model(root / "hf")
+    return {
+        "root": root,
+        "base": base,
+        "expanded": expanded,
+        "expansion": expansion_from_tokenizers(base, expanded),
+        "hf": hf,
+        "tokens": english_ids(base),
+        "mcore": convert_hf_to_megatron(hf, root / "mcore", make_vocab_size_divisible_by=64),
+    }
+
+
+def expected_rows(method: str, old: torch.Tensor, expansion: Expansion) -> torch.Tensor | None:
+    """Each method's formula, written independently of the library (None: random, checked by statistics)."""
+    if method == "mean":
+        return old.mean(0).expand(len(expansion.pieces), -1)
+    if method == "subword_mean":
+        return torch.stack([old[p].mean(0) for p in expansion.pieces])
+    if method == "subword_first":
+        return torch.stack([old[p[0]] for p in expansion.pieces])
+    return None
+
+
+def check_rows(method: str, table: torch.Tensor, old: torch.Tensor, expansion: Expansion) -> None:
+    assert torch.equal(table[:OLD], old)
+    added = table[OLD : expansion.new_size]
+    want = expected_rows(method, old, expansion)
+    if want is None:
+        assert added.abs().sum() > 0 and not torch.equal(added[0], added[1])
+    else:
+        assert torch.allclose(added, want, atol=1e-7, rtol=0)
+    assert not table[expansion.new_size :].any()  # padding rows are zero
+
+
+def test_decomposition_uses_base_pieces(setup: dict) -> None:
+    expansion = setup["expansion"]
+    base = transformers.AutoTokenizer.from_pretrained(setup["base"])
+    assert (expansion.old_size, expansion.new_size) == (OLD, OLD + len(NEW_TOKENS))
+    pieces = base.convert_ids_to_tokens(expansion.pieces[NEW_TOKENS.index("日本語")])
+    assert "".join(pieces).replace("▁", "") == "日本語" and pieces[0] != "▁"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_hf_resize_rows_and_old_logits(setup: dict, method: str, tmp_path: Path) -> None:
+    expansion = setup["expansion"]
+    out = resize_hf(
+        setup["hf"], tmp_path / "out", expansion, (method, method), tokenizer_dir=setup["expanded"]
+    )
+    old, new = load_file_all(setup["hf"]), load_file_all(out)
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        assert new[name].shape[0] == expansion.new_size
+        check_rows(method, new[name], old[name], expansion)
+    assert all(
+        torch.equal(new[n], t)
+        for n, t in old.items()
+        if n not in ("model.embed_tokens.weight", "lm_head.weight")
+    )
+    logits = hf_logits(out, setup["tokens"])
+    assert logits.shape[-1] == expansion.new_size
+    assert torch.equal(logits[..., :OLD], hf_logits(setup["hf"], setup["tokens"]))
+    assert len(transformers.AutoTokenizer.from_pretrained(out)) == expansion.new_size
+
+
+def test_hf_resize_tied(setup: dict, tmp_path: Path) -> None:
+    expansion = setup["expansion"]
+    tied = make_resize_model(tmp_path / "tied", tied=True)
+    out = resize_hf(tied, tmp_path / "out", expansion, ("subword_mean", "subword_first"))
+    new = load_file_all(out)
+    assert "lm_head.weight" not in new
+    check_rows(
+        "subword_mean",
+        new["model.embed_tokens.weight"],
+        load_file_all(tied)["model.embed_tokens.weight"],
+        expansion,
+    )
+    assert json.loads((out / "config.json").read_text())["vocab_size"] == expansion.new_size
+    assert torch.equal(hf_logits(out, setup["tokens"])[..., :OLD], hf_logits(tied, setup["tokens"]))
+
+
+def load_file_all(directory: Path) -> dict[str, torch.Tensor]:
+    tensors: dict[str, torch.Tensor] = {}
+    for shard in directory.glob("*.safetensors"):
+        tensors.update(load_file(shard))
+    return tensors
+
+
+@pytest.mark.multiproc
+def test_megatron_resize_at_tp_1_2_4(setup: dict) -> None:
+    """Checkpoints sharded at TP 1, 2 and 4 resized (EEVE preset, padded for TP 2), then loaded at TP2 PP2."""
+    root, expansion = setup["root"], setup["expansion"]
+    sources = {1: setup["mcore"], 2: root / "mcore.tp2", 4: root / "mcore.tp4"}
+    run_workers("reshard_worker.py", 4, setup["mcore"], 2, sources[2], 4, sources[4])
+    original = read_tensors(setup["mcore"], [EMB, OUT])
+    torch.save(setup["tokens"], root / "tokens.pt")
+    pairs: list[Path] = [setup["mcore"], root / "orig.pt"]
+    for tp, src in sources.items():
+        assert tensor_shapes(src)[EMB] == (OLD, 64)
+        out = resize_megatron(
+            src,
+            root / f"resized.tp{tp}",
+            expansion,
+            ("subword_mean", "subword_first"),
+            tensor_parallel_size=2,
+            tokenizer_dir=setup["expanded"],
+        )
+        tables = read_tensors(out, [EMB, OUT])
+        assert tables[EMB].shape == (32128, 64)  # 32,007 rounded up to 64 x TP 2
+        check_rows("subword_mean", tables[EMB], original[EMB], expansion)
+        check_rows("subword_first", tables[OUT], original[OUT], expansion)
+        assert read_meta(out)["vocab_size"] == expansion.new_size
+        assert read_meta(src)["vocab_size"] == OLD  # the input is untouched
+        pairs += [out, root / f"resized.tp{tp}.pt"]
+    run_workers("parity_worker.py", 4, 2, 2, root / "tokens.pt", *pairs)
+    reference = torch.load(root / "orig.pt")
+    for tp in sources:
+        logits = torch.load(root / f"resized.tp{tp}.pt")
+        assert logits.shape[-1] == expansion.new_size
+        assert torch.equal(logits[..., :OLD], reference)
+    exported = convert_megatron_to_hf(root / "resized.tp4", root / "resized.hf")
+    assert hf_logits(exported, setup["tokens"]).shape[-1] == expansion.new_size
+    assert len(transformers.AutoTokenizer.from_pretrained(exported)) == expansion.new_size
+
+
+def test_vocabulary_mismatch_is_a_clear_error(setup: dict, tmp_path: Path) -> None:
+    wrong = Expansion(OLD + 1, OLD + 3, [[5], [6]])
+    with pytest.raises(UserError, match="disagrees with the base tokenizer"):
+        resize_hf(setup["hf"], tmp_path / "a", wrong, ("mean", "mean"))
+    with pytest.raises(UserError, match="disagrees with the base tokenizer"):
+        resize_megatron(setup["mcore"], tmp_path / "b", wrong, ("mean", "mean"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(UserError, match="not more than"):
+        expansion_from_tokenizers(setup["expanded"], setup["base"])
+
+
+def test_tools_end_to_end(setup: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The two command-line tools: HF -> Megatron, resize (EEVE, padded for TP 4), Megatron -> HF."""
+    tools = Path(__file__).resolve().parents[2] / "tools"
+    sys.path.insert(0, str(tools))
+    import convert_checkpoint
+    import resize_embeddings
+
+    mcore, resized, exported = tmp_path / "mcore", tmp_path / "resized", tmp_path / "hf"
+    convert_checkpoint.main(
+        [
+            "hf-to-megatron",
+            "--input",
+            str(setup["hf"]),
+            "--output",
+            str(mcore),
+            "--make-vocab-size-divisible-by",
+            "64",
+            "--target-tp",
+            "2",
+            "--target-pp",
+            "2",
+        ]
+    )
+    resize_embeddings.main(
+        [
+            "--input",
+            str(mcore),
+            "--output",
+            str(resized),
+            "--preset",
+            "eeve",
+            "--target-tp",
+            "4",
+            "--base-tokenizer",
+            str(setup["base"]),
+            "--tokenizer",
+            str(setup["expanded"]),
+        ]
+    )
+    assert "32000 -> 32007 tokens" in capsys.readouterr().out
+    assert tensor_shapes(resized)[EMB] == (32256, 64)  # 64 x TP 4
+    convert_checkpoint.main(["megatron-to-hf", "--input", str(resized), "--output", str(exported)])
+    assert json.loads((exported / "config.json").read_text())["vocab_size"] == 32007
+    assert len(transformers.AutoTokenizer.from_pretrained(exported)) == 32007
