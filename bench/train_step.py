@@ -37,8 +37,10 @@ def bare_megatron_loop(config, dataset):
 
     tf_config = mapping.transformer_config(config)
     chunks = build_model(config, tf_config)
-    models = [DistributedDataParallel(tf_config, mapping.ddp_config(config), c, disable_bucketing=i > 0)
-              for i, c in enumerate(chunks)]
+    models = [
+        DistributedDataParallel(tf_config, mapping.ddp_config(config), c, disable_bucketing=i > 0)
+        for i, c in enumerate(chunks)
+    ]
     tf_config.finalize_model_grads_func = finalize_model_grads
     tf_config.no_sync_func = models[0].no_sync if len(models) == 1 else [m.no_sync for m in models]
     optimizer = get_megatron_optimizer(mapping.optimizer_config(config), models)
@@ -62,14 +64,22 @@ def bare_megatron_loop(config, dataset):
             m.zero_grad_buffer()
         optimizer.zero_grad()
         microbatches = step_microbatches(
-            dataset, step=index, global_batch_size=t.global_batch_size, micro_batch_size=t.micro_batch_size,
-            dp_rank=parallel_state.get_data_parallel_rank(), dp_size=parallel_state.get_data_parallel_world_size(),
+            dataset,
+            step=index,
+            global_batch_size=t.global_batch_size,
+            micro_batch_size=t.micro_batch_size,
+            dp_rank=parallel_state.get_data_parallel_rank(),
+            dp_size=parallel_state.get_data_parallel_world_size(),
         )
         iterators = [iter(microbatches) for _ in models]
         forward_backward(
-            forward_step_func=forward_step, data_iterator=iterators if len(models) > 1 else iterators[0],
-            model=models if len(models) > 1 else models[0], num_microbatches=len(microbatches),
-            seq_length=config.data.seq_length, micro_batch_size=t.micro_batch_size, forward_only=False,
+            forward_step_func=forward_step,
+            data_iterator=iterators if len(models) > 1 else iterators[0],
+            model=models if len(models) > 1 else models[0],
+            num_microbatches=len(microbatches),
+            seq_length=config.data.seq_length,
+            micro_batch_size=t.micro_batch_size,
+            forward_only=False,
         )
         optimizer.step()
 
@@ -89,9 +99,18 @@ def main() -> None:
     from megacpt.training.trainer import Trainer
 
     total = args.steps + args.warmup
-    config = load_config(args.config, [*args.overrides, f"training.train_steps={total}", "logging.tensorboard=false",
-                                       "logging.run_dir=runs/bench_train_step", "checkpoint.resume=false",
-                                       "checkpoint.save_at_end=false", "training.eval_interval=null"])
+    config = load_config(
+        args.config,
+        [
+            *args.overrides,
+            f"training.train_steps={total}",
+            "logging.tensorboard=false",
+            "logging.run_dir=runs/bench_train_step",
+            "checkpoint.resume=false",
+            "checkpoint.save_at_end=false",
+            "training.eval_interval=null",
+        ],
+    )
     trainer = Trainer(config)
     bare_step = bare_megatron_loop(config, trainer.train_data)
     ours, bare = [], []

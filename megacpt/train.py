@@ -26,14 +26,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="load and validate the config for --world-size processes, then exit without training",
     )
-    parser.add_argument("--world-size", type=int, help="with --dry-run: processes of the real job (default: TP x PP x CP)")
+    parser.add_argument(
+        "--world-size", type=int, help="with --dry-run: processes of the real job (default: TP x PP x CP)"
+    )
     return parser.parse_intermixed_args(argv)
 
 
 def dry_run(config: Config, world_size: int | None) -> None:
     """Validate the layout for the job's world size and print the resolved config."""
     p = config.parallel
-    world = world_size or p.tensor_model_parallel_size * p.pipeline_model_parallel_size * p.context_parallel_size
+    world = (
+        world_size or p.tensor_model_parallel_size * p.pipeline_model_parallel_size * p.context_parallel_size
+    )
     validate_layout(config, world)
     print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
     print(f"# valid for {world} processes (data parallel size {data_parallel_size(config, world)})")

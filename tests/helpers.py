@@ -37,13 +37,23 @@ def tiny_config(data_prefix: str, run_dir: Path, **sections: dict) -> dict:
     """A ~100k-parameter config over a byte dataset; ``sections`` update individual sections."""
     config = {
         "model": {
-            "num_layers": 4, "hidden_size": 64, "num_attention_heads": 4, "num_query_groups": 4,
-            "ffn_hidden_size": 128, "vocab_size": BYTE_VOCAB, "make_vocab_size_divisible_by": 64,
+            "num_layers": 4,
+            "hidden_size": 64,
+            "num_attention_heads": 4,
+            "num_query_groups": 4,
+            "ffn_hidden_size": 128,
+            "vocab_size": BYTE_VOCAB,
+            "make_vocab_size_divisible_by": 64,
             "max_position_embeddings": 64,
         },
         "optimizer": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 1, "clip_grad": 1.0},
-        "data": {"datasets": [{"prefix": data_prefix, "weight": 1.0, "lang": "en"}], "seq_length": 32,
-                 "eod_id": EOD, "pad_id": PAD, "split": "90,10,0"},
+        "data": {
+            "datasets": [{"prefix": data_prefix, "weight": 1.0, "lang": "en"}],
+            "seq_length": 32,
+            "eod_id": EOD,
+            "pad_id": PAD,
+            "split": "90,10,0",
+        },
         "training": {"train_steps": 4, "micro_batch_size": 1, "global_batch_size": 8, "log_interval": 1},
         "logging": {"run_dir": str(run_dir), "tensorboard": False},
     }
@@ -52,14 +62,25 @@ def tiny_config(data_prefix: str, run_dir: Path, **sections: dict) -> dict:
     return config
 
 
-def run_training(config: dict, nproc: int, overrides: tuple[str, ...] = (), timeout: int = 600) -> subprocess.CompletedProcess:
+def run_training(
+    config: dict, nproc: int, overrides: tuple[str, ...] = (), timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Write ``config`` into its run dir and train it through the real entry point under torchrun."""
     run_dir = Path(config["logging"]["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir.parent / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--standalone",
-           "-m", "megacpt.train", str(path), *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={nproc}",
+        "--standalone",
+        "-m",
+        "megacpt.train",
+        str(path),
+        *overrides,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 

@@ -31,18 +31,41 @@ def test_every_shipped_config_loads_through_the_entry_point(path, capsys):
 
 @pytest.fixture(scope="module")
 def data_prefix(tmp_path_factory):
-    return write_byte_dataset(tmp_path_factory.mktemp("data") / "en", CORPORA / "en" / "wikitext2_valid.jsonl", 20)
+    return write_byte_dataset(
+        tmp_path_factory.mktemp("data") / "en", CORPORA / "en" / "wikitext2_valid.jsonl", 20
+    )
 
 
-@pytest.mark.parametrize("overrides,env,message", [
-    (["model.hiden_size=64"], {}, "error: unknown config key 'model.hiden_size' (did you mean 'hidden_size'?)"),
-    (["parallel.tensor_model_parallel_size=3"], {"WORLD_SIZE": "3"}, "does not divide num_attention_heads 4"),
-    (["parallel.tensor_model_parallel_size=2"], {"WORLD_SIZE": "3"}, "world size 3 is not divisible by TP x PP x CP"),
-    (["training.global_batch_size=6", "training.micro_batch_size=4"], {}, "global_batch_size 6 is not divisible"),
-    (["data.datasets=[{prefix: /nonexistent/en}]"], {}, "missing data file /nonexistent/en.bin"),
-    (["precision.fp8=hybrid"], {}, "precision.fp8 needs Transformer Engine"),
-])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, data_prefix, overrides, env, message):
+@pytest.mark.parametrize(
+    "overrides,env,message",
+    [
+        (
+            ["model.hiden_size=64"],
+            {},
+            "error: unknown config key 'model.hiden_size' (did you mean 'hidden_size'?)",
+        ),
+        (
+            ["parallel.tensor_model_parallel_size=3"],
+            {"WORLD_SIZE": "3"},
+            "does not divide num_attention_heads 4",
+        ),
+        (
+            ["parallel.tensor_model_parallel_size=2"],
+            {"WORLD_SIZE": "3"},
+            "world size 3 is not divisible by TP x PP x CP",
+        ),
+        (
+            ["training.global_batch_size=6", "training.micro_batch_size=4"],
+            {},
+            "global_batch_size 6 is not divisible",
+        ),
+        (["data.datasets=[{prefix: /nonexistent/en}]"], {}, "missing data file /nonexistent/en.bin"),
+        (["precision.fp8=hybrid"], {}, "precision.fp8 needs Transformer Engine"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path, monkeypatch, capsys, data_prefix, overrides, env, message
+):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(tiny_config(data_prefix, tmp_path / "run")))
     for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", **env}.items():
@@ -64,16 +87,39 @@ def test_tiny_cpu_example_trains_and_writes_its_run_directory(tmp_path):
 
     sp = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
     prefix = tmp_path / "en"
-    subprocess.run([sys.executable, "tools/preprocess_data.py", "--input", str(CORPORA / "en" / "wikitext2_valid.jsonl"),
-                    "--output-prefix", str(prefix), "--tokenizer", str(sp), "--append-eod", "--no-progress"],
-                   cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "tools/preprocess_data.py",
+            "--input",
+            str(CORPORA / "en" / "wikitext2_valid.jsonl"),
+            "--output-prefix",
+            str(prefix),
+            "--tokenizer",
+            str(sp),
+            "--append-eod",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     data = json.loads((tmp_path / "en.stats.json").read_text())["per_key"]["text"]["dataset"]
     run = tmp_path / "run"
-    overrides = [f"data.datasets=[{{prefix: {data}, weight: 1.0, lang: en}}]", f"logging.run_dir={run}",
-                 "training.train_steps=4", "training.eval_interval=2", "training.log_interval=1",
-                 "checkpoint.save_interval=2"]
-    subprocess.run([sys.executable, "-m", "megacpt.train", "examples/tiny_cpu.yaml", *overrides],
-                   cwd=REPO, check=True, capture_output=True)
+    overrides = [
+        f"data.datasets=[{{prefix: {data}, weight: 1.0, lang: en}}]",
+        f"logging.run_dir={run}",
+        "training.train_steps=4",
+        "training.eval_interval=2",
+        "training.log_interval=1",
+        "checkpoint.save_interval=2",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "megacpt.train", "examples/tiny_cpu.yaml", *overrides],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]

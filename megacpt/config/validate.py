@@ -29,20 +29,33 @@ def data_parallel_size(config: Config, world_size: int) -> int:
 def validate_layout(config: Config, world_size: int) -> None:
     """Raise ``UserError`` for a layout that cannot work: heads, groups, layers, batch, sequence."""
     m, p, t = config.model, config.parallel, config.training
-    tp, pp, vp = p.tensor_model_parallel_size, p.pipeline_model_parallel_size, p.virtual_pipeline_model_parallel_size
-    for name, value in (("tensor_model_parallel_size", tp), ("pipeline_model_parallel_size", pp),
-                        ("context_parallel_size", p.context_parallel_size)):
+    tp, pp, vp = (
+        p.tensor_model_parallel_size,
+        p.pipeline_model_parallel_size,
+        p.virtual_pipeline_model_parallel_size,
+    )
+    for name, value in (
+        ("tensor_model_parallel_size", tp),
+        ("pipeline_model_parallel_size", pp),
+        ("context_parallel_size", p.context_parallel_size),
+    ):
         if value < 1:
             raise UserError(f"parallel.{name} must be at least 1, got {value}")
     groups = m.num_query_groups or m.num_attention_heads
     if m.num_attention_heads % groups:
-        raise UserError(f"num_attention_heads {m.num_attention_heads} is not divisible by num_query_groups {groups}")
+        raise UserError(
+            f"num_attention_heads {m.num_attention_heads} is not divisible by num_query_groups {groups}"
+        )
     if m.num_attention_heads % tp:
-        raise UserError(f"tensor_model_parallel_size {tp} does not divide num_attention_heads {m.num_attention_heads}")
+        raise UserError(
+            f"tensor_model_parallel_size {tp} does not divide num_attention_heads {m.num_attention_heads}"
+        )
     if groups % tp:
         raise UserError(f"tensor_model_parallel_size {tp} does not divide num_query_groups {groups}")
     if m.kv_channels is None and m.hidden_size % m.num_attention_heads:
-        raise UserError(f"hidden_size {m.hidden_size} is not divisible by num_attention_heads {m.num_attention_heads}")
+        raise UserError(
+            f"hidden_size {m.hidden_size} is not divisible by num_attention_heads {m.num_attention_heads}"
+        )
     ffn = m.ffn_hidden_size or 4 * m.hidden_size
     if ffn % tp:
         raise UserError(f"tensor_model_parallel_size {tp} does not divide ffn_hidden_size {ffn}")
@@ -66,13 +79,17 @@ def validate_layout(config: Config, world_size: int) -> None:
     if p.sequence_parallel and tp > 1 and seq % tp:
         raise UserError(f"sequence_parallel needs seq_length {seq} divisible by TP {tp}")
     if p.context_parallel_size > 1 and seq % (2 * p.context_parallel_size):
-        raise UserError(f"seq_length {seq} is not divisible by 2 x context_parallel_size {p.context_parallel_size}")
+        raise UserError(
+            f"seq_length {seq} is not divisible by 2 x context_parallel_size {p.context_parallel_size}"
+        )
     if seq > m.max_position_embeddings:
         raise UserError(f"seq_length {seq} exceeds max_position_embeddings {m.max_position_embeddings}")
     if p.overlap_param_gather and not p.use_distributed_optimizer:
         raise UserError("overlap_param_gather needs use_distributed_optimizer")
     if config.precision.fp8 and not transformer_engine_available():
-        raise UserError("precision.fp8 needs Transformer Engine, which is not installed (pip install megacpt[gpu])")
+        raise UserError(
+            "precision.fp8 needs Transformer Engine, which is not installed (pip install megacpt[gpu])"
+        )
     if config.precision.fp8 and m.transformer_impl == "local":
         raise UserError("precision.fp8 needs model.transformer_impl 'transformer_engine' or 'auto'")
 
@@ -86,7 +103,9 @@ def validate_data(config: Config) -> None:
     for entry in config.data.datasets:
         for suffix in (".bin", ".idx"):
             if not Path(entry.prefix + suffix).is_file():
-                raise UserError(f"missing data file {entry.prefix + suffix} (data.datasets prefix '{entry.prefix}')")
+                raise UserError(
+                    f"missing data file {entry.prefix + suffix} (data.datasets prefix '{entry.prefix}')"
+                )
         if entry.weight <= 0:
             raise UserError(f"dataset '{entry.prefix}': weight must be positive, got {entry.weight}")
 

@@ -33,13 +33,19 @@ def use_transformer_engine(config: Config) -> bool:
     impl = config.model.transformer_impl
     have_te = importlib.util.find_spec("transformer_engine") is not None
     if impl == "transformer_engine" and not have_te:
-        raise UserError("model.transformer_impl is 'transformer_engine' but Transformer Engine is not installed")
+        raise UserError(
+            "model.transformer_impl is 'transformer_engine' but Transformer Engine is not installed"
+        )
     if config.precision.fp8 and not have_te:
-        raise UserError("precision.fp8 needs Transformer Engine, which is not installed (pip install megacpt[gpu])")
+        raise UserError(
+            "precision.fp8 needs Transformer Engine, which is not installed (pip install megacpt[gpu])"
+        )
     return have_te and impl != "local"
 
 
-def _local_block_spec(config: Config, tf_config: TransformerConfig, vp_stage: int | None) -> TransformerBlockSubmodules:
+def _local_block_spec(
+    config: Config, tf_config: TransformerConfig, vp_stage: int | None
+) -> TransformerBlockSubmodules:
     layer = get_gpt_layer_local_spec(normalization=config.model.normalization)
     layer = dataclasses.replace(
         layer,
@@ -53,7 +59,9 @@ def _local_block_spec(config: Config, tf_config: TransformerConfig, vp_stage: in
     return TransformerBlockSubmodules(layer_specs=[layer] * num_layers, layer_norm=SequenceParallelTorchNorm)
 
 
-def layer_spec(config: Config, tf_config: TransformerConfig, vp_stage: int | None) -> ModuleSpec | TransformerBlockSubmodules:
+def layer_spec(
+    config: Config, tf_config: TransformerConfig, vp_stage: int | None
+) -> ModuleSpec | TransformerBlockSubmodules:
     """The transformer spec for one model chunk."""
     if use_transformer_engine(config):
         return get_gpt_layer_with_transformer_engine_spec()
@@ -82,7 +90,9 @@ def build_model(config: Config, tf_config: TransformerConfig) -> list[GPTModel]:
     """This rank's model chunks (one, or one per virtual pipeline stage), on the run's device."""
     m = config.model
     vp = config.parallel.virtual_pipeline_model_parallel_size
-    vocab = padded_vocab_size(m.vocab_size, m.make_vocab_size_divisible_by, config.parallel.tensor_model_parallel_size)
+    vocab = padded_vocab_size(
+        m.vocab_size, m.make_vocab_size_divisible_by, config.parallel.tensor_model_parallel_size
+    )
     rope = m.rope_scaling
     chunks = []
     for stage in range(vp or 1):

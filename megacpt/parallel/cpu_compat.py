@@ -154,7 +154,7 @@ def _patch_tensor_cuda() -> None:
     def cuda(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self
 
-    torch.Tensor.cuda = cuda  # type: ignore[method-assign]
+    torch.Tensor.cuda = cuda  # type: ignore[method-assign,assignment]
 
 
 def _patch_rng_tracker() -> None:
@@ -222,7 +222,7 @@ def _patch_float_tensor_type_checks() -> None:
     def during(fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             saved = torch.Tensor.type
-            torch.Tensor.type = cuda_spelled_type  # type: ignore[method-assign]
+            torch.Tensor.type = cuda_spelled_type  # type: ignore[method-assign,assignment]
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -233,9 +233,9 @@ def _patch_float_tensor_type_checks() -> None:
 
     dopt = distrib_optimizer.DistributedOptimizer
     build = dopt.__dict__["_build_model_and_main_param_groups"].__func__
-    dopt._build_model_and_main_param_groups = classmethod(during(build))  # type: ignore[method-assign,assignment]
+    dopt._build_model_and_main_param_groups = classmethod(during(build))
     f16 = optimizer.Float16OptimizerWithFloat16Params
-    f16.__init__ = during(f16.__init__)  # type: ignore[method-assign]
+    f16.__init__ = during(f16.__init__)
     clip_grads.clip_grad_by_total_norm_fp32 = during(clip_grads.clip_grad_by_total_norm_fp32)
     optimizer.clip_grad_by_total_norm_fp32 = clip_grads.clip_grad_by_total_norm_fp32
 

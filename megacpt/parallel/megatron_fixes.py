@@ -58,7 +58,6 @@ def unshare_step_tensors(optimizer: Any) -> None:
                 state["step"] = state["step"].clone()
 
 
-
 def fallback_optimizer_in_use() -> bool:
     """True when Megatron-core uses torch's Adam (neither TE nor apex importable)."""
     from megatron.core.optimizer import distrib_optimizer

@@ -34,7 +34,9 @@ def step_microbatches(
     return batches
 
 
-def split_for_context_parallel(batch: dict[str, torch.Tensor], cp_rank: int, cp_size: int) -> dict[str, torch.Tensor]:
+def split_for_context_parallel(
+    batch: dict[str, torch.Tensor], cp_rank: int, cp_size: int
+) -> dict[str, torch.Tensor]:
     """This context-parallel rank's share of each sequence: chunks ``r`` and ``2 cp - 1 - r`` of ``2 cp``.
 
     Pairing an early and a late chunk balances causal-attention work across ranks (Megatron's layout).

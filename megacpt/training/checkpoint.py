@@ -59,7 +59,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(file.read_text())
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def _unwrap(model: torch.nn.Module) -> Any:
     """The GPTModel inside a DDP wrapper (whose own state-dict keys would gain a ``module.``)."""
     return getattr(model, "module", model)
 
@@ -157,7 +157,9 @@ def _prune(root: Path, keep_last: int) -> None:
         shutil.rmtree(old)
 
 
-def load_checkpoint(path: str | os.PathLike, models: list[torch.nn.Module], optimizer: Any, scheduler: Any) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, models: list[torch.nn.Module], optimizer: Any, scheduler: Any
+) -> dict[str, Any]:
     """Resume: restore model, optimizer, scheduler and (at the same layout) RNG; return the metadata."""
     path = Path(path)
     read_meta(path)
@@ -195,7 +197,11 @@ def _take_repadded(path: Path, state: dict[str, Any]) -> dict[tuple[str, str], S
     taken = {}
     for chunk_key, chunk in state.items():
         for name, tensor in list(chunk.items()):
-            if not isinstance(tensor, ShardedTensor) or tensor.key not in VOCAB_PARALLEL_KEYS or tensor.key not in saved:
+            if (
+                not isinstance(tensor, ShardedTensor)
+                or tensor.key not in VOCAB_PARALLEL_KEYS
+                or tensor.key not in saved
+            ):
                 continue
             if saved[tensor.key].global_shape != tensor.global_shape:
                 taken[(chunk_key, name)] = tensor
@@ -203,7 +209,9 @@ def _take_repadded(path: Path, state: dict[str, Any]) -> dict[tuple[str, str], S
     return taken
 
 
-def _load_repadded(path: Path, taken: dict[tuple[str, str], ShardedTensor], loaded: dict[str, Any], vocab_size: int) -> None:
+def _load_repadded(
+    path: Path, taken: dict[tuple[str, str], ShardedTensor], loaded: dict[str, Any], vocab_size: int
+) -> None:
     """Load the full saved tensor and keep this rank's rows of the true vocabulary (zeros in padding)."""
     saved = dist_checkpointing.load_tensors_metadata(str(path))
     for (chunk_key, name), tensor in taken.items():
@@ -217,7 +225,9 @@ def _load_repadded(path: Path, taken: dict[tuple[str, str], ShardedTensor], load
         loaded[chunk_key][name] = local
 
 
-def load_pretrained(path: str | os.PathLike, models: list[torch.nn.Module], vocab_size: int) -> dict[str, Any]:
+def load_pretrained(
+    path: str | os.PathLike, models: list[torch.nn.Module], vocab_size: int
+) -> dict[str, Any]:
     """Initialise model weights only from a checkpoint (a new run: no optimizer, step 0).
 
     ``path`` is a checkpoint directory, or a checkpoint root whose ``latest`` names one. Works

@@ -22,7 +22,9 @@ def mask_vocab_padding(logits_sbv: torch.Tensor, vocab_size: int) -> torch.Tenso
     """Set the logits of padding ids (>= ``vocab_size``) in this TP rank's vocabulary slice to -inf."""
     per_rank = logits_sbv.shape[-1]
     first, last = VocabUtility.vocab_range_from_per_partition_vocab_size(
-        per_rank, parallel_state.get_tensor_model_parallel_rank(), parallel_state.get_tensor_model_parallel_world_size()
+        per_rank,
+        parallel_state.get_tensor_model_parallel_rank(),
+        parallel_state.get_tensor_model_parallel_world_size(),
     )
     if last <= vocab_size:
         return logits_sbv
@@ -33,7 +35,9 @@ def mask_vocab_padding(logits_sbv: torch.Tensor, vocab_size: int) -> torch.Tenso
 def token_losses(logits_bsv: torch.Tensor, labels_bs: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Per-token cross entropy ``[b, s]`` over the true vocabulary, from vocabulary-parallel logits."""
     logits_sbv = mask_vocab_padding(logits_bsv.transpose(0, 1).float(), vocab_size)
-    losses_sb = tensor_parallel.vocab_parallel_cross_entropy(logits_sbv.contiguous(), labels_bs.transpose(0, 1).contiguous())
+    losses_sb = tensor_parallel.vocab_parallel_cross_entropy(
+        logits_sbv.contiguous(), labels_bs.transpose(0, 1).contiguous()
+    )
     return losses_sb.transpose(0, 1)
 
 

@@ -35,7 +35,7 @@ class MetricsLogger:
         """Record ``values`` at ``step`` everywhere; floats that are not finite are written as null."""
         if not self.enabled:
             return
-        record = {"step": step}
+        record: dict[str, Any] = {"step": step}
         for key, value in values.items():
             record[key] = None if isinstance(value, float) and not math.isfinite(value) else value
         assert self._jsonl is not None

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,9 @@ class TrainState:
 def _mixture(config: Config) -> DataMixture:
     if config.data.mixture_file:
         return DataMixture.from_yaml(config.data.mixture_file)
-    return DataMixture.from_list([{"prefix": d.prefix, "weight": d.weight, "lang": d.lang} for d in config.data.datasets])
+    return DataMixture.from_list(
+        [{"prefix": d.prefix, "weight": d.weight, "lang": d.lang} for d in config.data.datasets]
+    )
 
 
 class Trainer:
@@ -224,7 +226,10 @@ class Trainer:
         results = {}
         with torch.no_grad():
             for lang, dataset in self.valid_data.items():
-                losses = [self._run_schedule(dataset, i, forward_only=True) for i in range(self.config.training.eval_steps)]
+                losses = [
+                    self._run_schedule(dataset, i, forward_only=True)
+                    for i in range(self.config.training.eval_steps)
+                ]
                 results[f"val_loss/{lang}"] = sum(losses) / len(losses)
         for model in self.models:
             model.train()
@@ -237,7 +242,13 @@ class Trainer:
             "data_fingerprint": self.data_fingerprint,
         }
         return ckpt.save_checkpoint(
-            self.ckpt_dir, self.state.step, self.models, self.optimizer, self.scheduler, meta, self.config.checkpoint.keep_last
+            self.ckpt_dir,
+            self.state.step,
+            self.models,
+            self.optimizer,
+            self.scheduler,
+            meta,
+            self.config.checkpoint.keep_last,
         )
 
     def train(self) -> TrainState:
@@ -260,7 +271,9 @@ class Trainer:
                 self.metrics.log(self.state.step, self.evaluate())
             if c.save_interval and self.state.step % c.save_interval == 0:
                 self.save()
-        if c.save_at_end and ckpt.latest_checkpoint(self.ckpt_dir) != self.ckpt_dir / ckpt.checkpoint_name(self.state.step):
+        if c.save_at_end and ckpt.latest_checkpoint(self.ckpt_dir) != self.ckpt_dir / ckpt.checkpoint_name(
+            self.state.step
+        ):
             self.save()
         return self.state
 

@@ -21,9 +21,18 @@ def _write(tmp_path, tree: dict):
 
 
 def test_yaml_and_overrides_are_typed(tmp_path):
-    path = _write(tmp_path, {"model": {"hidden_size": 128, "rope_scaling": {"factor": 8}}, "optimizer": {"lr": 1}})
-    config = load_config(path, ["optimizer.lr=2e-4", "model.num_query_groups=2", "parallel.sequence_parallel=true",
-                                "data.datasets=[{prefix: a, weight: 2, lang: ko}]"])
+    path = _write(
+        tmp_path, {"model": {"hidden_size": 128, "rope_scaling": {"factor": 8}}, "optimizer": {"lr": 1}}
+    )
+    config = load_config(
+        path,
+        [
+            "optimizer.lr=2e-4",
+            "model.num_query_groups=2",
+            "parallel.sequence_parallel=true",
+            "data.datasets=[{prefix: a, weight: 2, lang: ko}]",
+        ],
+    )
     assert config.model.hidden_size == 128
     assert config.model.rope_scaling.factor == 8.0 and isinstance(config.model.rope_scaling.factor, float)
     assert config.optimizer.lr == 2e-4
@@ -31,16 +40,19 @@ def test_yaml_and_overrides_are_typed(tmp_path):
     assert config.data.datasets[0].lang == "ko" and config.data.datasets[0].weight == 2.0
 
 
-@pytest.mark.parametrize("override,message", [
-    ("model.hiden_size=3", "unknown config key 'model.hiden_size' (did you mean 'hidden_size'?)"),
-    ("modle.hidden_size=3", "unknown config key 'modle'"),
-    ("model.hidden_size=abc", "model.hidden_size: expected int, got str"),
-    ("model.hidden_size=1.5", "model.hidden_size: expected int, got float"),
-    ("parallel.sequence_parallel=1", "expected bool"),
-    ("model.normalization=BatchNorm", "is not one of 'RMSNorm', 'LayerNorm'"),
-    ("model.hidden_size", "is not of the form section.key=value"),
-    ("model.hidden_size.x=1", "model.hidden_size: expected int, got dict"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.hiden_size=3", "unknown config key 'model.hiden_size' (did you mean 'hidden_size'?)"),
+        ("modle.hidden_size=3", "unknown config key 'modle'"),
+        ("model.hidden_size=abc", "model.hidden_size: expected int, got str"),
+        ("model.hidden_size=1.5", "model.hidden_size: expected int, got float"),
+        ("parallel.sequence_parallel=1", "expected bool"),
+        ("model.normalization=BatchNorm", "is not one of 'RMSNorm', 'LayerNorm'"),
+        ("model.hidden_size", "is not of the form section.key=value"),
+        ("model.hidden_size.x=1", "model.hidden_size: expected int, got dict"),
+    ],
+)
 def test_bad_keys_and_types_are_one_line_errors(override, message):
     with pytest.raises(UserError) as err:
         load_config(None, [override])
@@ -68,21 +80,38 @@ def test_parse_override_values_are_yaml():
     assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
 
 
-@pytest.mark.parametrize("vocab,divisible,tp,padded", [
-    (32000, 128, 1, 32000), (32000, 128, 8, 32768), (43176, 128, 2, 43264), (250, 64, 4, 256), (1, 1, 1, 1),
-])
+@pytest.mark.parametrize(
+    "vocab,divisible,tp,padded",
+    [
+        (32000, 128, 1, 32000),
+        (32000, 128, 8, 32768),
+        (43176, 128, 2, 43264),
+        (250, 64, 4, 256),
+        (1, 1, 1, 1),
+    ],
+)
 def test_padded_vocab_is_recomputed_from_true_size_and_tp(vocab, divisible, tp, padded):
     assert padded_vocab_size(vocab, divisible, tp) == padded
     assert padded % (divisible * tp) == 0 and padded - vocab < divisible * tp
 
 
 def test_transformer_config_mapping_llama_and_qwen2():
-    config = load_config(None, [
-        "model.num_layers=4", "model.hidden_size=64", "model.num_attention_heads=8", "model.num_query_groups=2",
-        "model.ffn_hidden_size=160", "model.norm_epsilon=1e-6", "model.add_qkv_bias=true",
-        "parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2",
-        "parallel.sequence_parallel=true", "precision.dtype=bf16",
-    ])
+    config = load_config(
+        None,
+        [
+            "model.num_layers=4",
+            "model.hidden_size=64",
+            "model.num_attention_heads=8",
+            "model.num_query_groups=2",
+            "model.ffn_hidden_size=160",
+            "model.norm_epsilon=1e-6",
+            "model.add_qkv_bias=true",
+            "parallel.tensor_model_parallel_size=2",
+            "parallel.pipeline_model_parallel_size=2",
+            "parallel.sequence_parallel=true",
+            "precision.dtype=bf16",
+        ],
+    )
     tf = transformer_config(config)
     assert (tf.tensor_model_parallel_size, tf.pipeline_model_parallel_size) == (2, 2)
     assert tf.num_query_groups == 2 and tf.ffn_hidden_size == 160 and tf.layernorm_epsilon == 1e-6
@@ -93,9 +122,17 @@ def test_transformer_config_mapping_llama_and_qwen2():
 
 
 def test_sequence_parallel_is_off_at_tp1_and_optimizer_is_adamw():
-    config = load_config(None, ["parallel.sequence_parallel=true", "optimizer.weight_decay=0.05",
-                                "optimizer.adam_beta2=0.98", "optimizer.clip_grad=0.5",
-                                "parallel.use_distributed_optimizer=true", "parallel.overlap_grad_reduce=true"])
+    config = load_config(
+        None,
+        [
+            "parallel.sequence_parallel=true",
+            "optimizer.weight_decay=0.05",
+            "optimizer.adam_beta2=0.98",
+            "optimizer.clip_grad=0.5",
+            "parallel.use_distributed_optimizer=true",
+            "parallel.overlap_grad_reduce=true",
+        ],
+    )
     assert transformer_config(config).sequence_parallel is False
     opt = optimizer_config(config)
     assert opt.optimizer == "adam" and opt.decoupled_weight_decay
@@ -104,20 +141,41 @@ def test_sequence_parallel_is_off_at_tp1_and_optimizer_is_adamw():
     assert ddp.use_distributed_optimizer and ddp.overlap_grad_reduce
 
 
-@pytest.mark.parametrize("overrides,world,message", [
-    (["parallel.tensor_model_parallel_size=3"], 3, "does not divide num_attention_heads"),
-    (["model.num_attention_heads=8", "model.num_query_groups=2", "parallel.tensor_model_parallel_size=4"], 4,
-     "does not divide num_query_groups"),
-    (["parallel.tensor_model_parallel_size=2"], 3, "world size 3 is not divisible by TP x PP x CP"),
-    (["training.global_batch_size=6", "training.micro_batch_size=2"], 2, "global_batch_size 6 is not divisible"),
-    (["parallel.pipeline_model_parallel_size=3"], 3, "num_layers 2 is not divisible by PP x VP"),
-    (["parallel.virtual_pipeline_model_parallel_size=2"], 1, "needs pipeline_model_parallel_size >= 3"),
-    (["parallel.virtual_pipeline_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2",
-      "model.num_layers=4"], 2, "needs pipeline_model_parallel_size >= 3"),
-    (["data.seq_length=8192"], 1, "exceeds max_position_embeddings"),
-    (["parallel.overlap_param_gather=true"], 1, "needs use_distributed_optimizer"),
-    (["precision.fp8=hybrid"], 1, "needs Transformer Engine"),
-])
+@pytest.mark.parametrize(
+    "overrides,world,message",
+    [
+        (["parallel.tensor_model_parallel_size=3"], 3, "does not divide num_attention_heads"),
+        (
+            [
+                "model.num_attention_heads=8",
+                "model.num_query_groups=2",
+                "parallel.tensor_model_parallel_size=4",
+            ],
+            4,
+            "does not divide num_query_groups",
+        ),
+        (["parallel.tensor_model_parallel_size=2"], 3, "world size 3 is not divisible by TP x PP x CP"),
+        (
+            ["training.global_batch_size=6", "training.micro_batch_size=2"],
+            2,
+            "global_batch_size 6 is not divisible",
+        ),
+        (["parallel.pipeline_model_parallel_size=3"], 3, "num_layers 2 is not divisible by PP x VP"),
+        (["parallel.virtual_pipeline_model_parallel_size=2"], 1, "needs pipeline_model_parallel_size >= 3"),
+        (
+            [
+                "parallel.virtual_pipeline_model_parallel_size=2",
+                "parallel.pipeline_model_parallel_size=2",
+                "model.num_layers=4",
+            ],
+            2,
+            "needs pipeline_model_parallel_size >= 3",
+        ),
+        (["data.seq_length=8192"], 1, "exceeds max_position_embeddings"),
+        (["parallel.overlap_param_gather=true"], 1, "needs use_distributed_optimizer"),
+        (["precision.fp8=hybrid"], 1, "needs Transformer Engine"),
+    ],
+)
 def test_impossible_layouts_are_clear_errors(overrides, world, message):
     with pytest.raises(UserError, match=message):
         validate_layout(load_config(None, overrides), world)

@@ -180,7 +180,7 @@ def test_bad_input_is_counted_and_skipped(tmp_path: Path) -> None:
 def test_killed_run_resumes_to_identical_bytes(corpus: Path, tmp_path: Path) -> None:
     big = tmp_path / "big.jsonl"
     big.write_text("".join(corpus_lines(400)) * 2, encoding="utf-8")
-    args = ["--input", str(big), "--tokenizer", mistral_model(), "--append-eod", "--shard-mb", "0.02"]
+    args = ["--input", str(big), "--tokenizer", mistral_model(), "--append-eod", "--shard-mb", "0.1"]
     tool(*args, "--output-prefix", str(tmp_path / "whole"))
     out = tmp_path / "resumed"
     proc = subprocess.Popen(

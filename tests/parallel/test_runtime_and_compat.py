@@ -29,10 +29,18 @@ def test_nothing_is_patched_when_a_gpu_is_present():
 def runtime():
     from megacpt.parallel.runtime import init_runtime, shutdown
 
-    config = load_config(None, ["model.num_layers=2", "model.hidden_size=32", "model.vocab_size=100",
-                                "model.make_vocab_size_divisible_by=4", "model.rope_scaling={factor: 8.0, "
-                                "original_max_position_embeddings: 64}", "data.seq_length=16",
-                                "model.max_position_embeddings=64"])
+    config = load_config(
+        None,
+        [
+            "model.num_layers=2",
+            "model.hidden_size=32",
+            "model.vocab_size=100",
+            "model.make_vocab_size_divisible_by=4",
+            "model.rope_scaling={factor: 8.0, original_max_position_embeddings: 64}",
+            "data.seq_length=16",
+            "model.max_position_embeddings=64",
+        ],
+    )
     rt = init_runtime(config)
     yield config, rt
     shutdown()
@@ -87,10 +95,13 @@ def test_gpt_model_forward_backward_with_scaled_rope(runtime):
     assert all(p.grad is not None or p.main_grad is not None for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("model.transformer_impl=transformer_engine", "Transformer Engine is not installed"),
-    ("precision.fp8=e4m3", "needs Transformer Engine"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.transformer_impl=transformer_engine", "Transformer Engine is not installed"),
+        ("precision.fp8=e4m3", "needs Transformer Engine"),
+    ],
+)
 def test_transformer_engine_requests_without_te_are_errors(override, message):
     from megacpt.model.builder import use_transformer_engine
 

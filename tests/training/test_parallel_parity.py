@@ -19,7 +19,11 @@ pytestmark = pytest.mark.multiproc
 LAYERS = 8  # divisible by every PP x VP below
 STEPS = 6
 SAVE_AT = 4
-TP2_PP2_DP2 = {"tensor_model_parallel_size": 2, "pipeline_model_parallel_size": 2, "use_distributed_optimizer": True}
+TP2_PP2_DP2 = {
+    "tensor_model_parallel_size": 2,
+    "pipeline_model_parallel_size": 2,
+    "use_distributed_optimizer": True,
+}
 
 
 def _losses(run_dir: Path) -> list[float]:
@@ -44,7 +48,9 @@ def setup(tmp_path_factory):
     def config(name: str, parallel: dict, **sections: dict) -> dict:
         checkpoint = {"pretrained": pretrained, **sections.pop("checkpoint", {})}
         training = {"train_steps": STEPS, **sections.pop("training", {})}
-        config = tiny_config(data, root / name, parallel=parallel, checkpoint=checkpoint, training=training, **sections)
+        config = tiny_config(
+            data, root / name, parallel=parallel, checkpoint=checkpoint, training=training, **sections
+        )
         config["model"]["num_layers"] = LAYERS
         return config
 
@@ -68,23 +74,32 @@ def test_tp2_pp2_dp2_distributed_optimizer_matches_single_process_and_resumes(se
     resumed = config("resumed", TP2_PP2_DP2, checkpoint={"save_at_end": False})
     ckpt_dir = root / "resumed" / "checkpoints"
     ckpt_dir.mkdir(parents=True)
-    shutil.copytree(root / "tp2_pp2_dp2" / "checkpoints" / f"iter_{SAVE_AT:07d}", ckpt_dir / f"iter_{SAVE_AT:07d}")
+    shutil.copytree(
+        root / "tp2_pp2_dp2" / "checkpoints" / f"iter_{SAVE_AT:07d}", ckpt_dir / f"iter_{SAVE_AT:07d}"
+    )
     (ckpt_dir / "latest").write_text(f"iter_{SAVE_AT:07d}")
     assert _train(resumed, 8) == losses[SAVE_AT:]
 
 
-@pytest.mark.parametrize("name,layout", [
-    ("tp1_pp2_dp4", {"tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 2}),
-    ("tp4_pp1_dp2", {"tensor_model_parallel_size": 4, "pipeline_model_parallel_size": 1}),
-])
+@pytest.mark.parametrize(
+    "name,layout",
+    [
+        ("tp1_pp2_dp4", {"tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 2}),
+        ("tp4_pp1_dp2", {"tensor_model_parallel_size": 4, "pipeline_model_parallel_size": 1}),
+    ],
+)
 def test_checkpoint_from_tp2_pp2_dp2_loads_at_another_layout(setup, name, layout):
     root, config, _ = setup
     source = root / "tp2_pp2_dp2" / "checkpoints" / f"iter_{SAVE_AT:07d}"
     if not source.is_dir():
         pytest.skip("needs the TP2 PP2 DP2 run of the test above")
     expected = _losses(root / "tp2_pp2_dp2")[SAVE_AT]
-    run = config(name, {**layout, "use_distributed_optimizer": True}, checkpoint={"save_at_end": False},
-                 training={"train_steps": SAVE_AT + 1})
+    run = config(
+        name,
+        {**layout, "use_distributed_optimizer": True},
+        checkpoint={"save_at_end": False},
+        training={"train_steps": SAVE_AT + 1},
+    )
     ckpt_dir = root / name / "checkpoints"
     ckpt_dir.mkdir(parents=True)
     shutil.copytree(source, ckpt_dir / source.name)
@@ -96,6 +111,10 @@ def test_checkpoint_from_tp2_pp2_dp2_loads_at_another_layout(setup, name, layout
 def test_interleaved_pipeline_with_sequence_parallel_matches_single_process(setup):
     _, config, reference = setup
     # Interleaving needs PP >= 3 (see validate_layout): TP2 x PP4 with 2 virtual stages of one layer each.
-    layout = {"tensor_model_parallel_size": 2, "pipeline_model_parallel_size": 4,
-              "virtual_pipeline_model_parallel_size": 2, "sequence_parallel": True}
+    layout = {
+        "tensor_model_parallel_size": 2,
+        "pipeline_model_parallel_size": 4,
+        "virtual_pipeline_model_parallel_size": 2,
+        "sequence_parallel": True,
+    }
     _assert_close(_train(config("tp2_pp4_vp2_sp", layout), 8), reference, 1e-5)
