@@ -14,6 +14,7 @@ import yaml
 from megacpt.config import Config, load_config
 from megacpt.config.loader import to_dict
 from megacpt.config.validate import data_parallel_size, validate_layout
+from megacpt.training.stages import resolve_stages
 from megacpt.errors import exits_on_user_error
 
 
@@ -38,7 +39,8 @@ def dry_run(config: Config, world_size: int | None) -> None:
     world = (
         world_size or p.tensor_model_parallel_size * p.pipeline_model_parallel_size * p.context_parallel_size
     )
-    validate_layout(config, world)
+    validate_layout(config, world, this_machine=False)
+    resolve_stages(config)
     print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
     print(f"# valid for {world} processes (data parallel size {data_parallel_size(config, world)})")
 
@@ -57,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(config)
     try:
         trainer.train()
-    finally:
-        trainer.close()
+    except BaseException:
+        trainer.close(wait_for_others=False)  # the others may never arrive: fail fast, torchrun stops them
+        raise
+    trainer.close()
     return 0
 
 

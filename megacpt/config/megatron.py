@@ -13,7 +13,7 @@ from megatron.core.distributed import DistributedDataParallelConfig
 from megatron.core.optimizer import OptimizerConfig as MegatronOptimizerConfig
 from megatron.core.transformer import TransformerConfig
 
-from megacpt.config.schema import Config
+from megacpt.config.schema import Config, OptimizerConfig
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -94,9 +94,9 @@ def ddp_config(config: Config) -> DistributedDataParallelConfig:
     )
 
 
-def optimizer_config(config: Config) -> MegatronOptimizerConfig:
-    """AdamW (decoupled weight decay) with clipping, in the run's precision."""
-    o, prec = config.optimizer, config.precision
+def optimizer_config(config: Config, optimizer: OptimizerConfig | None = None) -> MegatronOptimizerConfig:
+    """AdamW (decoupled weight decay) with clipping, in the run's precision (``optimizer``: a stage's)."""
+    o, prec = optimizer or config.optimizer, config.precision
     return MegatronOptimizerConfig(
         optimizer="adam",
         lr=o.lr,

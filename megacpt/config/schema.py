@@ -161,6 +161,56 @@ class LoggingConfig:
 
 
 @dataclass
+class TrainableConfig:
+    """What a stage trains; everything else stays bit-identical through the stage.
+
+    Rows are vocabulary rows: ``new`` are the ids at and above ``schedule.old_vocab_size`` (added
+    by vocabulary expansion), ``old`` the ids below it. ``layers`` counts transformer layers from 0
+    (``even``: 0, 2, 4, ...; ``odd``: 1, 3, 5, ...); a trained layer trains its norms too, and
+    ``norms: true`` also trains the norms of frozen layers and the final norm. With tied
+    embeddings the input and output selections apply to the one shared matrix (their union).
+    """
+
+    input_embeddings: Literal["none", "new", "old", "all"] = "all"
+    output_layer: Literal["none", "new", "all"] = "all"
+    layers: Literal["none", "all", "odd", "even"] | list[int] = "all"
+    norms: bool = False
+
+
+@dataclass
+class StageConfig:
+    """One stage of a continual-pretraining schedule.
+
+    Its budget is ``steps``, or ``tokens`` (rounded up to whole global batches), or ``share`` of
+    ``training.train_steps``. Unset LR fields and data fall back to ``optimizer`` and ``data``.
+    ``reset_optimizer: false`` carries Adam's state over from the previous stage, which must then
+    train the same parameters. Every stage ends with a checkpoint.
+    """
+
+    name: str = ""
+    steps: int | None = None
+    tokens: int | None = None
+    share: float | None = None
+    train: TrainableConfig = field(default_factory=TrainableConfig)
+    lr: float | None = None
+    min_lr: float | None = None
+    warmup_steps: int | None = None
+    decay_style: Literal["cosine", "linear", "constant", "WSD"] | None = None
+    datasets: list[DatasetEntry] | None = None
+    mixture_file: str | None = None
+    reset_optimizer: bool = True
+
+
+@dataclass
+class ScheduleConfig:
+    """The stages of a run: a named preset, or a list. Neither: one stage training everything."""
+
+    preset: Literal["swallow", "eeve", "redwhale"] | None = None
+    stages: list[StageConfig] = field(default_factory=list)
+    old_vocab_size: int | None = None  # the base vocabulary size before expansion
+
+
+@dataclass
 class Config:
     """A whole run."""
 
@@ -170,5 +220,6 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -26,8 +26,11 @@ def data_parallel_size(config: Config, world_size: int) -> int:
     return world_size // model_parallel
 
 
-def validate_layout(config: Config, world_size: int) -> None:
-    """Raise ``UserError`` for a layout that cannot work: heads, groups, layers, batch, sequence."""
+def validate_layout(config: Config, world_size: int, *, this_machine: bool = True) -> None:
+    """Raise ``UserError`` for a layout that cannot work: heads, groups, layers, batch, sequence.
+
+    ``this_machine=False`` (a dry run for another machine) skips what depends on what is installed here.
+    """
     m, p, t = config.model, config.parallel, config.training
     tp, pp, vp = (
         p.tensor_model_parallel_size,
@@ -86,7 +89,7 @@ def validate_layout(config: Config, world_size: int) -> None:
         raise UserError(f"seq_length {seq} exceeds max_position_embeddings {m.max_position_embeddings}")
     if p.overlap_param_gather and not p.use_distributed_optimizer:
         raise UserError("overlap_param_gather needs use_distributed_optimizer")
-    if config.precision.fp8 and not transformer_engine_available():
+    if this_machine and config.precision.fp8 and not transformer_engine_available():
         raise UserError(
             "precision.fp8 needs Transformer Engine, which is not installed (pip install megacpt[gpu])"
         )

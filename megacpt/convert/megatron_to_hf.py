@@ -86,6 +86,7 @@ def convert_megatron_to_hf(
                 writer.add(name, tensor)
         writer.close()
         config = fam.hf_config_from_model(m, family, hf_meta.get("config"))
+        config.pop("torch_dtype", None)  # transformers 4.x name of ``dtype``; keep one, true to the weights
         config["dtype"] = DTYPE_NAMES.get(dtype, "float32")
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         if side.is_dir():

@@ -11,6 +11,8 @@ use. ``apply()`` installs the one patch; the trainer's checkpoint code calls the
    Adam then increments once per parameter per step, corrupting bias correction after a resume.
 3. patch ``skip_step_in_reshardable_load`` - loading the ``fully_reshardable`` format copies every
    state key, ``step`` included, from a source that deliberately omits ``step`` (``KeyError``).
+4. patch ``state_dict_without_parameters`` - a rank whose stage trains none of its parameters (a
+   frozen pipeline stage) holds an empty Adam, and saving asserts that it found exactly one step.
 """
 
 from __future__ import annotations
@@ -85,4 +87,20 @@ def apply() -> None:
                 value.copy_(tensors[key])
 
     DistributedOptimizer._set_main_param_and_optimizer_states = set_states_without_step
+
+    original_state_dict = DistributedOptimizer.state_dict
+
+    def state_dict_without_parameters(self: Any) -> dict:
+        if self.optimizer.state:
+            return original_state_dict(self)
+        inner = self.optimizer.state_dict()
+        state: dict[str, Any] = {"optimizer": {k: v for k, v in inner.items() if k != "state"}}
+        for group in state["optimizer"]["param_groups"]:
+            del group["params"]
+            group["step"] = 0
+        if self.grad_scaler:
+            state["grad_scaler"] = self.grad_scaler.state_dict()
+        return state
+
+    DistributedOptimizer.state_dict = state_dict_without_parameters
     _applied = True

@@ -104,12 +104,17 @@ def init_runtime(config: Config) -> Runtime:
     )
 
 
-def shutdown() -> None:
-    """Tear down Megatron's parallel state and the process group; safe to call twice."""
+def shutdown(wait_for_others: bool = True) -> None:
+    """Tear down Megatron's parallel state and the process group; safe to call twice.
+
+    ``wait_for_others=False`` (after an error) skips the final barrier, which other ranks stuck in
+    a collective would never reach.
+    """
     from megatron.core import parallel_state
 
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
     if dist.is_initialized():
-        dist.barrier()
+        if wait_for_others:
+            dist.barrier()
         dist.destroy_process_group()

@@ -181,6 +181,15 @@ def load_checkpoint(
     return loaded["megacpt"]
 
 
+def load_optimizer_state(path: str | os.PathLike, models: list[torch.nn.Module], optimizer: Any) -> None:
+    """Load only the optimizer state of a checkpoint (a stage that carries Adam's state over)."""
+    megatron_fixes.materialise_adam_state(optimizer)
+    state = _model_state(models)
+    request = {"optimizer": optimizer.sharded_state_dict(state, is_loading=True, metadata=_OPTIMIZER_FORMAT)}
+    optimizer.load_state_dict(dist_checkpointing.load(request, str(path))["optimizer"])
+    megatron_fixes.unshare_step_tensors(optimizer)
+
+
 def _load_models(models: list[torch.nn.Module], loaded: dict[str, Any]) -> None:
     keys = ["model"] if len(models) == 1 else [f"model{i}" for i in range(len(models))]
     for model, key in zip(models, keys):

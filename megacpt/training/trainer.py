@@ -1,14 +1,18 @@
-"""The training loop: Megatron-core schedules, DDP, distributed optimizer, LR schedule, checkpoints.
+"""The training loop: stages of Megatron-core training with freezing, checkpoints and exact resume.
 
-``Trainer(config)`` sets up everything for this rank; ``train()`` runs to ``training.train_steps``;
-``close()`` tears down. Resume is exact: the data position is a function of the step, and the
-optimizer, scheduler and RNG states come back from the checkpoint. A non-finite loss skips the
-optimizer step (counted); ``training.exit_on_nonfinite_steps`` of them in a row stop the run with
-the last good checkpoint untouched.
+``Trainer(config)`` resolves the stage schedule, starts the runtime and finds where to begin (the
+latest checkpoint of this run, else ``checkpoint.pretrained``, else random weights); ``train()``
+runs the remaining stages; ``close()`` tears down. Each stage is built afresh from the previous
+stage's end checkpoint with its own freezing, optimizer and LR schedule, and draws its samples with
+seed ``training.seed + stage index``. Resume is exact anywhere: the data position is a function of
+(stage, step in stage), and model, optimizer, schedule and RNG come back from the checkpoint.
+A non-finite loss skips the optimizer step (counted); ``training.exit_on_nonfinite_steps`` of them
+in a row stop the run with the last good checkpoint untouched.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,22 +23,23 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
-from megatron.core.distributed import DistributedDataParallel, finalize_model_grads
-from megatron.core.optimizer import get_megatron_optimizer
-from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
-from megacpt.config import megatron as mapping
-from megacpt.config.loader import dump_config
+from megacpt.config.loader import dump_config, to_dict
 from megacpt.config.schema import Config
 from megacpt.config.validate import validate_data
-from megacpt.data.mixture import DataMixture, build_gpt_datasets
-from megacpt.model.builder import build_model
 from megacpt.parallel.runtime import init_runtime, shutdown
 from megacpt.training import checkpoint as ckpt
 from megacpt.training.batches import step_microbatches
 from megacpt.training.loss import forward_step
 from megacpt.training.metrics import MetricsLogger
+from megacpt.training.setup import StageModel, build_datasets, build_stage_model, mixture, release
+from megacpt.training.stages import Stage, resolve_stages
+
+
+# Checkpoint metadata that travels from the pretrained checkpoint into every checkpoint of the run
+# (the original HF config and tokenizer, which the Megatron -> HF export needs).
+_LINEAGE = ("hf", "tokenizer")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -43,19 +48,13 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainState:
-    """Where the run is: the next step to run, and its history so far."""
+    """Where the run is: global step, stage, step within the stage, and the losses so far."""
 
     step: int = 0
+    stage: int = 0
+    stage_step: int = 0
     skipped_steps: int = 0
     losses: list[float] = field(default_factory=list)
-
-
-def _mixture(config: Config) -> DataMixture:
-    if config.data.mixture_file:
-        return DataMixture.from_yaml(config.data.mixture_file)
-    return DataMixture.from_list(
-        [{"prefix": d.prefix, "weight": d.weight, "lang": d.lang} for d in config.data.datasets]
-    )
 
 
 class Trainer:
@@ -63,6 +62,7 @@ class Trainer:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.stages = resolve_stages(config)
         validate_data(config)
         self.runtime = init_runtime(config)
         self.run_dir = Path(config.logging.run_dir)
@@ -70,85 +70,88 @@ class Trainer:
         self.is_reporting_rank = self.runtime.rank == self.runtime.world_size - 1
         if self.runtime.rank == 0:
             dump_config(config, self.run_dir / "config.yaml")
-        self._build_model_and_optimizer()
-        self._build_data()
+            (self.run_dir / "stages.json").write_text(
+                json.dumps([_describe(s) for s in self.stages], indent=2)
+            )
+        self.metrics = MetricsLogger(self.run_dir, self.is_reporting_rank, config.logging.tensorboard)
+        self.forward_backward = get_forward_backward_func()
         self.state = TrainState()
         self._nonfinite_in_a_row = 0
-        self.metrics = MetricsLogger(self.run_dir, self.is_reporting_rank, config.logging.tensorboard)
-        self._start_from_checkpoint()
+        self.lineage: dict[str, Any] = {}  # what the first pretrained checkpoint says of its origin
+        self._build_validation_data()
+        self._start()
 
     # -- setup -------------------------------------------------------------------------------
-    def _build_model_and_optimizer(self) -> None:
-        config = self.config
-        tf_config = mapping.transformer_config(config)
-        ddp_config = mapping.ddp_config(config)
-        chunks = build_model(config, tf_config)
-        self.models = [
-            DistributedDataParallel(tf_config, ddp_config, chunk, disable_bucketing=i > 0)
-            for i, chunk in enumerate(chunks)
-        ]
-        # Without this hook DP replicas silently drift apart: gradients are never all-reduced.
-        tf_config.finalize_model_grads_func = finalize_model_grads
-        no_sync = [m.no_sync for m in self.models]
-        tf_config.no_sync_func = no_sync[0] if len(no_sync) == 1 else no_sync
-        if config.parallel.overlap_grad_reduce:
-            grad_sync = [m.start_grad_sync for m in self.models]
-            tf_config.grad_sync_func = grad_sync[0] if len(grad_sync) == 1 else grad_sync
-        if config.parallel.overlap_param_gather:
-            param_sync = [m.start_param_sync for m in self.models]
-            tf_config.param_sync_func = param_sync[0] if len(param_sync) == 1 else param_sync
-        self.tf_config = tf_config
-        self.optimizer = get_megatron_optimizer(mapping.optimizer_config(config), self.models)
-        o, steps = config.optimizer, config.training.train_steps
-        decay_steps = o.decay_steps or steps
-        self.scheduler = OptimizerParamScheduler(
-            self.optimizer,
-            init_lr=0.0 if o.warmup_steps else o.lr,
-            max_lr=o.lr,
-            min_lr=o.min_lr,
-            lr_warmup_steps=o.warmup_steps,
-            lr_decay_steps=max(decay_steps, o.warmup_steps + 1),
-            lr_decay_style=o.decay_style,
-            start_wd=o.weight_decay,
-            end_wd=o.weight_decay,
-            wd_incr_steps=steps,
-            wd_incr_style="constant",
-            wsd_decay_steps=o.wsd_decay_steps,
-            lr_wsd_decay_style=o.wsd_decay_style,
-        )
-        # Step k (1-based) runs at the schedule's value for k, so the first warmup step already
-        # learns and the last step reaches min_lr (Megatron-LM would spend step 1 at lr 0).
-        self.scheduler.step(increment=1)
-        self.forward_backward = get_forward_backward_func()
+    def _build_validation_data(self) -> None:
+        t = self.config.training
+        self.valid_data: dict[str, Any] = {}
+        if t.eval_interval:
+            data = mixture(self.config.data.datasets, self.config.data.mixture_file)
+            self.valid_data = build_datasets(
+                self.config, data, seed=t.seed, train_samples=t.global_batch_size,
+                valid_samples=t.eval_steps * t.global_batch_size, cache_dir=str(self.run_dir / "data_cache"),
+            ).valid  # fmt: skip
 
-    def _build_data(self) -> None:
-        d, t = self.config.data, self.config.training
-        evals = (t.train_steps // t.eval_interval + 1) if t.eval_interval else 0
-        datasets = build_gpt_datasets(
-            _mixture(self.config),
-            seq_length=d.seq_length,
-            seed=t.seed,
-            split=d.split,
-            train_samples=max(t.train_steps, 1) * t.global_batch_size,
-            valid_samples=t.eval_steps * t.global_batch_size if evals else 0,
-            eod_id=d.eod_id,
-            pad_id=d.pad_id,
-            cache_dir=d.cache_dir or str(self.run_dir / "data_cache"),
-        )
-        self.train_data = datasets.train
-        self.valid_data = datasets.valid
-        self.data_fingerprint = datasets.fingerprint
-
-    def _start_from_checkpoint(self) -> None:
+    def _start(self) -> None:
+        """Resume this run if it has a checkpoint, else begin the first stage."""
         c = self.config.checkpoint
         latest = ckpt.latest_checkpoint(self.ckpt_dir) if c.resume else None
-        if latest is not None:
-            meta = ckpt.load_checkpoint(latest, self.models, self.optimizer, self.scheduler)
-            self.state = TrainState(step=meta["step"], skipped_steps=meta.get("skipped_steps", 0))
-            self._log_rank0(f"resumed from {latest} at step {self.state.step}")
-        elif c.pretrained:
-            ckpt.load_pretrained(c.pretrained, self.models, self.config.model.vocab_size)
-            self._log_rank0(f"initialised weights from {c.pretrained}")
+        if latest is None:
+            self._enter_stage(0, init_from=Path(c.pretrained) if c.pretrained else None)
+            return
+        meta = ckpt.read_meta(latest)
+        stage, stage_step = meta.get("stage", 0), meta.get("stage_step", meta["step"])
+        self.state = TrainState(step=meta["step"], stage=stage, stage_step=stage_step,
+                                skipped_steps=meta.get("skipped_steps", 0))  # fmt: skip
+        if stage_step >= self.stages[stage].steps and stage + 1 < len(self.stages):
+            self.state.stage, self.state.stage_step = stage + 1, 0
+            self._enter_stage(stage + 1, init_from=latest)
+        else:
+            self._enter_stage(stage, resume_from=latest)
+        self._log_rank0(f"resumed from {latest} at step {self.state.step} (stage {self.stages[stage].name})")
+
+    def _enter_stage(
+        self, index: int, *, init_from: Path | None = None, resume_from: Path | None = None
+    ) -> None:
+        """Build stage ``index`` and load its starting weights (and, when resuming, everything else)."""
+        stage = self.stages[index]
+        self.stage = stage
+        self.current: StageModel = build_stage_model(self.config, stage)
+        cur = self.current
+        t = self.config.training
+        train = build_datasets(
+            self.config, mixture(stage.datasets, stage.mixture_file), seed=t.seed + index,
+            train_samples=stage.steps * t.global_batch_size, valid_samples=0, cache_dir=str(self.run_dir / "data_cache"),
+        )  # fmt: skip
+        self.train_data, self.data_fingerprint = train.train, train.fingerprint
+        if resume_from is not None:
+            meta = ckpt.load_checkpoint(resume_from, cur.models, cur.optimizer, cur.scheduler)
+            self.lineage = {k: meta[k] for k in _LINEAGE if k in meta}
+        elif init_from is not None:
+            keep_optimizer = not stage.reset_optimizer and index > 0
+            meta = ckpt.load_pretrained(init_from, cur.models, self.config.model.vocab_size)
+            self.lineage = {k: meta[k] for k in _LINEAGE if k in meta}
+            if keep_optimizer:
+                ckpt.load_optimizer_state(init_from, cur.models, cur.optimizer)
+            cur.optimizer.reload_model_params()  # main (fp32) copies from the loaded weights
+            self._log_rank0(f"stage {stage.name}: weights from {init_from}")
+        cur.freeze.snapshot()
+        counts = self._parameter_counts()
+        self._log_rank0(
+            f"stage {index + 1}/{len(self.stages)} '{stage.name}': {stage.steps} steps, "
+            f"{counts['trainable_params']:,} trainable / {counts['frozen_params']:,} frozen parameters"
+        )
+        self.metrics.log(self.state.step, {"stage": stage.name, **counts})
+
+    def _parameter_counts(self) -> dict[str, int]:
+        """Trainable and frozen parameters of the whole model (each TP/PP shard counted once)."""
+        local = torch.tensor(
+            [self.current.freeze.trainable_numel, self.current.freeze.frozen_numel], dtype=torch.int64
+        )
+        if parallel_state.get_data_parallel_rank() != 0:
+            local.zero_()
+        dist.all_reduce(local)
+        return {"trainable_params": int(local[0]), "frozen_params": int(local[1])}
 
     def _log_rank0(self, message: str) -> None:
         if self.runtime.rank == 0:
@@ -158,20 +161,20 @@ class Trainer:
     def _run_schedule(self, dataset: Any, step: int, forward_only: bool) -> float:
         """Forward (and backward) one global batch; the mean loss, identical on every rank."""
         t = self.config.training
-        dp_rank = parallel_state.get_data_parallel_rank()
+        models = self.current.models
         microbatches = step_microbatches(
             dataset,
             step=step,
             global_batch_size=t.global_batch_size,
             micro_batch_size=t.micro_batch_size,
-            dp_rank=dp_rank,
+            dp_rank=parallel_state.get_data_parallel_rank(),
             dp_size=self.runtime.data_parallel_size,
         )
-        iterators = [iter(microbatches) for _ in self.models]
+        iterators = [iter(microbatches) for _ in models]
         losses = self.forward_backward(
             forward_step_func=partial(forward_step, vocab_size=self.config.model.vocab_size),
             data_iterator=iterators if len(iterators) > 1 else iterators[0],
-            model=self.models if len(self.models) > 1 else self.models[0],
+            model=models if len(models) > 1 else models[0],
             num_microbatches=len(microbatches),
             seq_length=self.config.data.seq_length,
             micro_batch_size=t.micro_batch_size,
@@ -191,25 +194,27 @@ class Trainer:
         return float(value[0])
 
     def train_step(self) -> dict[str, Any]:
-        """Run one step; returns its metrics."""
+        """Run one step of the current stage; returns its metrics."""
         start = time.perf_counter()
-        for model in self.models:
+        cur = self.current
+        for model in cur.models:
             model.zero_grad_buffer()
-        self.optimizer.zero_grad()
-        loss = self._run_schedule(self.train_data, self.state.step, forward_only=False)
+        cur.optimizer.zero_grad()
+        loss = self._run_schedule(self.train_data, self.state.stage_step, forward_only=False)
         grad_norm: float | None = None
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = cur.optimizer.param_groups[0]["lr"]
         if math.isfinite(loss):
-            _, norm, _ = self.optimizer.step()
+            cur.freeze.mask_gradients()
+            _, norm, _ = cur.optimizer.step()
+            cur.freeze.restore(cur.optimizer)
             grad_norm = float(norm) if norm is not None else None
-            self.scheduler.step(increment=1)
+            cur.scheduler.step(increment=1)
             self._nonfinite_in_a_row = 0
         else:
             self.state.skipped_steps += 1
             self._nonfinite_in_a_row += 1
         elapsed = time.perf_counter() - start
-        t = self.config.training
-        tokens = t.global_batch_size * self.config.data.seq_length
+        tokens = self.config.training.global_batch_size * self.config.data.seq_length
         return {
             "loss": loss,
             "lr": lr,
@@ -221,62 +226,77 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss per language over ``training.eval_steps`` batches."""
-        for model in self.models:
+        for model in self.current.models:
             model.eval()
         results = {}
         with torch.no_grad():
             for lang, dataset in self.valid_data.items():
-                losses = [
-                    self._run_schedule(dataset, i, forward_only=True)
-                    for i in range(self.config.training.eval_steps)
-                ]
+                steps = range(self.config.training.eval_steps)
+                losses = [self._run_schedule(dataset, i, forward_only=True) for i in steps]
                 results[f"val_loss/{lang}"] = sum(losses) / len(losses)
-        for model in self.models:
+        for model in self.current.models:
             model.train()
         return results
 
     def save(self) -> Path:
         meta = {
+            **self.lineage,
+            "model": to_dict(self.config)["model"],
             "vocab_size": self.config.model.vocab_size,
             "skipped_steps": self.state.skipped_steps,
             "data_fingerprint": self.data_fingerprint,
+            "stage": self.state.stage,
+            "stage_name": self.stage.name,
+            "stage_step": self.state.stage_step,
         }
+        cur = self.current
         return ckpt.save_checkpoint(
             self.ckpt_dir,
             self.state.step,
-            self.models,
-            self.optimizer,
-            self.scheduler,
+            cur.models,
+            cur.optimizer,
+            cur.scheduler,
             meta,
             self.config.checkpoint.keep_last,
         )
 
     def train(self) -> TrainState:
-        """Train until ``training.train_steps``; checkpoints at the configured interval and at the end."""
+        """Run the remaining stages; checkpoints at the configured interval and at every stage end."""
         t, c = self.config.training, self.config.checkpoint
-        for model in self.models:
-            model.train()
-        while self.state.step < t.train_steps:
-            metrics = self.train_step()
-            self.state.step += 1
-            self.state.losses.append(metrics["loss"])
-            if self.state.step % t.log_interval == 0 or self.state.step == t.train_steps:
-                self.metrics.log(self.state.step, metrics)
-            if self._nonfinite_in_a_row >= t.exit_on_nonfinite_steps:
-                raise NonFiniteLossError(
-                    f"{self._nonfinite_in_a_row} non-finite losses in a row at step {self.state.step}; "
-                    f"stopping with the last checkpoint in {self.ckpt_dir} intact"
-                )
-            if t.eval_interval and self.valid_data and self.state.step % t.eval_interval == 0:
-                self.metrics.log(self.state.step, self.evaluate())
-            if c.save_interval and self.state.step % c.save_interval == 0:
+        while True:
+            for model in self.current.models:
+                model.train()
+            while self.state.stage_step < self.stage.steps:
+                metrics = self.train_step()
+                self.state.step += 1
+                self.state.stage_step += 1
+                self.state.losses.append(metrics["loss"])
+                if self.state.stage_step % t.log_interval == 0 or self.state.stage_step == self.stage.steps:
+                    self.metrics.log(self.state.step, {**metrics, "stage": self.stage.name})
+                if self._nonfinite_in_a_row >= t.exit_on_nonfinite_steps:
+                    raise NonFiniteLossError(
+                        f"{self._nonfinite_in_a_row} non-finite losses in a row at step {self.state.step}; "
+                        f"stopping with the last checkpoint in {self.ckpt_dir} intact"
+                    )
+                if t.eval_interval and self.valid_data and self.state.step % t.eval_interval == 0:
+                    self.metrics.log(self.state.step, self.evaluate())
+                if c.save_interval and self.state.step % c.save_interval == 0:
+                    self.save()
+            last_stage = self.state.stage + 1 == len(self.stages)
+            done = self.ckpt_dir / ckpt.checkpoint_name(self.state.step)
+            if (c.save_at_end or not last_stage) and ckpt.latest_checkpoint(self.ckpt_dir) != done:
                 self.save()
-        if c.save_at_end and ckpt.latest_checkpoint(self.ckpt_dir) != self.ckpt_dir / ckpt.checkpoint_name(
-            self.state.step
-        ):
-            self.save()
-        return self.state
+            if last_stage:
+                return self.state
+            release(self.current)
+            self.state.stage, self.state.stage_step = self.state.stage + 1, 0
+            self._enter_stage(self.state.stage, init_from=done)
 
-    def close(self) -> None:
+    def close(self, wait_for_others: bool = True) -> None:
         self.metrics.close()
-        shutdown()
+        shutdown(wait_for_others)
+
+
+def _describe(stage: Stage) -> dict[str, Any]:
+    return {"name": stage.name, "steps": stage.steps, "train": vars(stage.train), "lr": stage.optimizer.lr,
+            "reset_optimizer": stage.reset_optimizer}  # fmt: skip

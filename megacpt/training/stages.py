@@ -1,0 +1,164 @@
+"""Stage schedules: the presets of the published recipes, and resolving a config into concrete stages.
+
+Presets (stage budgets are shares of ``training.train_steps``; LR and data come from the config):
+
+- ``swallow``: one stage training everything, with a re-warmup (Swallow, Llama 2 -> Japanese).
+- ``eeve``: EEVE's seven stages of progressive unfreezing (SOLAR / Phi-2 -> Korean): new input
+  rows; new output rows; both; all output rows; new input rows + all output rows; everything;
+  transformer layers only. The published order is unconfirmed: each stage is plain config.
+- ``redwhale``: embeddings and head, then odd layers, then even layers, then everything (RedWhale).
+
+A schedule with neither a preset nor stages is one stage of ``training.train_steps`` that trains
+everything, which is what a plain (pre)training run is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from megacpt.config.loader import from_dict
+from megacpt.config.schema import Config, DatasetEntry, OptimizerConfig, StageConfig, TrainableConfig
+from megacpt.errors import UserError
+
+_NOTHING = {"input_embeddings": "none", "output_layer": "none", "layers": "none"}
+_EVERYTHING = {"input_embeddings": "all", "output_layer": "all", "layers": "all", "norms": True}
+
+PRESETS: dict[str, list[dict]] = {
+    "swallow": [{"name": "continual-pretraining", "share": 1.0, "train": _EVERYTHING}],
+    "eeve": [
+        {"name": "1-new-input-rows", "train": {**_NOTHING, "input_embeddings": "new"}},
+        {"name": "2-new-output-rows", "train": {**_NOTHING, "output_layer": "new"}},
+        {
+            "name": "3-new-input-and-output-rows",
+            "train": {**_NOTHING, "input_embeddings": "new", "output_layer": "new"},
+        },
+        {"name": "4-all-output-rows", "train": {**_NOTHING, "output_layer": "all"}},
+        {
+            "name": "5-new-input-and-all-output-rows",
+            "train": {**_NOTHING, "input_embeddings": "new", "output_layer": "all"},
+        },
+        {"name": "6-all-parameters", "train": _EVERYTHING},
+        {"name": "7-transformer-layers", "train": {**_NOTHING, "layers": "all", "norms": True}},
+    ],
+    "redwhale": [
+        {
+            "name": "1-embeddings-and-head",
+            "train": {**_NOTHING, "input_embeddings": "all", "output_layer": "all"},
+        },
+        {"name": "2-odd-layers", "train": {**_NOTHING, "layers": "odd"}},
+        {"name": "3-even-layers", "train": {**_NOTHING, "layers": "even"}},
+        {"name": "4-all-parameters", "train": _EVERYTHING},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage resolved against the config: a number of steps, and everything it needs."""
+
+    index: int
+    name: str
+    steps: int
+    train: TrainableConfig
+    optimizer: OptimizerConfig
+    datasets: tuple[DatasetEntry, ...]
+    mixture_file: str | None
+    reset_optimizer: bool
+
+
+def _preset_stages(name: str) -> list[StageConfig]:
+    stages = PRESETS[name]
+    share = 1.0 / len(stages)
+    return [from_dict(StageConfig, {"share": share, **stage}, f"schedule.preset {name}") for stage in stages]
+
+
+def _steps(stage: StageConfig, config: Config, where: str) -> int:
+    given = [k for k in ("steps", "tokens", "share") if getattr(stage, k) is not None]
+    if len(given) != 1:
+        raise UserError(
+            f"{where}: give exactly one of steps, tokens or share (got {', '.join(given) or 'none'})"
+        )
+    if stage.steps is not None:
+        steps = stage.steps
+    elif stage.tokens is not None:
+        steps = math.ceil(stage.tokens / (config.training.global_batch_size * config.data.seq_length))
+    else:
+        assert stage.share is not None
+        steps = round(stage.share * config.training.train_steps)
+    if steps < 1:
+        raise UserError(f"{where}: the stage has no steps ({steps})")
+    return steps
+
+
+def trains_anything(train: TrainableConfig) -> bool:
+    return (
+        train.input_embeddings != "none"
+        or train.output_layer != "none"
+        or train.layers not in ("none", [])
+        or train.norms
+    )
+
+
+def _check_trainable(train: TrainableConfig, config: Config, where: str) -> None:
+    if not trains_anything(train):
+        raise UserError(f"{where}: the stage trains nothing (every parameter group is 'none')")
+    rows = {train.input_embeddings, train.output_layer} & {"new", "old"}
+    old = config.schedule.old_vocab_size
+    if rows and old is None:
+        raise UserError(
+            f"{where}: 'new'/'old' rows need schedule.old_vocab_size (the vocabulary size before expansion)"
+        )
+    if rows and old is not None and not 0 < old < config.model.vocab_size:
+        raise UserError(
+            f"schedule.old_vocab_size {old} must be between 0 and model.vocab_size {config.model.vocab_size}"
+        )
+    if isinstance(train.layers, list):
+        bad = [i for i in train.layers if not 0 <= i < config.model.num_layers]
+        if bad:
+            raise UserError(f"{where}: layers {bad} out of range for {config.model.num_layers} layers")
+
+
+def resolve_stages(config: Config) -> list[Stage]:
+    """The concrete stages of this run, validated."""
+    schedule = config.schedule
+    if schedule.preset and schedule.stages:
+        raise UserError("give schedule.preset or schedule.stages, not both")
+    if schedule.preset:
+        configs = _preset_stages(schedule.preset)
+    elif schedule.stages:
+        configs = schedule.stages
+    else:
+        configs = [StageConfig(name="train", steps=config.training.train_steps)]
+    stages: list[Stage] = []
+    for index, stage in enumerate(configs):
+        where = f"schedule stage {index} ({stage.name or 'unnamed'})"
+        _check_trainable(stage.train, config, where)
+        overrides = {k: getattr(stage, k) for k in ("lr", "min_lr", "warmup_steps", "decay_style")}
+        optimizer = dataclasses.replace(
+            config.optimizer, **{k: v for k, v in overrides.items() if v is not None}
+        )
+        if not stage.reset_optimizer and (index == 0 or stages[-1].train != stage.train):
+            raise UserError(
+                f"{where}: reset_optimizer false needs a previous stage that trains the same parameters"
+            )
+        if stage.datasets is not None:
+            datasets, mixture_file = tuple(stage.datasets), None
+        elif stage.mixture_file:
+            datasets, mixture_file = (), stage.mixture_file
+        else:
+            datasets, mixture_file = tuple(config.data.datasets), config.data.mixture_file
+        stages.append(
+            Stage(
+                index=index,
+                name=stage.name or f"stage-{index + 1}",
+                steps=_steps(stage, config, where),
+                train=stage.train,
+                optimizer=optimizer,
+                datasets=datasets,
+                mixture_file=mixture_file,
+                reset_optimizer=stage.reset_optimizer,
+            )
+        )
+    return stages
