@@ -14,8 +14,8 @@ import yaml
 from megacpt.config import Config, load_config
 from megacpt.config.loader import to_dict
 from megacpt.config.validate import data_parallel_size, validate_layout
-from megacpt.training.stages import resolve_stages
 from megacpt.errors import exits_on_user_error
+from megacpt.training.stages import resolve_stages
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

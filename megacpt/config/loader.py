@@ -32,6 +32,15 @@ def _suggest(key: str, options: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _describe(hint: Any) -> str:
+    """How a type reads in an error message."""
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    if typing.get_origin(hint) is list:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    return getattr(hint, "__name__", str(hint))
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against the type ``hint`` and return it in that type."""
     origin = typing.get_origin(hint)
@@ -45,7 +54,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except UserError as err:
                 errors.append(str(err))
-        raise UserError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
+        if len(errors) == 1:
+            raise UserError(errors[0])
+        expected = " or ".join(_describe(a) for a in args if a is not type(None))
+        raise UserError(f"{where}: invalid value {value!r} (expected {expected})")
     if origin is Literal:
         if value not in args:
             raise UserError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")

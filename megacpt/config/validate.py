@@ -89,6 +89,10 @@ def validate_layout(config: Config, world_size: int, *, this_machine: bool = Tru
         raise UserError(f"seq_length {seq} exceeds max_position_embeddings {m.max_position_embeddings}")
     if p.overlap_param_gather and not p.use_distributed_optimizer:
         raise UserError("overlap_param_gather needs use_distributed_optimizer")
+    if this_machine and p.context_parallel_size > 1 and not transformer_engine_available():
+        raise UserError(
+            "context_parallel_size > 1 needs Transformer Engine's attention, which is not installed"
+        )
     if this_machine and config.precision.fp8 and not transformer_engine_available():
         raise UserError(
             "precision.fp8 needs Transformer Engine, which is not installed (pip install megacpt[gpu])"

@@ -16,6 +16,7 @@ initialising from pretrained weights (model only) are separate functions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -28,6 +29,7 @@ import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing import ShardedTensor
+from megatron.core.dist_checkpointing.mapping import ShardedTensorFactory
 
 from megacpt.errors import UserError
 from megacpt.parallel import megatron_fixes
@@ -68,6 +70,38 @@ def _model_state(models: list[torch.nn.Module]) -> dict[str, Any]:
     if len(models) == 1:
         return {"model": _unwrap(models[0]).sharded_state_dict()}
     return {f"model{i}": _unwrap(m).sharded_state_dict() for i, m in enumerate(models)}
+
+
+def _per_layer(value: Any) -> Any:
+    """A stacked-layer ShardedTensor (layer axis prepended) as one tensor of its layer."""
+    if isinstance(value, dict):
+        return {k: _per_layer(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_per_layer(v) for v in value]
+    if isinstance(value, ShardedTensor) and value.prepend_axis_num == 1:
+        return dataclasses.replace(
+            value,
+            key=f"{value.key}.layer{value.global_offset[0]}",
+            global_shape=value.global_shape[1:],
+            global_offset=value.global_offset[1:],
+            axis_fragmentations=value.axis_fragmentations[1:],
+            prepend_axis_num=0,
+        )
+    if isinstance(value, ShardedTensorFactory):
+        build = value.build_fn
+        return dataclasses.replace(value, build_fn=lambda *args, build=build: _per_layer(build(*args)))
+    return value
+
+
+def _optimizer_view(model_state: dict[str, Any]) -> dict[str, Any]:
+    """The model's sharded state keyed per transformer layer, to key the optimizer's state by.
+
+    Megatron stacks all layers of a parameter under one key with a layer axis, and a checkpoint
+    must cover each key's whole shape. A stage training some layers only (RedWhale's odd, then
+    even layers) has optimizer state for those layers alone, so optimizer state is keyed per layer
+    (``optimizer.state.<name>.<param key>.layer<N>``); the model weights keep Megatron's keys.
+    """
+    return _per_layer(model_state)
 
 
 def _layout() -> dict[str, int]:
@@ -132,7 +166,7 @@ def save_checkpoint(
     dist.barrier()
     megatron_fixes.materialise_adam_state(optimizer)
     state = _model_state(models)
-    state["optimizer"] = optimizer.sharded_state_dict(state, metadata=_OPTIMIZER_FORMAT)
+    state["optimizer"] = optimizer.sharded_state_dict(_optimizer_view(state), metadata=_OPTIMIZER_FORMAT)
     state["scheduler"] = scheduler.state_dict()
     state["megacpt"] = dict(meta, step=step)
     dist_checkpointing.save(state, str(tmp))
@@ -158,7 +192,10 @@ def _prune(root: Path, keep_last: int) -> None:
 
 
 def load_checkpoint(
-    path: str | os.PathLike, models: list[torch.nn.Module], optimizer: Any, scheduler: Any
+    path: str | os.PathLike,
+    models: list[torch.nn.Module],
+    optimizer: Any,
+    scheduler: Any,
 ) -> dict[str, Any]:
     """Resume: restore model, optimizer, scheduler and (at the same layout) RNG; return the metadata."""
     path = Path(path)
@@ -170,7 +207,8 @@ def load_checkpoint(
             f"cannot resume {path} at this tensor-parallel size: it pads the vocabulary to another size, "
             "so the optimizer state does not fit; start a new run from it with checkpoint.pretrained instead"
         )
-    state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=True, metadata=_OPTIMIZER_FORMAT)
+    view = _optimizer_view(state)
+    state["optimizer"] = optimizer.sharded_state_dict(view, is_loading=True, metadata=_OPTIMIZER_FORMAT)
     loaded = dist_checkpointing.load(state, str(path))
     _load_models(models, loaded)
     optimizer.load_state_dict(loaded["optimizer"])
@@ -185,8 +223,10 @@ def load_optimizer_state(path: str | os.PathLike, models: list[torch.nn.Module],
     """Load only the optimizer state of a checkpoint (a stage that carries Adam's state over)."""
     megatron_fixes.materialise_adam_state(optimizer)
     state = _model_state(models)
-    request = {"optimizer": optimizer.sharded_state_dict(state, is_loading=True, metadata=_OPTIMIZER_FORMAT)}
-    optimizer.load_state_dict(dist_checkpointing.load(request, str(path))["optimizer"])
+    view = _optimizer_view(state)
+    request = {"optimizer": optimizer.sharded_state_dict(view, is_loading=True, metadata=_OPTIMIZER_FORMAT)}
+    loaded = dist_checkpointing.load(request, str(path))
+    optimizer.load_state_dict(loaded["optimizer"])
     megatron_fixes.unshare_step_tensors(optimizer)
 
 

@@ -74,7 +74,7 @@ def _preset_stages(name: str) -> list[StageConfig]:
     return [from_dict(StageConfig, {"share": share, **stage}, f"schedule.preset {name}") for stage in stages]
 
 
-def _steps(stage: StageConfig, config: Config, where: str) -> int:
+def _steps(stage: StageConfig, config: Config, where: str, share_before: float, allow_empty: bool) -> int:
     given = [k for k in ("steps", "tokens", "share") if getattr(stage, k) is not None]
     if len(given) != 1:
         raise UserError(
@@ -85,9 +85,11 @@ def _steps(stage: StageConfig, config: Config, where: str) -> int:
     elif stage.tokens is not None:
         steps = math.ceil(stage.tokens / (config.training.global_batch_size * config.data.seq_length))
     else:
+        # Cumulative rounding: shares that add up to 1 give stages that add up to train_steps.
         assert stage.share is not None
-        steps = round(stage.share * config.training.train_steps)
-    if steps < 1:
+        total = config.training.train_steps
+        steps = round((share_before + stage.share) * total) - round(share_before * total)
+    if steps < 1 and not (allow_empty and steps == 0):
         raise UserError(f"{where}: the stage has no steps ({steps})")
     return steps
 
@@ -132,6 +134,7 @@ def resolve_stages(config: Config) -> list[Stage]:
     else:
         configs = [StageConfig(name="train", steps=config.training.train_steps)]
     stages: list[Stage] = []
+    share_before = 0.0
     for index, stage in enumerate(configs):
         where = f"schedule stage {index} ({stage.name or 'unnamed'})"
         _check_trainable(stage.train, config, where)
@@ -143,6 +146,11 @@ def resolve_stages(config: Config) -> list[Stage]:
             raise UserError(
                 f"{where}: reset_optimizer false needs a previous stage that trains the same parameters"
             )
+        # A run of 0 steps without a schedule just writes its initial weights (step 0 checkpoint).
+        steps = _steps(
+            stage, config, where, share_before, allow_empty=not (schedule.preset or schedule.stages)
+        )
+        share_before += stage.share or 0.0
         if stage.datasets is not None:
             datasets, mixture_file = tuple(stage.datasets), None
         elif stage.mixture_file:
@@ -153,7 +161,7 @@ def resolve_stages(config: Config) -> list[Stage]:
             Stage(
                 index=index,
                 name=stage.name or f"stage-{index + 1}",
-                steps=_steps(stage, config, where),
+                steps=steps,
                 train=stage.train,
                 optimizer=optimizer,
                 datasets=datasets,

@@ -36,7 +36,6 @@ from megacpt.training.metrics import MetricsLogger
 from megacpt.training.setup import StageModel, build_datasets, build_stage_model, mixture, release
 from megacpt.training.stages import Stage, resolve_stages
 
-
 # Checkpoint metadata that travels from the pretrained checkpoint into every checkpoint of the run
 # (the original HF config and tokenizer, which the Megatron -> HF export needs).
 _LINEAGE = ("hf", "tokenizer")

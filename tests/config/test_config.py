@@ -174,6 +174,11 @@ def test_sequence_parallel_is_off_at_tp1_and_optimizer_is_adamw():
         (["data.seq_length=8192"], 1, "exceeds max_position_embeddings"),
         (["parallel.overlap_param_gather=true"], 1, "needs use_distributed_optimizer"),
         (["precision.fp8=hybrid"], 1, "needs Transformer Engine"),
+        (
+            ["parallel.context_parallel_size=2", "data.seq_length=64"],
+            2,
+            "context_parallel_size > 1 needs Transformer Engine",
+        ),
     ],
 )
 def test_impossible_layouts_are_clear_errors(overrides, world, message):

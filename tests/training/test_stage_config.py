@@ -1,0 +1,88 @@
+"""Tier 1: stage schedules resolve, presets load, and bad schedules are clear errors."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from megacpt.config import load_config
+from megacpt.errors import UserError
+from megacpt.training.stages import PRESETS, resolve_stages
+
+BASE = [
+    "model.vocab_size=300",
+    "schedule.old_vocab_size=256",
+    "training.train_steps=70",
+    "model.num_layers=4",
+]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_resolves(preset):
+    stages = resolve_stages(load_config(None, [*BASE, f"schedule.preset={preset}"]))
+    assert [s.name for s in stages] == [s["name"] for s in PRESETS[preset]]
+    assert sum(s.steps for s in stages) == 70
+    assert all(s.optimizer.lr == load_config(None, BASE).optimizer.lr for s in stages)
+
+
+def test_eeve_is_progressive_unfreezing():
+    stages = resolve_stages(load_config(None, [*BASE, "schedule.preset=eeve"]))
+    assert (stages[0].train.input_embeddings, stages[0].train.output_layer, stages[0].train.layers) == (
+        "new",
+        "none",
+        "none",
+    )
+    assert stages[5].train.layers == "all" and stages[5].train.input_embeddings == "all"
+    assert (stages[6].train.input_embeddings, stages[6].train.layers) == ("none", "all")
+
+
+def test_explicit_stages_with_budgets_and_overrides():
+    config = load_config(
+        None,
+        [
+            *BASE,
+            "data.seq_length=16",
+            "training.global_batch_size=4",
+            "schedule.stages=[{name: warm, tokens: 100, lr: 1.0e-5, train: {input_embeddings: new, "
+            "output_layer: none, layers: none}}, {name: rest, steps: 3, train: {layers: [0, 2]}}]",
+        ],
+    )
+    warm, rest = resolve_stages(config)
+    assert warm.steps == 2 and warm.optimizer.lr == 1e-5  # ceil(100 / (4 x 16))
+    assert rest.steps == 3 and rest.train.layers == [0, 2] and rest.optimizer.lr == config.optimizer.lr
+
+
+def test_no_schedule_is_one_stage_training_everything():
+    (stage,) = resolve_stages(load_config(None, ["training.train_steps=5"]))
+    assert stage.steps == 5 and stage.train.layers == "all" and stage.train.input_embeddings == "all"
+
+
+@pytest.mark.parametrize(
+    "stages,message",
+    [
+        (
+            "[{steps: 1, train: {input_embedding: new}}]",
+            "unknown config key 'schedule.stages[0].train.input_embedding'",
+        ),
+        (
+            "[{steps: 1, train: {layers: sideways}}]",
+            "schedule.stages[0].train.layers: invalid value 'sideways' (expected one of 'none', 'all', 'odd', 'even' or a list of int)",
+        ),
+        ("[{steps: 1, train: {input_embeddings: none, output_layer: none, layers: none}}]", "trains nothing"),
+        ("[{steps: 1, train: {layers: [7]}}]", r"layers \[7\] out of range"),
+        ("[{train: {}}]", "give exactly one of steps, tokens or share"),
+        ("[{steps: 1, share: 0.5}]", "give exactly one of steps, tokens or share"),
+        ("[{steps: 1, reset_optimizer: false}]", "reset_optimizer false needs a previous stage"),
+    ],
+)
+def test_bad_stages_are_clear_errors(stages, message):
+    with pytest.raises(UserError, match=message if "\\" in message else re.escape(message)):
+        resolve_stages(load_config(None, [*BASE, f"schedule.stages={stages}"]))
+
+
+def test_new_rows_need_the_old_vocabulary_size():
+    with pytest.raises(UserError, match="need schedule.old_vocab_size"):
+        resolve_stages(load_config(None, ["schedule.preset=eeve", "schedule.old_vocab_size=null"]))
+    with pytest.raises(UserError, match="give schedule.preset or schedule.stages"):
+        resolve_stages(load_config(None, [*BASE, "schedule.preset=eeve", "schedule.stages=[{steps: 1}]"]))
