@@ -85,6 +85,13 @@ def run_training(
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
 
+def train_losses(config: dict, nproc: int) -> list[float]:
+    """Train ``config`` through the entry point (which must succeed); its per-step losses."""
+    result = run_training(config, nproc)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return [r["loss"] for r in read_metrics(Path(config["logging"]["run_dir"]))]
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     """The training (not validation) records of a run's ``metrics.jsonl``."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CORPORA, read_metrics, run_training, tiny_config, write_byte_dataset
+from tests.helpers import CORPORA, read_metrics, tiny_config, train_losses, write_byte_dataset
 
 pytestmark = pytest.mark.multiproc
 
@@ -30,19 +30,13 @@ def _losses(run_dir: Path) -> list[float]:
     return [r["loss"] for r in read_metrics(run_dir)]
 
 
-def _train(config: dict, nproc: int) -> list[float]:
-    result = run_training(config, nproc)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return _losses(Path(config["logging"]["run_dir"]))
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("parity")
     data = write_byte_dataset(root / "en_bytes", CORPORA / "en" / "wikitext2_valid.jsonl")
     init = tiny_config(data, root / "init", training={"train_steps": 0})
     init["model"]["num_layers"] = LAYERS
-    _train(init, 1)
+    train_losses(init, 1)
     pretrained = str(root / "init" / "checkpoints" / "iter_0000000")
 
     def config(name: str, parallel: dict, **sections: dict) -> dict:
@@ -54,7 +48,7 @@ def setup(tmp_path_factory):
         config["model"]["num_layers"] = LAYERS
         return config
 
-    reference = _train(config("tp1_pp1_dp1", {}), 1)
+    reference = train_losses(config("tp1_pp1_dp1", {}), 1)
     return root, config, reference
 
 
@@ -67,7 +61,7 @@ def _assert_close(losses: list[float], reference: list[float], rel: float) -> No
 def test_tp2_pp2_dp2_distributed_optimizer_matches_single_process_and_resumes(setup):
     root, config, reference = setup
     full = config("tp2_pp2_dp2", TP2_PP2_DP2, checkpoint={"save_interval": SAVE_AT})
-    losses = _train(full, 8)
+    losses = train_losses(full, 8)
     _assert_close(losses, reference, 1e-5)
 
     # Resume from the mid-run checkpoint at the same layout: exactly the uninterrupted losses.
@@ -78,7 +72,7 @@ def test_tp2_pp2_dp2_distributed_optimizer_matches_single_process_and_resumes(se
         root / "tp2_pp2_dp2" / "checkpoints" / f"iter_{SAVE_AT:07d}", ckpt_dir / f"iter_{SAVE_AT:07d}"
     )
     (ckpt_dir / "latest").write_text(f"iter_{SAVE_AT:07d}")
-    assert _train(resumed, 8) == losses[SAVE_AT:]
+    assert train_losses(resumed, 8) == losses[SAVE_AT:]
 
 
 @pytest.mark.parametrize(
@@ -104,7 +98,7 @@ def test_checkpoint_from_tp2_pp2_dp2_loads_at_another_layout(setup, name, layout
     ckpt_dir.mkdir(parents=True)
     shutil.copytree(source, ckpt_dir / source.name)
     (ckpt_dir / "latest").write_text(source.name)
-    (loss,) = _train(run, 8)
+    (loss,) = train_losses(run, 8)
     assert abs(loss - expected) <= 1e-6 * abs(expected), f"{name}: {loss} vs {expected} at TP2 PP2 DP2"
 
 
@@ -117,4 +111,4 @@ def test_interleaved_pipeline_with_sequence_parallel_matches_single_process(setu
         "virtual_pipeline_model_parallel_size": 2,
         "sequence_parallel": True,
     }
-    _assert_close(_train(config("tp2_pp4_vp2_sp", layout), 8), reference, 1e-5)
+    _assert_close(train_losses(config("tp2_pp4_vp2_sp", layout), 8), reference, 1e-5)

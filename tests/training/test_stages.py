@@ -19,7 +19,7 @@ from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from megacpt.config.schema import TrainableConfig
 from megacpt.training.stages import PRESETS
-from tests.helpers import BYTE_VOCAB, CORPORA, read_metrics, run_training, tiny_config, write_byte_dataset
+from tests.helpers import BYTE_VOCAB, CORPORA, tiny_config, train_losses, write_byte_dataset
 
 pytestmark = pytest.mark.multiproc
 
@@ -32,19 +32,13 @@ TP2_PP2_DP2 = {
 }
 
 
-def _train(config: dict, nproc: int) -> list[float]:
-    result = run_training(config, nproc)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return [r["loss"] for r in read_metrics(Path(config["logging"]["run_dir"]))]
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
     data = write_byte_dataset(root / "en_bytes", CORPORA / "en" / "wikitext2_valid.jsonl")
     init = tiny_config(data, root / "init", training={"train_steps": 0})
     init["model"]["num_layers"] = LAYERS
-    _train(init, 1)
+    train_losses(init, 1)
     pretrained = root / "init" / "checkpoints" / "iter_0000000"
 
     def config(name: str, parallel: dict, preset: str, steps: int, **checkpoint: object) -> dict:
@@ -118,7 +112,7 @@ def _check_stage(name: str, train: TrainableConfig, before: dict, after: dict) -
 def test_every_stage_freezes_bit_for_bit_at_tp2_pp2_dp2(setup, tmp_path, preset):
     root, config, pretrained = setup
     stages = len(PRESETS[preset])
-    _train(config(f"{preset}_tp2pp2dp2", TP2_PP2_DP2, preset, stages), 8)
+    train_losses(config(f"{preset}_tp2pp2dp2", TP2_PP2_DP2, preset, stages), 8)
     run = root / f"{preset}_tp2pp2dp2"
     plan = json.loads((run / "stages.json").read_text())
     assert len(plan) == stages and all(s["steps"] == 1 for s in plan)
@@ -131,7 +125,7 @@ def test_every_stage_freezes_bit_for_bit_at_tp2_pp2_dp2(setup, tmp_path, preset)
 
 def test_resume_mid_stage_and_between_stages_reproduces_losses(setup):
     root, config, _ = setup
-    full = _train(config("redwhale_full", {}, "redwhale", 8, save_interval=3), 1)
+    full = train_losses(config("redwhale_full", {}, "redwhale", 8, save_interval=3), 1)
     assert len(full) == 8
     for name, resume_at in (("mid_stage", 3), ("between_stages", 4)):
         resumed = config(f"redwhale_{name}", {}, "redwhale", 8)
@@ -140,4 +134,4 @@ def test_resume_mid_stage_and_between_stages_reproduces_losses(setup):
         source = root / "redwhale_full" / "checkpoints" / f"iter_{resume_at:07d}"
         shutil.copytree(source, ckpt_dir / source.name)
         (ckpt_dir / "latest").write_text(source.name)
-        assert _train(resumed, 1) == full[resume_at:], name
+        assert train_losses(resumed, 1) == full[resume_at:], name
