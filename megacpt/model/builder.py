@@ -86,6 +86,29 @@ def _apply_llama3_rope_scaling(model: GPTModel, config: Config) -> None:
     )
 
 
+def mask_vocab_padding(model: GPTModel, vocab_size: int) -> None:
+    """Make the logits of the vocabulary's padding ids -inf, on this TP rank's slice of the output layer.
+
+    The vocabulary is padded to a multiple of ``make_vocab_size_divisible_by x TP``; Megatron's
+    softmax would include the padding logits, so its loss would depend on the padding (and so on
+    TP) and differ from the Hugging Face model's. Masked, the padding never takes probability mass.
+    """
+    per_rank = model.output_layer.weight.shape[0] if model.output_layer.weight is not None else None
+    tp_rank = parallel_state.get_tensor_model_parallel_rank()
+    if per_rank is None:  # tied embeddings on the first stage: the output weight is the embedding's
+        per_rank = model.embedding.word_embeddings.weight.shape[0]
+    first = tp_rank * per_rank
+    if first + per_rank <= vocab_size:
+        return
+    padding = torch.arange(first, first + per_rank) >= vocab_size
+
+    def mask(_module: torch.nn.Module, _inputs: object, output: tuple) -> tuple:
+        logits_sbv, bias = output
+        return logits_sbv.masked_fill(padding.to(logits_sbv.device), float("-inf")), bias
+
+    model.output_layer.register_forward_hook(mask)
+
+
 def build_model(config: Config, tf_config: TransformerConfig) -> list[GPTModel]:
     """This rank's model chunks (one, or one per virtual pipeline stage), on the run's device."""
     m = config.model
@@ -112,6 +135,8 @@ def build_model(config: Config, tf_config: TransformerConfig) -> list[GPTModel]:
         )
         if rope is not None:
             _apply_llama3_rope_scaling(model, config)
+        if model.post_process:
+            mask_vocab_padding(model, m.vocab_size)
         if torch.cuda.is_available():
             model.cuda(torch.cuda.current_device())
         chunks.append(model)

@@ -16,7 +16,6 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +170,7 @@ class Trainer:
         )
         iterators = [iter(microbatches) for _ in models]
         losses = self.forward_backward(
-            forward_step_func=partial(forward_step, vocab_size=self.config.model.vocab_size),
+            forward_step_func=forward_step,
             data_iterator=iterators if len(iterators) > 1 else iterators[0],
             model=models if len(models) > 1 else models[0],
             num_microbatches=len(microbatches),
