@@ -56,7 +56,9 @@ def main() -> None:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
                "-m", "megacpt.train", args.config, *overrides]  # fmt: skip
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+        records = [
+            json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
+        ]
     times: dict[str, list[float]] = {"embedding": [], "full": []}
     seen: set[str] = set()
     for record in records:
