@@ -86,7 +86,9 @@ class Layout:
         return self.out / "tokenizer"
 
     def data(self, which: str) -> Path:
-        return self.out / "data" / which
+        """Datasets of the ``base`` tokenizer in ``data/`` (where ``examples/tiny_cpu*.yaml`` and the
+        benchmarks look for them), of the ``expanded`` one in ``data/expanded/``."""
+        return self.out / "data" if which == "base" else self.out / "data" / which
 
     @property
     def base_run(self) -> Path:
@@ -221,7 +223,7 @@ def train_base(lay: Layout, budget: Budget) -> None:
                 f"training.train_steps={budget.base_steps}", f"training.eval_steps={budget.eval_steps}",
                 f"training.eval_interval={max(1, budget.base_steps // 3)}", f"logging.run_dir={lay.base_run}",
             ], lay.out / "configs" / "base_en.yaml")  # fmt: skip
-            argv = python("-m", "megacpt.pipeline.train_entry", config)
+            argv = python("-m", "megacpt.train", config, "training.eval_at_start=true")
             run_step("train English base", argv, lay.log("train_base"), train_steps=budget.base_steps)
         argv = python("tools/convert_checkpoint.py", "megatron-to-hf", "--input", ckpt, "--output", lay.base_hf,
                       "--tokenizer", lay.base_tokenizer)  # fmt: skip
@@ -254,7 +256,7 @@ def train_cpt(lay: Layout, budget: Budget) -> None:
                 f"training.eval_steps={budget.eval_steps}", f"checkpoint.pretrained={lay.cpt_init}",
                 f"logging.run_dir={lay.cpt_run}",
             ], lay.out / "configs" / "cpt_eeve.yaml")  # fmt: skip
-            argv = torchrun(TP, "-m", "megacpt.pipeline.train_entry", config)
+            argv = torchrun(TP, "-m", "megacpt.train", config, "training.eval_at_start=true")
             run_step("continual pretraining (eeve, TP=2)", argv, lay.log("train_cpt"), threads=1,
                      train_steps=budget.cpt_steps)  # fmt: skip
         argv = python("tools/convert_checkpoint.py", "megatron-to-hf", "--input", ckpt, "--output", lay.final_hf,

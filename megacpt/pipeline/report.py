@@ -21,7 +21,9 @@ from megacpt.errors import UserError
 
 # English may end at most this far (relative) above where the run started: the replay's job is to
 # keep English from being forgotten. It may well fall, since the run starts right after the resize,
-# whose new output rows take probability mass from English tokens until training pushes them down.
+# whose new output rows take probability mass from English tokens until training pushes them down;
+# so it is also compared, both ways, with the English base model's own last validation loss (the
+# same documents, split, seed and sample count, read with a tokenizer that encodes English alike).
 ENGLISH_TOLERANCE = 0.05
 
 
@@ -84,6 +86,7 @@ class Summary:
     png: Path
     val_start: dict[str, float]
     val_end: dict[str, float]
+    base_en: float | None = None  # the English base model's last validation loss, before the resize
     target: tuple[str, ...] = ("ko", "ja")
     checks: dict[str, bool] = field(default_factory=dict)
 
@@ -95,6 +98,10 @@ class Summary:
             self.checks["en validation loss at most 5% above its start"] = (
                 self.change("en") <= ENGLISH_TOLERANCE
             )
+            if self.base_en is not None:
+                self.checks["en validation loss within 5% of the English base model's"] = (
+                    abs(self.val_end["en"] / self.base_en - 1.0) <= ENGLISH_TOLERANCE
+                )
 
     def change(self, lang: str) -> float:
         """Relative change of ``lang``'s validation loss from the run's start to its end."""
@@ -112,7 +119,7 @@ def _markdown(summary: Summary, base_val: dict[str, list[tuple[int, float]]], cp
     out = ["# Quickstart report", "", "Continual pretraining of a tiny English Llama into Korean and Japanese "
            "(EEVE's seven stages, TP=2 on two CPU processes, 90/10 target/English mix).", "",
            "![loss by stage, validation loss, token ratios](report.png)", "", "## Checks", ""]  # fmt: skip
-    out += [f"- {line.strip()}" for line in summary.verdicts()]
+    out += [("  - " if line.startswith(" ") else "- ") + line.strip() for line in summary.verdicts()]
     if base_val.get("en"):
         (s0, v0), (s1, v1) = base_val["en"][0], base_val["en"][-1]
         base_line = f"English base model: validation loss {v0:.3f} at step {s0} -> {v1:.3f} at step {s1}"
@@ -193,7 +200,8 @@ def write_report(out: Path, base_run: Path, cpt_run: Path, tokenizer: Path, base
     cpt_loss = train_loss(records)
     ratios = token_ratios(tokenizer / "expansion.json", base_stats, expanded_stats)
     summary = Summary(out / "report.md", out / "report.png", {lang: points[0][1] for lang, points in val.items()},
-                      {lang: points[-1][1] for lang, points in val.items()})  # fmt: skip
+                      {lang: points[-1][1] for lang, points in val.items()},
+                      base_val["en"][-1][1] if base_val.get("en") else None)  # fmt: skip
     text = _markdown(summary, base_val, cpt_loss, bounds, ratios)
     _write_atomic(summary.markdown, lambda p: p.write_text(text, encoding="utf-8"))
     _write_atomic(summary.png, lambda p: _plot(p, cpt_loss, bounds, val, ratios))

@@ -55,8 +55,8 @@ def run_step(
             tail.append(line)
             match = _STEP_LINE.match(line)
             if bar is not None and match:
+                bar.set_postfix(loss=match.group(2), refresh=False)
                 bar.update(int(match.group(1)) - bar.n)
-                bar.set_postfix(loss=match.group(2))
         code = proc.wait()
     if bar is not None:
         bar.close()

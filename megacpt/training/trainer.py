@@ -261,6 +261,8 @@ class Trainer:
     def train(self) -> TrainState:
         """Run the remaining stages; checkpoints at the configured interval and at every stage end."""
         t, c = self.config.training, self.config.checkpoint
+        if t.eval_at_start and t.eval_interval and self.state.step == 0:
+            self.metrics.log(0, self.evaluate())
         while True:
             for model in self.current.models:
                 model.train()

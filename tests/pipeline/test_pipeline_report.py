@@ -38,7 +38,7 @@ def _run_files(tmp_path: Path, en_end: float) -> dict[str, Path]:
         {"step": 4, "val_loss/ko": 9.0, "val_loss/ja": 10.0, "val_loss/en": en_end},
     ])  # fmt: skip
     (cpt / "stages.json").write_text(json.dumps(STAGES))
-    _write_jsonl(base / "metrics.jsonl", [{"step": 0, "val_loss/en": 10.5}, {"step": 6, "val_loss/en": 5.5}])
+    _write_jsonl(base / "metrics.jsonl", [{"step": 0, "val_loss/en": 10.5}, {"step": 6, "val_loss/en": 6.1}])
     held_out = [{"language": "ko+ja", "base_tokens": 200, "new_tokens": 100, "token_ratio": 0.5}]
     (tok / "expansion.json").write_text(json.dumps({"report": held_out}))
     for lang, old, new in (("ko", 1000, 600), ("en", 500, 500)):
@@ -61,6 +61,7 @@ def test_report_shows_start_end_and_checks(tmp_path):
         "ko validation loss fell": True,
         "ja validation loss fell": True,
         "en validation loss at most 5% above its start": True,
+        "en validation loss within 5% of the English base model's": True,
     }
     text = summary.markdown.read_text()
     assert "| ko | 12.000 | 9.000 | -25.0% |" in text
@@ -70,7 +71,7 @@ def test_report_shows_start_end_and_checks(tmp_path):
     assert "| ko (whole corpus) | 1,000 | 600 | 0.600 |" in text
     assert "| ko+ja (held out) | 200 | 100 | 0.500 |" in text
     assert (
-        "validation loss 10.500 at step 0 -> 5.500 at step 6; this run ends English at 6.240 (+13.5%)" in text
+        "validation loss 10.500 at step 0 -> 6.100 at step 6; this run ends English at 6.240 (+2.3%)" in text
     )
     assert summary.png.read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["report.md", "report.png"]
@@ -85,6 +86,7 @@ def test_english_may_fall_but_not_rise_beyond_five_percent(tmp_path, en_end, ok,
     assert summary.checks["en validation loss at most 5% above its start"] is ok
     assert f"{'PASS' if ok else 'FAIL'}: en validation loss at most 5% above its start" in summary.verdicts()
     assert f"  en: {line}" in summary.verdicts()
+    assert summary.checks["en validation loss within 5% of the English base model's"] is (en_end > 5.795)
 
 
 def test_helpers_read_stages_validation_and_ratios(tmp_path):
