@@ -2,7 +2,8 @@
 
 NCCL on a GPU, gloo on CPU (with ``cpu_compat`` applied). Works under ``torchrun``/``srun``
 (``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` from the environment) and as a plain single process,
-where it sets up a world of one on a free loopback port.
+where it sets up a world of one on a free loopback port (leaving the environment alone, so that
+processes it starts do not inherit a rank).
 """
 
 from __future__ import annotations
@@ -42,15 +43,10 @@ def _slurm_env_to_torch() -> None:
     os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
 
 
-def _single_process_env() -> None:
-    if "RANK" in os.environ:
-        return
+def _free_loopback_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.environ.update(
-        RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )
+        return sock.getsockname()[1]
 
 
 def seed_everything(seed: int) -> None:
@@ -77,8 +73,8 @@ def init_runtime(config: Config) -> Runtime:
         cpu_compat.apply()
     megatron_fixes.apply()
     _slurm_env_to_torch()
-    _single_process_env()
-    world_size = int(os.environ["WORLD_SIZE"])
+    launched = "RANK" in os.environ  # by torchrun or srun; else a world of one, without touching the env
+    world_size = int(os.environ["WORLD_SIZE"]) if launched else 1
     validate_layout(config, world_size)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if on_gpu:
@@ -86,7 +82,12 @@ def init_runtime(config: Config) -> Runtime:
     p = config.parallel
     timeout = datetime.timedelta(minutes=p.distributed_timeout_minutes)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if on_gpu else "gloo", timeout=timeout)
+        backend = "nccl" if on_gpu else "gloo"
+        if launched:
+            dist.init_process_group(backend, timeout=timeout)
+        else:
+            init = f"tcp://127.0.0.1:{_free_loopback_port()}"
+            dist.init_process_group(backend, init_method=init, rank=0, world_size=1, timeout=timeout)
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=p.tensor_model_parallel_size,
         pipeline_model_parallel_size=p.pipeline_model_parallel_size,
