@@ -42,12 +42,21 @@ class Expansion:
     pieces: list[list[int]]  # pieces[j]: base ids of token old_size + j
 
 
-def expansion_from_tokenizers(base_dir: str | os.PathLike, expanded_dir: str | os.PathLike) -> Expansion:
-    """Decompose every appended token of the expanded tokenizer with the base tokenizer."""
+def _load_tokenizer(path: str | os.PathLike) -> Any:
     from transformers import AutoTokenizer
 
-    base = AutoTokenizer.from_pretrained(str(base_dir))
-    expanded = AutoTokenizer.from_pretrained(str(expanded_dir))
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"cannot load a tokenizer from {path}: give a Hugging Face tokenizer folder "
+            f"(tokenizer.json or tokenizer_config.json; tools/expand_vocab.py writes one) ({type(err).__name__})"
+        ) from None
+
+
+def expansion_from_tokenizers(base_dir: str | os.PathLike, expanded_dir: str | os.PathLike) -> Expansion:
+    """Decompose every appended token of the expanded tokenizer with the base tokenizer."""
+    base, expanded = _load_tokenizer(base_dir), _load_tokenizer(expanded_dir)
     old, new = len(base), len(expanded)
     if new <= old:
         raise UserError(f"expanded tokenizer has {new} tokens, not more than the base tokenizer's {old}")

@@ -22,6 +22,7 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+from megacpt.errors import UserError
 from megacpt.tokenizer.config import TrainConfig
 from megacpt.tokenizer.merge_bpe import BYTE_DECODER
 from megacpt.tokenizer.morph import Segmenter, make_segmenter, split_words
@@ -51,6 +52,28 @@ def _words(
                 yield (" " + body) if spaced else body
 
 
+def _spm_train(path: str, model: io.BytesIO, cfg: TrainConfig) -> None:
+    spm.SentencePieceTrainer.train(
+        input=path,
+        input_format="tsv",
+        model_writer=model,
+        minloglevel=2,  # quiet; a logstream would need a real stderr fd
+        model_type="bpe" if cfg.trainer == "sentencepiece_bpe" else "unigram",
+        vocab_size=cfg.vocab_size,
+        character_coverage=cfg.character_coverage,
+        normalization_rule_name="identity",
+        add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
+        split_digits=True,
+        byte_fallback=False,
+        hard_vocab_limit=False,
+        max_sentencepiece_length=cfg.max_piece_length,
+        input_sentence_size=cfg.max_words,
+        shuffle_input_sentence=True,
+        num_threads=cfg.threads,
+    )
+
+
 def _train_sentencepiece(
     texts: Sequence[str], cfg: TrainConfig, segmenter: Segmenter | None, dummy_prefix: bool
 ) -> list[bytes]:
@@ -60,25 +83,12 @@ def _train_sentencepiece(
         for word, count in counts.most_common():
             tsv.write(f"{word}\t{count}\n")  # words hold no whitespace but a leading space
         tsv.flush()
-        spm.SentencePieceTrainer.train(
-            input=tsv.name,
-            input_format="tsv",
-            model_writer=model,
-            minloglevel=2,  # quiet; a logstream would need a real stderr fd
-            model_type="bpe" if cfg.trainer == "sentencepiece_bpe" else "unigram",
-            vocab_size=cfg.vocab_size,
-            character_coverage=cfg.character_coverage,
-            normalization_rule_name="identity",
-            add_dummy_prefix=False,
-            remove_extra_whitespaces=False,
-            split_digits=True,
-            byte_fallback=False,
-            hard_vocab_limit=False,
-            max_sentencepiece_length=cfg.max_piece_length,
-            input_sentence_size=cfg.max_words,
-            shuffle_input_sentence=True,
-            num_threads=cfg.threads,
-        )
+        try:
+            _spm_train(tsv.name, model, cfg)
+        except RuntimeError as err:
+            # SentencePiece reports bad settings (a vocabulary smaller than the characters it must
+            # keep, say) as RuntimeError with the reason after the source location.
+            raise UserError(f"SentencePiece training failed: {str(err).split('] ', 1)[-1]}") from None
     proto = sp_pb2.ModelProto()
     proto.ParseFromString(model.getvalue())
     normal = [p.piece for p in proto.pieces if p.type == sp_pb2.ModelProto.SentencePiece.NORMAL]

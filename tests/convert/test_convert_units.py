@@ -172,3 +172,12 @@ def test_resize_tool_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     with pytest.raises(SystemExit) as exit_info:
         resize_embeddings.main(argv)
     assert exit_info.value.code == 2 and "is not a directory" in capsys.readouterr().err
+
+
+def test_a_tokenizer_that_is_not_a_hf_folder_is_a_clear_error(tmp_path):
+    from megacpt.convert.resize import expansion_from_tokenizers
+
+    model_file = tmp_path / "tokenizer.model"
+    model_file.write_bytes(b"not a folder")
+    with pytest.raises(UserError, match="give a Hugging Face tokenizer folder"):
+        expansion_from_tokenizers(model_file, tmp_path)

@@ -115,3 +115,9 @@ def test_tool_prints_one_error_line_and_exits_2(tmp_path: Path) -> None:
         "error: requested vocabulary size 100 is not larger than the base tokenizer's 32000: "
         "expansion only appends tokens"
     ]
+
+
+def test_trained_vocabulary_smaller_than_the_characters_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="Vocabulary size is smaller than required_chars"):
+        expand_vocab(_config(tmp_path, train=TrainConfig(vocab_size=300)))
+    assert not (tmp_path / "out").exists()
