@@ -15,6 +15,7 @@ from megacpt.config import Config, load_config
 from megacpt.config.loader import to_dict
 from megacpt.config.validate import data_parallel_size, validate_layout
 from megacpt.errors import exits_on_user_error
+from megacpt.training.preemption import PREEMPTED_EXIT_CODE, PreemptedError, parse_signals
 from megacpt.training.stages import resolve_stages
 
 
@@ -49,16 +50,26 @@ def dry_run(config: Config, world_size: int | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config, args.overrides)
+    parse_signals(config.checkpoint.preempt_signals)
     if args.dry_run:
         dry_run(config, args.world_size)
         return 0
     # Megatron-core warns at import time that the optional fused kernels are absent; that is expected.
     warnings.filterwarnings("ignore", message=r".*(Apex|Transformer Engine).* (is|are) not installed")
-    from megacpt.training.trainer import Trainer  # after the config is known good: heavy imports
+    from megacpt.training.trainer import NonFiniteLossError, Trainer  # heavy: after the config is good
 
     trainer = Trainer(config)
     try:
         trainer.train()
+    except PreemptedError as preempted:  # every rank stops at the same step, after the same save
+        trainer.close()
+        if trainer.runtime.rank == 0:
+            print(f"[megacpt] {preempted}; exiting with status {PREEMPTED_EXIT_CODE} for requeue", flush=True)
+        return PREEMPTED_EXIT_CODE
+    except NonFiniteLossError as error:
+        trainer.close(wait_for_others=False)
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
     except BaseException:
         trainer.close(wait_for_others=False)  # the others may never arrive: fail fast, torchrun stops them
         raise

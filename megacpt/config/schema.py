@@ -142,7 +142,8 @@ class CheckpointConfig:
 
     ``pretrained`` initialises the model weights only (a new run: step 0, fresh optimizer);
     ``resume`` continues this run from its latest checkpoint in ``save_dir`` (model, optimizer,
-    scheduler, step, data position and RNG).
+    scheduler, step, data position and RNG). Any of ``preempt_signals`` (Slurm's warning signal,
+    SIGTERM) makes the run save at the next step boundary and exit with status 75, for requeue.
     """
 
     save_dir: str | None = None  # None: <run_dir>/checkpoints
@@ -151,6 +152,7 @@ class CheckpointConfig:
     pretrained: str | None = None
     resume: bool = True
     keep_last: int | None = None  # None: keep every checkpoint
+    preempt_signals: list[str] = field(default_factory=lambda: ["SIGUSR1", "SIGTERM"])
 
 
 @dataclass

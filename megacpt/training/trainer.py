@@ -7,7 +7,8 @@ stage's end checkpoint with its own freezing, optimizer and LR schedule, and dra
 seed ``training.seed + stage index``. Resume is exact anywhere: the data position is a function of
 (stage, step in stage), and model, optimizer, schedule and RNG come back from the checkpoint.
 A non-finite loss skips the optimizer step (counted); ``training.exit_on_nonfinite_steps`` of them
-in a row stop the run with the last good checkpoint untouched.
+in a row stop the run with the last good checkpoint untouched. A preemption signal saves at the next
+step boundary and raises ``PreemptedError`` (see ``preemption``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from megacpt.training import checkpoint as ckpt
 from megacpt.training.batches import step_microbatches
 from megacpt.training.loss import forward_step
 from megacpt.training.metrics import MetricsLogger
+from megacpt.training.preemption import PreemptedError, PreemptionWatch
 from megacpt.training.setup import StageModel, build_datasets, build_stage_model, mixture, release
 from megacpt.training.stages import Stage, resolve_stages
 
@@ -63,6 +65,7 @@ class Trainer:
         self.stages = resolve_stages(config)
         validate_data(config)
         self.runtime = init_runtime(config)
+        self.preemption = PreemptionWatch(config.checkpoint.preempt_signals, self.runtime.device)
         self.run_dir = Path(config.logging.run_dir)
         self.ckpt_dir = Path(config.checkpoint.save_dir or self.run_dir / "checkpoints")
         self.is_reporting_rank = self.runtime.rank == self.runtime.world_size - 1
@@ -280,8 +283,14 @@ class Trainer:
                     )
                 if t.eval_interval and self.valid_data and self.state.step % t.eval_interval == 0:
                     self.metrics.log(self.state.step, self.evaluate())
-                if c.save_interval and self.state.step % c.save_interval == 0:
+                saved = c.save_interval and self.state.step % c.save_interval == 0
+                if saved:
                     self.save()
+                preempted_by = self.preemption.agreed()
+                if preempted_by is not None:
+                    if not saved:
+                        self.save()
+                    raise PreemptedError(preempted_by.name, self.state.step)
             last_stage = self.state.stage + 1 == len(self.stages)
             done = self.ckpt_dir / ckpt.checkpoint_name(self.state.step)
             if (c.save_at_end or not last_stage) and ckpt.latest_checkpoint(self.ckpt_dir) != done:
@@ -293,6 +302,7 @@ class Trainer:
             self._enter_stage(self.state.stage, init_from=done)
 
     def close(self, wait_for_others: bool = True) -> None:
+        self.preemption.close()
         self.metrics.close()
         shutdown(wait_for_others)
 
