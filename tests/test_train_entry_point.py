@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from megacpt import train
+from megacpt.config import load_config
 from megacpt.data.mixture import DataMixture
+from megacpt.plan.flops import flops_per_token
 from tests.helpers import CORPORA, REPO, tiny_config, write_byte_dataset
 
 EXAMPLES = sorted((REPO / "examples").rglob("*.yaml"))
@@ -113,6 +115,7 @@ def test_tiny_cpu_example_trains_and_writes_its_run_directory(tmp_path):
         "training.eval_interval=2",
         "training.log_interval=1",
         "checkpoint.save_interval=2",
+        "logging.peak_tflops=0.1",  # a made-up device peak: MFU is logged against it
     ]
     subprocess.run(
         [sys.executable, "-m", "megacpt.train", "examples/tiny_cpu.yaml", *overrides],
@@ -123,9 +126,16 @@ def test_tiny_cpu_example_trains_and_writes_its_run_directory(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
-    assert all({"loss", "lr", "grad_norm", "tokens_per_s"} <= r.keys() for r in steps)
+    assert all(
+        {"loss", "lr", "grad_norm", "tokens_per_s", "tflops_per_device", "mfu"} <= r.keys() for r in steps
+    )
+    for r in steps:  # model FLOPs of a step = tokens x FLOPs per token; MFU is their rate over the peak
+        flops = flops_per_token(load_config(run / "config.yaml")) * 16 * 128
+        assert r["tflops_per_device"] == pytest.approx(flops / r["step_time_s"] / 1e12, rel=1e-6)
+        assert r["mfu"] == pytest.approx(r["tflops_per_device"] / 0.1, rel=1e-9)
     assert steps[-1]["loss"] < steps[0]["loss"]
     assert any("val_loss/en" in r for r in records)
     assert yaml.safe_load((run / "config.yaml").read_text())["training"]["train_steps"] == 4
     assert list((run / "tensorboard").glob("events.*"))
     assert (run / "checkpoints" / "latest").read_text() == "iter_0000004"
+    assert (run / "loss.png").read_bytes().startswith(b"\x89PNG")

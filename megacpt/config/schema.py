@@ -157,10 +157,15 @@ class CheckpointConfig:
 
 @dataclass
 class LoggingConfig:
-    """Where a run writes its resolved config, metrics and TensorBoard events."""
+    """Where a run writes its resolved config, metrics, TensorBoard events and ``loss.png``.
+
+    MFU is logged against ``peak_tflops`` (dense peak of one device at the run's precision); left
+    unset, H100 and H200 GPUs are recognised by name, and elsewhere only TFLOP/s are logged.
+    """
 
     run_dir: str = "runs/default"
     tensorboard: bool = True
+    peak_tflops: float | None = None
 
 
 @dataclass

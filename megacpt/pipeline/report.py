@@ -4,20 +4,27 @@ Inputs are plain files, so the report can be rebuilt (and tested) without traini
 ``metrics.jsonl`` (``loss`` and ``stage`` per logged step, ``val_loss/<lang>`` records, step 0 being
 the model before any update) and ``stages.json`` (stage names and lengths), the tokenizer's
 ``expansion.json`` (held-out token ratios) and the preprocessing ``<lang>.stats.json`` of the base
-and expanded tokenizers (whole-corpus token counts per language). matplotlib draws the figure, as
-the tokenizer report does.
+and expanded tokenizers (whole-corpus token counts per language). The curves are read and drawn by
+``megacpt.training.curves``, as the trainer's own ``loss.png``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from megacpt.errors import UserError
+from megacpt.training.curves import (
+    draw_stages,
+    draw_validation,
+    read_metrics,
+    stage_bounds,
+    train_loss,
+    validation,
+)
 
 # English may end at most this far (relative) above where the run started: the replay's job is to
 # keep English from being forgotten. It may well fall, since the run starts right after the resize,
@@ -25,41 +32,6 @@ from megacpt.errors import UserError
 # so it is also compared, both ways, with the English base model's own last validation loss (the
 # same documents, split, seed and sample count, read with a tokenizer that encodes English alike).
 ENGLISH_TOLERANCE = 0.05
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl``; a missing file is a ``UserError``."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file (has the run finished?)")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def stage_bounds(stages_json: Path) -> list[tuple[str, int, int]]:
-    """(name, first step, last step) of each stage, from a run's ``stages.json``."""
-    bounds, start = [], 0
-    for stage in json.loads(stages_json.read_text(encoding="utf-8")):
-        bounds.append((stage["name"], start, start + int(stage["steps"])))
-        start += int(stage["steps"])
-    return bounds
-
-
-def train_loss(records: list[dict[str, Any]]) -> list[tuple[int, float]]:
-    """(step, training loss) of every logged step with a finite loss."""
-    return [
-        (r["step"], r["loss"])
-        for r in records
-        if isinstance(r.get("loss"), int | float) and math.isfinite(r["loss"])
-    ]
-
-
-def validation(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
-    """Per language, the (step, validation loss) series in step order."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    for record in records:
-        for key, value in record.items():
-            if key.startswith("val_loss/") and value is not None:
-                series.setdefault(key.removeprefix("val_loss/"), []).append((record["step"], float(value)))
-    return {lang: sorted(points) for lang, points in series.items()}
 
 
 def token_ratios(expansion_json: Path, base_stats: Path, expanded_stats: Path) -> list[dict[str, Any]]:
@@ -161,17 +133,8 @@ def _plot(path: Path, cpt_loss: list[tuple[int, float]], bounds: list[tuple[str,
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_val, ax_ratio) = plt.subplots(1, 3, figsize=(16, 4.5))
-    for i, (name, start, end) in enumerate(bounds):
-        ax_loss.axvspan(start, end, color=f"C{i % 10}", alpha=0.12, label=name)
-        ax_val.axvline(end, color="grey", linewidth=0.5)
-    if cpt_loss:
-        ax_loss.plot(*zip(*cpt_loss, strict=True), color="black", linewidth=1)
-    ax_loss.set(title="training loss by stage", xlabel="step", ylabel="loss")
-    ax_loss.legend(fontsize=7)
-    for lang, points in val.items():
-        ax_val.plot(*zip(*points, strict=True), marker="o", label=lang)
-    ax_val.set(title="validation loss per language", xlabel="step", ylabel="loss")
-    ax_val.legend()
+    draw_stages(ax_loss, cpt_loss, bounds)
+    draw_validation(ax_val, val, bounds)
     ax_ratio.barh([r["text"] for r in ratios], [r["ratio"] for r in ratios], color="C0")
     ax_ratio.axvline(1.0, color="grey", linewidth=0.5)
     ax_ratio.set(title="token ratio (expanded ÷ base)", xlabel="ratio")

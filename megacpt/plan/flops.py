@@ -49,6 +49,15 @@ def peak_flops(config: Config) -> float:
     return H100_PEAK["fp8" if config.precision.fp8 else config.precision.dtype]
 
 
+def device_peak_flops(config: Config, device_name: str | None) -> float | None:
+    """Peak FLOP/s of one device for MFU: ``logging.peak_tflops``, else an H100/H200's, else unknown."""
+    if config.logging.peak_tflops is not None:
+        return config.logging.peak_tflops * 1e12
+    if device_name and ("H100" in device_name or "H200" in device_name):  # same tensor cores
+        return peak_flops(config)
+    return None
+
+
 def mfu(config: Config, world_size: int, step_seconds: float) -> float:
     """Model FLOPs utilisation of ``world_size`` H100s that take ``step_seconds`` per step."""
     return flops_per_step(config) / (world_size * step_seconds * peak_flops(config))

@@ -1,8 +1,11 @@
 """What a run reports: one line per logged step on stdout, ``metrics.jsonl`` and TensorBoard.
 
 Only the reporting rank (the last one, which holds the last pipeline stage's loss) writes. Each
-JSONL line is one object with at least ``step``, ``loss``, ``lr``, ``grad_norm`` and
-``tokens_per_s``; validation lines carry ``val_loss/<lang>``.
+JSONL line is one object with at least ``step``, ``loss``, ``lr``, ``grad_norm``, ``tokens_per_s``
+and ``tflops_per_device`` (model FLOPs by PaLM's convention, ``megacpt.plan.flops``: the whole
+model's, also in stages that freeze part of it, so a frozen stage's figure is comparable in tokens
+but overstates the work done), plus ``mfu`` when the device's peak is known; validation lines carry
+``val_loss/<lang>``.
 """
 
 from __future__ import annotations

@@ -29,8 +29,10 @@ from megacpt.config.loader import dump_config, to_dict
 from megacpt.config.schema import Config
 from megacpt.config.validate import validate_data
 from megacpt.parallel.runtime import init_runtime, shutdown
+from megacpt.plan.flops import device_peak_flops, flops_per_step
 from megacpt.training import checkpoint as ckpt
 from megacpt.training.batches import step_microbatches
+from megacpt.training.curves import write_loss_png
 from megacpt.training.loss import forward_step
 from megacpt.training.metrics import MetricsLogger
 from megacpt.training.preemption import PreemptedError, PreemptionWatch
@@ -75,6 +77,11 @@ class Trainer:
                 json.dumps([_describe(s) for s in self.stages], indent=2)
             )
         self.metrics = MetricsLogger(self.run_dir, self.is_reporting_rank, config.logging.tensorboard)
+        self.step_flops = flops_per_step(config)
+        device = (
+            torch.cuda.get_device_name(self.runtime.device) if self.runtime.device.type == "cuda" else None
+        )
+        self.peak_flops = device_peak_flops(config, device)
         self.forward_backward = get_forward_backward_func()
         self.state = TrainState()
         self._nonfinite_in_a_row = 0
@@ -216,14 +223,19 @@ class Trainer:
             self._nonfinite_in_a_row += 1
         elapsed = time.perf_counter() - start
         tokens = self.config.training.global_batch_size * self.config.data.seq_length
-        return {
+        flops_per_device = self.step_flops / self.runtime.world_size / elapsed
+        metrics = {
             "loss": loss,
             "lr": lr,
             "grad_norm": grad_norm,
             "tokens_per_s": tokens / elapsed,
+            "tflops_per_device": flops_per_device / 1e12,
             "step_time_s": elapsed,
             "skipped_steps": self.state.skipped_steps,
         }
+        if self.peak_flops:
+            metrics["mfu"] = flops_per_device / self.peak_flops
+        return metrics
 
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss per language over ``training.eval_steps`` batches."""
@@ -296,6 +308,12 @@ class Trainer:
             if (c.save_at_end or not last_stage) and ckpt.latest_checkpoint(self.ckpt_dir) != done:
                 self.save()
             if last_stage:
+                if self.is_reporting_rank:
+                    bounds, start = [], 0
+                    for stage in self.stages:
+                        bounds.append((stage.name, start, start + stage.steps))
+                        start += stage.steps
+                    write_loss_png(self.run_dir, bounds)
                 return self.state
             release(self.current)
             self.state.stage, self.state.stage_step = self.state.stage + 1, 0

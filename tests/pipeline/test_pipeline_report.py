@@ -10,7 +10,8 @@ import pytest
 from megacpt.config import load_config
 from megacpt.errors import UserError
 from megacpt.pipeline import quickstart
-from megacpt.pipeline.report import stage_bounds, token_ratios, validation, write_report
+from megacpt.pipeline.report import token_ratios, write_report
+from megacpt.training.curves import stage_bounds, validation
 from megacpt.training.stages import resolve_stages
 from tests.helpers import REPO
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from megacpt.pipeline import quickstart
-from megacpt.pipeline.report import read_metrics, validation
+from megacpt.training.curves import read_metrics, validation
 
 TINY = [
     "--base-steps",

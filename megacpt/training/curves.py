@@ -1,0 +1,104 @@
+"""A run's curves from its files: ``metrics.jsonl`` and ``stages.json``, and the ``loss.png`` of them.
+
+The trainer draws ``loss.png`` when a run ends (training loss with each stage shaded, and the
+validation loss of each language with the stage boundaries); the quickstart report reads the same
+series. ``metrics.jsonl`` is appended to across resumes, so a step logged twice (a run killed after
+its last checkpoint and rerun) keeps its latest record. matplotlib draws, with the Agg backend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from megacpt.errors import UserError
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl``; a missing file is a ``UserError``."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (has the run finished?)")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def stage_bounds(stages_json: Path) -> list[tuple[str, int, int]]:
+    """(name, first step, last step) of each stage, from a run's ``stages.json``."""
+    bounds, start = [], 0
+    for stage in json.loads(stages_json.read_text(encoding="utf-8")):
+        bounds.append((stage["name"], start, start + int(stage["steps"])))
+        start += int(stage["steps"])
+    return bounds
+
+
+def train_loss(records: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(step, training loss) of every logged step with a finite loss, the latest record per step."""
+    latest = {
+        r["step"]: float(r["loss"])
+        for r in records
+        if isinstance(r.get("loss"), int | float) and math.isfinite(r["loss"])
+    }
+    return sorted(latest.items())
+
+
+def validation(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """Per language, the (step, validation loss) series in step order, the latest record per step."""
+    series: dict[str, dict[int, float]] = {}
+    for record in records:
+        for key, value in record.items():
+            if key.startswith("val_loss/") and value is not None:
+                series.setdefault(key.removeprefix("val_loss/"), {})[record["step"]] = float(value)
+    return {lang: sorted(points.items()) for lang, points in series.items()}
+
+
+def draw_stages(ax: Any, loss: list[tuple[int, float]], bounds: list[tuple[str, int, int]]) -> None:
+    """Training loss on ``ax`` with each stage shaded and named in the legend."""
+    for i, (name, start, end) in enumerate(bounds):
+        ax.axvspan(start, end, color=f"C{i % 10}", alpha=0.12, label=name)
+    if loss:
+        ax.plot(*zip(*loss, strict=True), color="black", linewidth=1)
+    ax.set(title="training loss by stage", xlabel="step", ylabel="loss")
+    ax.legend(fontsize=7)
+
+
+def draw_validation(
+    ax: Any, val: dict[str, list[tuple[int, float]]], bounds: list[tuple[str, int, int]]
+) -> None:
+    """Validation loss per language on ``ax``, with a line at each stage's end."""
+    for _, _, end in bounds:
+        ax.axvline(end, color="grey", linewidth=0.5)
+    for lang, points in val.items():
+        ax.plot(*zip(*points, strict=True), marker="o", label=lang)
+    ax.set(title="validation loss per language", xlabel="step", ylabel="loss")
+    if val:
+        ax.legend()
+
+
+def write_loss_png(
+    run_dir: Path, bounds: list[tuple[str, int, int]] | None = None, out: Path | None = None
+) -> Path:
+    """Draw ``run_dir``'s curves into ``out`` (default ``run_dir/loss.png``), written atomically.
+
+    ``bounds`` default to the run's ``stages.json``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(run_dir / "metrics.jsonl")
+    bounds = bounds if bounds is not None else stage_bounds(run_dir / "stages.json")
+    val = validation(records)
+    out = out or run_dir / "loss.png"
+    fig, axes = plt.subplots(1, 2 if val else 1, figsize=(12 if val else 7, 4.5), squeeze=False)
+    draw_stages(axes[0][0], train_loss(records), bounds)
+    if val:
+        draw_validation(axes[0][1], val, bounds)
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
