@@ -18,7 +18,8 @@
 Every step is one of megacpt's own command lines, run as a subprocess (``megacpt.pipeline.runner``),
 and is skipped when its output already exists: the tools write atomically, so an existing output is
 a complete one, and an interrupted pipeline resumes where it stopped (training resumes from its last
-checkpoint). Configs are rendered from the example YAML with this run's paths into ``<out>/configs/``.
+checkpoint). ``<out>/settings.json`` records the budget the outputs were made with; rerunning into
+the same directory with another budget is an error rather than a silent mix of the two. Configs are rendered from the example YAML with this run's paths into ``<out>/configs/``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from megacpt.config import load_config
@@ -264,10 +265,30 @@ def train_cpt(lay: Layout, budget: Budget) -> None:
         run_step("export result to HF", argv, lay.log("export_final"))
 
 
+def _check_settings(path: Path, budget: Budget) -> None:
+    """Record ``budget`` beside the outputs, or insist it is the one they were made with."""
+    wanted = asdict(budget)
+    if path.is_file():
+        made = json.loads(path.read_text(encoding="utf-8"))
+        changed = [
+            f"--{k.replace('_', '-')} {made.get(k)} -> {v}" for k, v in wanted.items() if made.get(k) != v
+        ]
+        if changed:
+            raise UserError(
+                f"{path.parent} was made with other settings ({'; '.join(changed)}): "
+                "rerun with the same settings to resume it, or give a new --out"
+            )
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def run(out: Path, budget: Budget) -> report.Summary:
     """Run (or finish) every step under ``out``; returns the report's summary."""
     lay = Layout(out)
     lay.out.mkdir(parents=True, exist_ok=True)
+    _check_settings(lay.out / "settings.json", budget)
     steps = [
         ("clean the corpora", lambda: clean(lay)),
         ("base tokenizer as HF", lambda: base_tokenizer(lay)),

@@ -57,3 +57,9 @@ def test_quickstart_runs_every_step_then_resumes_as_a_no_op(tmp_path, capsys):
     again = capsys.readouterr().out
     assert " done (" not in again  # no step ran a command
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (out / "cpt_eeve" / "loss.png").read_bytes().startswith(b"\x89PNG")  # the trainer's own figure
+
+    with pytest.raises(SystemExit) as exit_info:  # other settings into the same outputs: refused
+        quickstart.main(["--out", str(out), *TINY[:-1], "2"])
+    assert exit_info.value.code == 2
+    assert "--eval-steps 1 -> 2" in capsys.readouterr().err
