@@ -10,3 +10,12 @@ need() {  # need COMMAND PACKAGE...: install PACKAGE(s) unless COMMAND already e
 }
 need mpirun openmpi-bin        # tests/data/test_preprocess_mpi.py (mpirun -n 2)
 need g++ g++                   # tests/data/test_indexed_builder.py (AddressSanitizer driver)
+# tests/slurm: a single-node Slurm cluster started by scripts/slurm-local.sh; shellcheck for slurm/*.sh
+need slurmctld slurmctld
+need slurmd slurmd
+need sbatch slurm-client
+need munged munge
+need shellcheck shellcheck
+for cmd in slurmctld slurmd sbatch srun scontrol munged; do
+  command -v "$cmd" >/dev/null || { echo "error: $cmd missing after installing Slurm" >&2; exit 1; }
+done

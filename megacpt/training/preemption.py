@@ -10,9 +10,10 @@ and leave with ``PREEMPTED_EXIT_CODE``, which ``slurm/common.sh`` turns into ``s
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -66,6 +67,21 @@ class PreemptionWatch:
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return signal.Signals(int(flag[0])) if int(flag[0]) else None
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold the preemption signals back in this thread meanwhile (around a checkpoint save).
+
+        Slurm signals every process of a job step, and a helper process started here (the
+        checkpoint writer's multiprocessing workers) would die of SIGUSR1 mid-save; started with
+        the signals blocked, it inherits the mask and survives. The run still sees the signal: it
+        stays pending until the mask is restored, then sets the flag.
+        """
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, set(self._previous))
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def close(self) -> None:
         """Put the previous handlers back."""

@@ -263,15 +263,16 @@ class Trainer:
             "stage_step": self.state.stage_step,
         }
         cur = self.current
-        return ckpt.save_checkpoint(
-            self.ckpt_dir,
-            self.state.step,
-            cur.models,
-            cur.optimizer,
-            cur.scheduler,
-            meta,
-            self.config.checkpoint.keep_last,
-        )
+        with self.preemption.deferred():
+            return ckpt.save_checkpoint(
+                self.ckpt_dir,
+                self.state.step,
+                cur.models,
+                cur.optimizer,
+                cur.scheduler,
+                meta,
+                self.config.checkpoint.keep_last,
+            )
 
     def train(self) -> TrainState:
         """Run the remaining stages; checkpoints at the configured interval and at every stage end."""
