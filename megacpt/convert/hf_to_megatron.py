@@ -3,16 +3,24 @@
 The output is a ``dist_checkpointing`` directory that ``megacpt.training.checkpoint.load_pretrained``
 loads at any TP/PP, plus ``megacpt.json`` holding the true vocabulary size, the megacpt model
 config and the original ``config.json``, and ``hf/`` holding the tokenizer and generation config
-so that an export back to Hugging Face is complete. Tensors are read one at a time from the
-safetensors shards and kept in their stored dtype; the converted model is held once in memory
-while ``dist_checkpointing`` writes it.
+so that an export back to Hugging Face is complete.
+
+The conversion streams: every Megatron tensor is first declared from the safetensors headers
+(shapes checked against ``config.json`` before anything is written), then read, fused and written
+one at a time while ``dist_checkpointing`` saves (``streaming_save``). Peak memory is about
+the largest tensor or two shards of one key, never the model (``bench/convert_memory.py``
+measures it). Tensors keep their stored dtype.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
@@ -20,11 +28,19 @@ from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
 from megacpt.config.megatron import padded_vocab_size
 from megacpt.config.schema import ModelConfig
 from megacpt.convert import families as fam
-from megacpt.convert.megatron_io import full_tensor, layer_extra_state, layer_tensor, write_checkpoint
+from megacpt.convert.megatron_io import (
+    declared,
+    full_tensor,
+    layer_extra_state,
+    layer_tensor,
+    write_checkpoint,
+)
 from megacpt.convert.safetensors_io import HFReader, atomic_directory, copy_side_files
+from megacpt.convert.streaming_save import Loader
 from megacpt.errors import UserError
 
 HF_SUBDIR = "hf"
+Join = Callable[[list[torch.Tensor]], torch.Tensor]
 
 
 def pad_rows(table: torch.Tensor, rows: int) -> torch.Tensor:
@@ -34,14 +50,114 @@ def pad_rows(table: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([table, table.new_zeros(rows - table.shape[0], *table.shape[1:])])
 
 
-def _layer_state(hf: HFReader, m: ModelConfig, i: int) -> dict[str, torch.Tensor]:
-    prefix = f"model.layers.{i}."
-    out = {key: hf.get(prefix + name) for key, name in fam.LAYER_KEYS.items()}
-    attn = prefix + "self_attn."
+@dataclass
+class Plan:
+    """A conversion declared but not run: Megatron entries over ``meta`` tensors and their loaders."""
+
+    state: dict[str, ShardedTensor | ShardedObject]
+    loaders: dict[str, Loader]
+    meta: dict[str, Any]
+
+
+def _layer_shapes(m: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shape of each Hugging Face tensor inside ``model.layers.{i}.`` that ``config.json`` implies."""
+    h, heads, groups = m.hidden_size, m.num_attention_heads, m.num_query_groups or m.num_attention_heads
+    d, ffn = m.kv_channels or h // heads, m.ffn_hidden_size or 4 * h
+    shapes = {
+        "input_layernorm.weight": (h,),
+        "post_attention_layernorm.weight": (h,),
+        "self_attn.q_proj.weight": (heads * d, h),
+        "self_attn.k_proj.weight": (groups * d, h),
+        "self_attn.v_proj.weight": (groups * d, h),
+        "self_attn.o_proj.weight": (h, heads * d),
+        "mlp.gate_proj.weight": (ffn, h),
+        "mlp.up_proj.weight": (ffn, h),
+        "mlp.down_proj.weight": (h, ffn),
+    }
+    if m.add_qkv_bias:
+        shapes.update(
+            {f"self_attn.{p}_proj.bias": (n * d,) for p, n in (("q", heads), ("k", groups), ("v", groups))}
+        )
+    return shapes
+
+
+def _declare(
+    hf: HFReader, names: list[str], shapes: dict[str, tuple[int, ...]], dim0: int | None = None
+) -> torch.Tensor:
+    """A ``meta`` tensor for ``names`` concatenated on dim 0 (``dim0`` rows if given), checking each header."""
+    dtypes = set()
+    for name in names:
+        shape, dtype = hf.header(name)
+        if shape != shapes[name]:
+            raise UserError(f"{hf.dir}: {name} has shape {shape}, but config.json implies {shapes[name]}")
+        dtypes.add(dtype)
+    if len(dtypes) > 1:
+        raise UserError(f"{hf.dir}: {', '.join(names)} differ in dtype ({sorted(map(str, dtypes))})")
+    first = shapes[names[0]]
+    rows = dim0 if dim0 is not None else sum(shapes[n][0] for n in names)
+    return declared((rows, *first[1:]), dtypes.pop())
+
+
+def plan_conversion(
+    hf_dir: str | os.PathLike, make_vocab_size_divisible_by: int = 128, tensor_parallel_size: int = 1
+) -> Plan:
+    """Declare the Megatron checkpoint for ``hf_dir``; vocabulary rows padded for ``tensor_parallel_size``."""
+    hf = HFReader(hf_dir)
+    family = fam.family_of(hf.config)
+    m = fam.model_config(hf.config, make_vocab_size_divisible_by)
+    rows = padded_vocab_size(m.vocab_size, make_vocab_size_divisible_by, tensor_parallel_size)
+    embedding_rows = hf.header(fam.HF_EMBEDDING)[0][0]
+    if embedding_rows != m.vocab_size:
+        raise UserError(
+            f"{hf_dir}: embedding has {embedding_rows} rows but config.json vocab_size is {m.vocab_size}"
+        )
+    top = {fam.HF_EMBEDDING: (m.vocab_size, m.hidden_size), fam.HF_FINAL_NORM: (m.hidden_size,)}
+    top[fam.HF_OUTPUT] = top[fam.HF_EMBEDDING]
+    state: dict[str, ShardedTensor | ShardedObject] = {}
+    loaders: dict[str, Loader] = {}
+    sources = [(fam.EMBEDDING, fam.HF_EMBEDDING, rows), (fam.FINAL_NORM, fam.HF_FINAL_NORM, None)]
+    sources += [] if m.tie_embeddings else [(fam.OUTPUT, fam.HF_OUTPUT, rows)]
+    for key, name, padded in sources:
+        state[key] = full_tensor(key, _declare(hf, [name], top, padded))
+        loaders[key] = partial(_read, hf, [name], _only if padded is None else partial(_padded, padded))
+    shapes = _layer_shapes(m)
+    for i in range(m.num_layers):
+        prefix = f"model.layers.{i}."
+        at = {prefix + k: v for k, v in shapes.items()}
+        for key, parts, join in _layer_sources(m):
+            names = [prefix + p for p in parts]
+            state[f"{key}.{i}"] = layer_tensor(key, _declare(hf, names, at), i, m.num_layers)
+            loaders[f"{key}.{i}"] = partial(_read, hf, names, join)
+        for key in fam.EXTRA_STATE_KEYS:
+            state[f"{key}.{i}"] = layer_extra_state(key, i, m.num_layers)
+    meta = {
+        "vocab_size": m.vocab_size,
+        "model": dataclasses.asdict(m),
+        "hf": {"model_type": family.model_type, "config": hf.config},
+    }
+    return Plan(state, loaders, meta)
+
+
+def _read(hf: HFReader, names: list[str], join: Join) -> torch.Tensor:
+    return join([hf.get(name) for name in names])
+
+
+def _only(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return tensors[0]
+
+
+def _padded(rows: int, tensors: list[torch.Tensor]) -> torch.Tensor:
+    return pad_rows(tensors[0], rows)
+
+
+def _layer_sources(m: ModelConfig) -> list[tuple[str, list[str], Join]]:
+    """(Megatron key, the Hugging Face names inside a layer it is made of, how they are joined)."""
+    out: list[tuple[str, list[str], Join]] = [(key, [name], _only) for key, name in fam.LAYER_KEYS.items()]
     for key, kind in ((fam.QKV_WEIGHT, "weight"), (fam.QKV_BIAS, "bias"))[: 1 + m.add_qkv_bias]:
-        q, k, v = (hf.get(f"{attn}{p}_proj.{kind}") for p in "qkv")
-        out[key] = fam.fuse_qkv(q, k, v, m)
-    out[fam.FC1] = torch.cat([hf.get(prefix + "mlp.gate_proj.weight"), hf.get(prefix + "mlp.up_proj.weight")])
+        out.append(
+            (key, [f"self_attn.{p}_proj.{kind}" for p in "qkv"], lambda t: fam.fuse_qkv(t[0], t[1], t[2], m))
+        )
+    out.append((fam.FC1, ["mlp.gate_proj.weight", "mlp.up_proj.weight"], torch.cat))
     return out
 
 
@@ -52,33 +168,9 @@ def convert_hf_to_megatron(
     tensor_parallel_size: int = 1,
 ) -> Path:
     """Write ``out_dir`` from ``hf_dir``; vocabulary rows padded for ``tensor_parallel_size`` with zeros."""
-    hf = HFReader(hf_dir)
-    family = fam.family_of(hf.config)
-    m = fam.model_config(hf.config, make_vocab_size_divisible_by)
-    rows = padded_vocab_size(m.vocab_size, make_vocab_size_divisible_by, tensor_parallel_size)
-    embedding = hf.get(fam.HF_EMBEDDING)
-    if embedding.shape[0] != m.vocab_size:
-        raise UserError(
-            f"{hf_dir}: embedding has {embedding.shape[0]} rows but config.json vocab_size is {m.vocab_size}"
-        )
-    state: dict[str, ShardedTensor | ShardedObject] = {
-        fam.EMBEDDING: full_tensor(fam.EMBEDDING, pad_rows(embedding, rows)),
-        fam.FINAL_NORM: full_tensor(fam.FINAL_NORM, hf.get(fam.HF_FINAL_NORM)),
-    }
-    if not m.tie_embeddings:
-        state[fam.OUTPUT] = full_tensor(fam.OUTPUT, pad_rows(hf.get(fam.HF_OUTPUT), rows))
-    for i in range(m.num_layers):
-        for key, tensor in _layer_state(hf, m, i).items():
-            state[f"{key}.{i}"] = layer_tensor(key, tensor, i, m.num_layers)
-        for key in fam.EXTRA_STATE_KEYS:
-            state[f"{key}.{i}"] = layer_extra_state(key, i, m.num_layers)
-    meta = {
-        "vocab_size": m.vocab_size,
-        "model": dataclasses.asdict(m),
-        "hf": {"model_type": family.model_type, "config": hf.config},
-    }
+    plan = plan_conversion(hf_dir, make_vocab_size_divisible_by, tensor_parallel_size)
     with atomic_directory(out_dir) as tmp:
-        write_checkpoint(state, tmp, meta)
+        write_checkpoint(plan.state, tmp, plan.meta, plan.loaders)
         (tmp / HF_SUBDIR).mkdir()
         copy_side_files(Path(hf_dir), tmp / HF_SUBDIR)
     return Path(out_dir)

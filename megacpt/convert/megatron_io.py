@@ -2,9 +2,10 @@
 
 A converter knows every tensor's global shape, so it writes each one as a single full shard
 (``ShardedTensor`` with the same keys and stacked-layer axis that ``GPTModel.sharded_state_dict``
-uses); ``dist_checkpointing`` then reshards on load, so the checkpoint loads at any TP/PP. Reading
-goes through ``load_tensors_metadata`` and loads only the keys asked for, so a caller that wants
-the embedding never reads the transformer body.
+uses); ``dist_checkpointing`` then reshards on load, so the checkpoint loads at any TP/PP. Tensors
+may be declared by shape alone and made by a loader while writing (``streaming_save``), so a
+conversion never holds the model. Reading goes through ``load_tensors_metadata`` and loads only
+the keys asked for, so a caller that wants the embedding never reads the transformer body.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
 
+from megacpt.convert.streaming_save import Loader, StreamingSaveStrategy
 from megacpt.errors import UserError
 from megacpt.parallel import cpu_compat
 
@@ -98,12 +100,30 @@ def read_tensors(
     return {k: loaded[k] for k in keys}
 
 
+def declared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A shape-and-dtype-only stand-in (``meta`` device) for a tensor that a loader makes at write time."""
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
 def write_checkpoint(
-    state: dict[str, ShardedTensor | ShardedObject], directory: Path, meta: dict[str, Any]
+    state: dict[str, ShardedTensor | ShardedObject],
+    directory: Path,
+    meta: dict[str, Any],
+    loaders: dict[str, Loader] | None = None,
 ) -> None:
-    """Write ``state`` as a torch_dist checkpoint into ``directory`` (already created) plus its metadata."""
+    """Write ``state`` as a torch_dist checkpoint into ``directory`` (already created) plus its metadata.
+
+    ``loaders[k]`` makes the data of ``state[k]`` (declared over ``declared``) when the writer
+    reaches it; each is called once and its result dropped once written.
+    """
+    shards = {}
+    for name, load in (loaders or {}).items():
+        sharded = state[name]
+        if not isinstance(sharded, ShardedTensor):
+            raise TypeError(f"{name}: only ShardedTensor entries can be loaded lazily")
+        shards[(sharded.key, tuple(sharded.global_offset))] = load
     with single_process_group():
-        dist_checkpointing.save(state, str(directory))
+        dist_checkpointing.save(state, str(directory), sharded_strategy=StreamingSaveStrategy(shards))
     (directory / META).write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -23,6 +23,8 @@ from safetensors.torch import save_file
 from megacpt.errors import UserError
 
 INDEX = "model.safetensors.index.json"
+# safetensors' dtype names for the weights a converter accepts (quantised ones need their scales).
+FLOAT_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 SINGLE = "model.safetensors"
 # Small files copied along with a model: its tokenizer and generation defaults.
 SIDE_FILES = (
@@ -59,12 +61,26 @@ class HFReader:
     def __contains__(self, name: str) -> bool:
         return name in self.weight_map
 
-    def get(self, name: str) -> torch.Tensor:
-        """One tensor, read from its shard."""
+    def _shard(self, name: str) -> Path:
         if name not in self.weight_map:
             raise UserError(f"{self.dir}: tensor {name} is missing")
-        with safe_open(self.dir / self.weight_map[name], framework="pt") as f:
+        return self.dir / self.weight_map[name]
+
+    def get(self, name: str) -> torch.Tensor:
+        """One tensor: a zero-copy view of its memory-mapped shard, unmapped when the tensor is freed."""
+        with safe_open(self._shard(name), framework="pt") as f:
             return f.get_tensor(name)
+
+    def header(self, name: str) -> tuple[tuple[int, ...], torch.dtype]:
+        """Shape and dtype of one tensor, from its shard's header only; floating-point weights only."""
+        with safe_open(self._shard(name), framework="pt") as f:
+            info = f.get_slice(name)
+            shape, dtype = tuple(info.get_shape()), info.get_dtype()
+        if dtype not in FLOAT_DTYPES:
+            raise UserError(
+                f"{self.dir}: tensor {name} is {dtype}; only {', '.join(FLOAT_DTYPES)} weights convert"
+            )
+        return shape, FLOAT_DTYPES[dtype]
 
 
 class HFWriter:
