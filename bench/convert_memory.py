@@ -26,14 +26,9 @@ import threading
 import time
 from pathlib import Path
 
+from procstatus import status_kib  # bench/procstatus.py, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 class AnonSampler(threading.Thread):
@@ -41,11 +36,11 @@ class AnonSampler(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.peak_kib, self.running = _status_kib("RssAnon"), True
+        self.peak_kib, self.running = status_kib("RssAnon"), True
 
     def run(self) -> None:
         while self.running:
-            self.peak_kib = max(self.peak_kib, _status_kib("RssAnon"))
+            self.peak_kib = max(self.peak_kib, status_kib("RssAnon"))
             time.sleep(0.002)
 
 
@@ -59,7 +54,7 @@ def child(mode: str, hf: str, out: str) -> None:
     plan = h2m.plan_conversion(hf)
     with single_process_group():
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-        before, anon_before, start = _status_kib("VmRSS"), _status_kib("RssAnon"), time.perf_counter()
+        before, anon_before, start = status_kib("VmRSS"), status_kib("RssAnon"), time.perf_counter()
         sampler = AnonSampler()
         sampler.start()
         if mode == "streaming":
@@ -79,7 +74,7 @@ def child(mode: str, hf: str, out: str) -> None:
         seconds = time.perf_counter() - start
         sampler.running = False
         sampler.join()
-    result = {"before_kib": before, "peak_kib": _status_kib("VmHWM"), "seconds": seconds}
+    result = {"before_kib": before, "peak_kib": status_kib("VmHWM"), "seconds": seconds}
     result["anon_growth_kib"] = sampler.peak_kib - anon_before
     result["children_peak_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps(result))

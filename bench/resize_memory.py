@@ -21,14 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from procstatus import status_kib  # bench/procstatus.py, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def child(mode: str, ckpt: str, out: str, old: int, new: int) -> None:
@@ -39,13 +34,13 @@ def child(mode: str, ckpt: str, out: str, old: int, new: int) -> None:
 
     shapes = tensor_shapes(ckpt)
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     if mode == "resize":
         pieces = [[i % old, (7 * i) % old] for i in range(new - old)]
         resize_megatron(ckpt, out, Expansion(old, new, pieces), ("subword_mean", "subword_first"))
     elif mode == "load_all":
         read_tensors(ckpt, list(shapes))
-    print(json.dumps({"before_kib": before, "peak_kib": _status_kib("VmHWM")}))
+    print(json.dumps({"before_kib": before, "peak_kib": status_kib("VmHWM")}))
 
 
 def measure(mode: str, ckpt: Path, out: Path, old: int, new: int) -> tuple[int, int]:
