@@ -14,12 +14,24 @@ All in one run, with the same tokenizer and the same ``--workers``:
     and at ``--big-mb``.
 (a) and (b) are also given in CPU seconds (the process tree's user + system time), which a
 machine shared with other work disturbs far less than wall time.
-(d) the C++ builder alone (``IndexedWriter.add_lists``, batches of 256) against Megatron-core's
-    Python builder (``add_document(ids, [len(ids)])``, as Megatron-LM's preprocess_data.py calls it),
-    both given the same pre-tokenised documents (the first ``--builder-docs`` of (a)'s output) as
-    lists of ids, the form tokenizers return; both include finalize (ours fsyncs, Megatron's does not).
+(d) the C++ builder alone against Megatron-core's Python ``IndexedDatasetBuilder``, on the same
+    documents: the first ``--builder-docs`` of the corpus tokenised by the same model, with the
+    end-of-document id (made once, kept in ``--tmp``). Each builder fed the way its users feed it,
+    finalize included, ``--builder-repeats`` interleaved repeats, median [min-max] of wall time:
+    (d1) lists of ids, what tokenizers return: ours ``add_lists`` 256 documents per call,
+         Megatron's ``add_document(ids, [len(ids)])`` as Megatron-LM's preprocess_data.py calls it;
+    (d2) NumPy, each builder's fastest input: ours ``add_documents`` of one flat uint16 array
+         per 256 documents, Megatron's ``add_document`` of one uint16 array per document.
+    Ours fsyncs its .bin and .idx, Megatron's builder does not: its time plus an fsync of its two
+    files is also given. The inputs are frozen out of the garbage collector, which would
+    otherwise charge Megatron's allocating builder for scanning them. Also timed: making (d2)'s
+    flat input from lists in Python (np.fromiter), against handing the lists over.
+(e) merging 8 shards: ours ``merge`` (streamed) against Megatron's ``add_index`` per shard
+    (which holds every index in Python lists) then finalize.
+``--only-builders`` runs (d) and (e) alone (a minute, plus about 20 s of tokenising once).
 
     python bench/preprocess.py --size-mb 200 --big-mb 1000 --workers 2
+    python bench/preprocess.py --only-builders --builder-repeats 7
 """
 
 from __future__ import annotations
@@ -30,9 +42,11 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -181,28 +195,162 @@ def raw_limit(corpus: Path, workers: int) -> tuple[float, float, int]:
     return seconds, cpu, tokens
 
 
-def builders(prefix: str, tmp: Path, documents: int) -> tuple[float, float, int]:
-    """(C++ seconds, Megatron Python seconds, tokens) for writing the same pre-tokenised documents."""
+def builder_tokens(corpus: Path, documents: int, workers: int) -> str:
+    """Prefix of a dataset of the first ``documents`` documents of ``corpus`` tokenised by the
+    Mistral SentencePiece model, each ending with the end-of-document id (as (a) writes them).
+    Made once per corpus and kept next to it."""
+    import numpy as np
+    import sentencepiece as spm
+
+    from megacpt.data.indexed import IndexedWriter
+
+    prefix = f"{corpus.with_suffix('')}.tokens{documents}"
+    if not os.path.exists(f"{prefix}.idx"):
+        sp = spm.SentencePieceProcessor(model_file=model_path())
+        with open(corpus, encoding="utf-8") as f:
+            texts = [json.loads(line)["text"] for line in itertools.islice(f, documents)]
+        with IndexedWriter(prefix, np.uint16) as writer:
+            for i in range(0, len(texts), 20_000):
+                writer.add_lists(sp.encode(texts[i : i + 20_000], num_threads=workers), sp.eos_id())
+    return prefix
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``fn()`` in this process."""
+    start, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def _fsync(*paths: Path) -> None:
+    for path in paths:
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+
+
+class Spread:
+    """Median and range of repeated timings."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def __str__(self) -> str:
+        return f"{self.median:.3f} s [{min(self.values):.3f}-{max(self.values):.3f}]"
+
+
+def builders(prefix: str, tmp: Path, repeats: int, batch: int = 256, shards: int = 8) -> None:
+    """(d) and (e): the C++ writer against Megatron-core's Python builder on the same documents.
+
+    Each repeat runs every variant once, interleaved, each to its own finish (finalize included);
+    the outputs must be byte-identical. Ours fsyncs its .bin and .idx; Megatron's builder does
+    not, so its time plus fsyncing its two files is also given ("same durability")."""
+    import gc
+
     import numpy as np
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
-    from megacpt.data.indexed import IndexedWriter, read_documents
+    from megacpt.data.indexed import IndexedWriter, merge, read_documents
 
-    docs = [d.tolist() for d in itertools.islice(read_documents(prefix), documents)]
-    start = time.perf_counter()
-    with IndexedWriter(tmp / "cpp", np.uint16) as writer:
-        for i in range(0, len(docs), 256):
-            writer.add_lists(docs[i : i + 256])
-    ours = time.perf_counter() - start
-    start = time.perf_counter()
-    builder = IndexedDatasetBuilder(str(tmp / "py.bin"), dtype=np.uint16)
-    for doc in docs:
-        builder.add_document(doc, [len(doc)])
-    builder.finalize(str(tmp / "py.idx"))
-    theirs = time.perf_counter() - start
-    for ext in (".bin", ".idx"):
-        assert (tmp / f"cpp{ext}").read_bytes() == (tmp / f"py{ext}").read_bytes(), "builders disagree"
-    return ours, theirs, sum(map(len, docs))
+    arrays = [np.array(d) for d in read_documents(prefix)]  # uint16, the dataset's dtype: fastest for both
+    lists = [a.tolist() for a in arrays]
+    lengths = np.array([a.size for a in arrays], dtype=np.int64)
+    flat = np.concatenate(arrays)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    docs, tokens = len(arrays), int(flat.size)
+
+    def ours_lists() -> None:
+        with IndexedWriter(tmp / "cpp_lists", np.uint16) as w:
+            for i in range(0, docs, batch):
+                w.add_lists(lists[i : i + batch])
+
+    def ours_numpy() -> None:
+        with IndexedWriter(tmp / "cpp_numpy", np.uint16) as w:
+            for i in range(0, docs, batch):
+                j = min(i + batch, docs)
+                w.add_documents(flat[starts[i] : starts[j]], lengths[i:j])
+
+    def megatron(name: str, source: list) -> Callable[[], None]:
+        def run() -> None:
+            builder = IndexedDatasetBuilder(str(tmp / f"{name}.bin"), dtype=np.uint16)
+            for doc in source:
+                builder.add_document(doc, [len(doc)])
+            builder.finalize(str(tmp / f"{name}.idx"))
+
+        return run
+
+    def to_flat() -> None:  # what handing the C++ writer NumPy costs a worker holding lists
+        for i in range(0, docs, batch):
+            part = lists[i : i + batch]
+            n = np.fromiter(map(len, part), np.int64, len(part))
+            np.fromiter(itertools.chain.from_iterable(part), np.int64, int(n.sum()))
+
+    for i in range(shards):  # (e)'s inputs, written once
+        with IndexedWriter(tmp / f"shard{i}", np.uint16) as w:
+            w.add_documents(flat[starts[i * docs // shards] : starts[(i + 1) * docs // shards]],
+                            lengths[i * docs // shards : (i + 1) * docs // shards])  # fmt: skip
+
+    def megatron_merge() -> None:
+        builder = IndexedDatasetBuilder(str(tmp / "py_merged.bin"), dtype=np.uint16)
+        for i in range(shards):
+            builder.add_index(str(tmp / f"shard{i}"))
+        builder.finalize(str(tmp / "py_merged.idx"))
+
+    runs = {  # keyed by the prefix each writes
+        "cpp_lists": ours_lists,
+        "py_lists": megatron("py_lists", lists),
+        "cpp_numpy": ours_numpy,
+        "py_numpy": megatron("py_numpy", arrays),
+        "to_flat": to_flat,
+        "cpp_merged": lambda: merge(tmp / "cpp_merged", [tmp / f"shard{i}" for i in range(shards)]),
+        "py_merged": megatron_merge,
+    }
+    wall = {name: Spread() for name in runs}
+    cpu = {name: Spread() for name in runs}
+    durable = {name: Spread() for name in runs if name.startswith("py_")}  # Megatron's, then fsync
+    gc.collect()
+    gc.freeze()  # the inputs stay out of every collection: Megatron's builder allocates, ours does not
+    print(f"(d) builders on the first {docs:,} documents ({tokens:,} tokens, {tokens / docs:.0f} per "
+          f"document) of the corpus tokenised by SentencePiece; {repeats} repeats, median "
+          f"[min-max]; load average before: {os.getloadavg()}")  # fmt: skip
+    for repeat in range(repeats):
+        for name, run in runs.items():
+            for f in tmp.glob(f"{name}.*"):
+                f.unlink()  # every writer starts from nothing
+            seconds, cpu_seconds = _timed(run)
+            wall[name].values.append(seconds)
+            cpu[name].values.append(cpu_seconds)
+            if name in durable:
+                sync = _timed(lambda: _fsync(tmp / f"{name}.bin", tmp / f"{name}.idx"))[0]  # noqa: B023
+                durable[name].values.append(seconds + sync)
+        if repeat == 0:
+            for a, b in (("cpp_lists", "py_lists"), ("cpp_numpy", "py_numpy"), ("cpp_merged", "py_merged"),
+                         ("cpp_lists", "cpp_numpy"), ("cpp_lists", "cpp_merged")):  # fmt: skip
+                for ext in (".bin", ".idx"):
+                    assert (tmp / f"{a}{ext}").read_bytes() == (tmp / f"{b}{ext}").read_bytes(), f"{a} != {b}"
+
+    def report(label: str, ours: str, theirs: str, goal: str) -> None:
+        print(f"{label}: ours {wall[ours]} (CPU {cpu[ours].median:.3f} s); Megatron {wall[theirs]} "
+              f"(CPU {cpu[theirs].median:.3f} s), with fsync of its files {durable[theirs]}")  # fmt: skip
+        print(f"    ours / Megatron speed: x{wall[theirs].median / wall[ours].median:.1f} by wall time{goal}; "
+              f"x{durable[theirs].median / wall[ours].median:.1f} at the same durability; "
+              f"x{cpu[theirs].median / cpu[ours].median:.1f} by CPU time")  # fmt: skip
+
+    report(f"(d1) lists in (add_lists, {batch} per call / add_document per list)", "cpp_lists", "py_lists",
+           " (goal >= 20)")  # fmt: skip
+    report(f"(d2) NumPy in (add_documents of a flat uint16 array, {batch} documents per call / "
+           "add_document per uint16 array)", "cpp_numpy", "py_numpy", " (goal >= 20)")  # fmt: skip
+    print(f"    making (d2)'s flat input from lists (np.fromiter, as a worker would): {wall['to_flat']} = "
+          f"x{wall['to_flat'].median / wall['cpp_lists'].median:.1f} all of (d1)'s ours")  # fmt: skip
+    report(f"(e) merging {shards} shards (merge / add_index per shard)", "cpp_merged", "py_merged", "")
+    print(f"load average after: {os.getloadavg()}")
+    gc.unfreeze()
+    for name in [*runs, *(f"shard{i}" for i in range(shards))]:
+        for f in tmp.glob(f"{name}.*"):
+            f.unlink()
 
 
 def ours_cmd(corpus: Path, prefix: Path, workers: int) -> list[str]:
@@ -217,7 +365,9 @@ def main() -> None:
     p.add_argument("--big-mb", type=int, default=1000, help="0 skips the memory run on the big input")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--tmp", default="/tmp/megacpt-bench-preprocess")
-    p.add_argument("--builder-docs", type=int, default=200_000)
+    p.add_argument("--builder-docs", type=int, default=200_000, help="documents for (d) and (e)")
+    p.add_argument("--builder-repeats", type=int, default=5)
+    p.add_argument("--only-builders", action="store_true", help="run only (d) and (e)")
     p.add_argument(
         "--reference-run", nargs=3, metavar=("CORPUS", "PREFIX", "WORKERS"), help=argparse.SUPPRESS
     )
@@ -237,6 +387,9 @@ def main() -> None:
             shutil.rmtree(f)
         elif not f.name.startswith("corpus"):
             f.unlink()
+    if args.only_builders:
+        builders(builder_tokens(corpus, args.builder_docs, args.workers), tmp, args.builder_repeats)
+        return
 
     ours_s, ours_cpu, ours_mem = timed_tree(ours_cmd(corpus, tmp / "ours", args.workers))
     stats = json.loads((tmp / "ours.stats.json").read_text())
@@ -275,11 +428,7 @@ def main() -> None:
             f"(c) peak memory {args.big_mb} MB / {args.size_mb} MB input: x{big_mem / ours_mem:.2f}  (goal: flat)"
         )
 
-    cpp_s, py_s, n_tokens = builders(str(tmp / "ours_text_document"), tmp, args.builder_docs)
-    print(f"builders on {args.builder_docs:,} pre-tokenised documents ({n_tokens:,} tokens): "
-          f"C++ {cpp_s:.2f} s, Megatron-core Python {py_s:.2f} s")  # fmt: skip
-    print(f"(d) C++ builder / Python builder speed: x{py_s / cpp_s:.1f}  (goal >= 20)")
-    print(f"load average after: {os.getloadavg()}")
+    builders(builder_tokens(corpus, args.builder_docs, args.workers), tmp, args.builder_repeats)
 
 
 if __name__ == "__main__":

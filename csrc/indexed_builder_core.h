@@ -6,9 +6,15 @@
 // finalize() streams them into the .idx, computing the byte pointers on the fly. Peak memory is
 // a few fixed buffers whatever the corpus size.
 //
-// Every file is written under a ".partial" name and renamed only when complete (.bin first,
-// then .idx: an existing .idx marks a finished dataset). A writer destroyed without finalize()
-// removes its partial files.
+// Speed: tokens are converted straight into a 4 MiB buffer that goes to the file with write(2);
+// documents come in batches (one flat token array plus lengths), so there is no per-document
+// call overhead; on Linux the kernel is asked to start writing each 32 MiB to disk as soon as it
+// is written (sync_file_range), so the fsync at the end has less left to wait for.
+//
+// Every file is written under a ".partial" name and renamed only when complete and fsynced (.bin
+// first, then .idx: an existing .idx marks a finished dataset). A writer destroyed without
+// finalize() removes its partial files. A batch with a bad token or length writes the documents
+// before the bad one and none after it, so the dataset stays consistent.
 //
 // The .idx layout (Megatron-core 0.16 _IndexWriter, no sequence modes):
 //   "MMIDIDX\0\0" | u64 version=1 | u8 dtype code | u64 sequence count | u64 document count |
@@ -16,14 +22,16 @@
 // Document indices start with 0 and record the sequence count after each document.
 #pragma once
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -35,7 +43,9 @@ inline constexpr char kIndexHeader[9] = {'M', 'M', 'I', 'D', 'I', 'D', 'X', '\0'
 inline constexpr uint8_t kCodeInt32 = 4;
 inline constexpr uint8_t kCodeUInt16 = 8;
 inline constexpr uint64_t kIndexPrelude = 9 + 8 + 1 + 8 + 8;
-inline constexpr size_t kChunk = size_t{1} << 20;  // elements per streamed chunk
+inline constexpr size_t kChunk = size_t{1} << 20;           // elements per streamed chunk when reading
+inline constexpr size_t kBuffer = size_t{4} << 20;          // bytes per write(2)
+inline constexpr uint64_t kWritebackEvery = uint64_t{32} << 20;  // bytes between writeback requests
 
 inline size_t itemsize_of(uint8_t code) {
   if (code == kCodeUInt16) return 2;
@@ -44,67 +54,137 @@ inline size_t itemsize_of(uint8_t code) {
                               " (expected 8 = uint16 or 4 = int32)");
 }
 
-// A FILE* with a large buffer that throws on every I/O error.
-class File {
- public:
-  File() = default;
-  File(const std::string& path, const char* mode) : path_(path) {
-    f_ = std::fopen(path.c_str(), mode);
-    if (f_ == nullptr) fail("cannot open");
-    std::setvbuf(f_, nullptr, _IOFBF, size_t{4} << 20);
-  }
-  File(const File&) = delete;
-  File& operator=(const File&) = delete;
-  File(File&& o) noexcept : f_(std::exchange(o.f_, nullptr)), path_(std::move(o.path_)) {}
-  File& operator=(File&& o) noexcept {
-    discard();
-    f_ = std::exchange(o.f_, nullptr);
-    path_ = std::move(o.path_);
-    return *this;
-  }
-  ~File() { discard(); }
+[[noreturn]] inline void fail_io(const char* what, const std::string& path) {
+  throw std::runtime_error(std::string(what) + " " + path + ": " + std::strerror(errno));
+}
 
-  bool is_open() const { return f_ != nullptr; }
-  void write(const void* data, size_t bytes) {
-    if (bytes != 0 && std::fwrite(data, 1, bytes, f_) != bytes) fail("cannot write");
+// A file being read through a FILE*, throwing on every I/O error.
+class Source {
+ public:
+  explicit Source(const std::string& path) : path_(path) {
+    f_ = std::fopen(path.c_str(), "rb");
+    if (f_ == nullptr) fail_io("cannot open", path_);
   }
+  Source(const Source&) = delete;
+  Source& operator=(const Source&) = delete;
+  ~Source() { std::fclose(f_); }
+
   // Reads up to `bytes`; returns how many were read.
   size_t read_some(void* data, size_t bytes) {
     size_t got = std::fread(data, 1, bytes, f_);
-    if (got != bytes && std::ferror(f_)) fail("cannot read");
+    if (got != bytes && std::ferror(f_)) fail_io("cannot read", path_);
     return got;
   }
   void read_exact(void* data, size_t bytes) {
-    if (read_some(data, bytes) != bytes) fail("unexpected end of file in");
+    if (read_some(data, bytes) != bytes) fail_io("unexpected end of file in", path_);
   }
   void seek(uint64_t offset) {
-    if (fseeko(f_, static_cast<off_t>(offset), SEEK_SET) != 0) fail("cannot seek");
+    if (fseeko(f_, static_cast<off_t>(offset), SEEK_SET) != 0) fail_io("cannot seek", path_);
   }
   uint64_t size() {
     off_t here = ftello(f_);
-    if (fseeko(f_, 0, SEEK_END) != 0) fail("cannot seek");
+    if (fseeko(f_, 0, SEEK_END) != 0) fail_io("cannot seek", path_);
     off_t end = ftello(f_);
-    if (here < 0 || end < 0 || fseeko(f_, here, SEEK_SET) != 0) fail("cannot seek");
+    if (here < 0 || end < 0 || fseeko(f_, here, SEEK_SET) != 0) fail_io("cannot seek", path_);
     return static_cast<uint64_t>(end);
-  }
-  // Flushes, optionally fsyncs, and closes, throwing on any failure.
-  void close(bool sync) {
-    if (f_ == nullptr) return;
-    bool ok = std::fflush(f_) == 0 && (!sync || ::fsync(fileno(f_)) == 0);
-    ok = (std::fclose(f_) == 0) && ok;
-    f_ = nullptr;
-    if (!ok) fail("cannot flush");
-  }
-  void discard() noexcept {
-    if (f_ != nullptr) std::fclose(f_);
-    f_ = nullptr;
   }
 
  private:
-  [[noreturn]] void fail(const char* what) const {
-    throw std::runtime_error(std::string(what) + " " + path_ + ": " + std::strerror(errno));
-  }
   std::FILE* f_ = nullptr;
+  std::string path_;
+};
+
+// A new file written through one buffer and write(2), throwing on every I/O error.
+class Sink {
+ public:
+  Sink() = default;
+  explicit Sink(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd_ < 0) fail_io("cannot open", path_);
+    buffer_.reset(new char[kBuffer]);
+  }
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+  Sink(Sink&& o) noexcept { *this = std::move(o); }
+  Sink& operator=(Sink&& o) noexcept {
+    discard();
+    fd_ = std::exchange(o.fd_, -1);
+    used_ = std::exchange(o.used_, 0);
+    written_ = std::exchange(o.written_, 0);
+    queued_ = std::exchange(o.queued_, 0);
+    buffer_ = std::move(o.buffer_);
+    path_ = std::move(o.path_);
+    return *this;
+  }
+  ~Sink() { discard(); }
+
+  // Space for `count` items of T at the end of the buffer (count * sizeof(T) <= kBuffer); they
+  // become part of the file only when commit()ed.
+  template <typename T>
+  T* room(size_t count) {
+    if (used_ % sizeof(T) != 0 || used_ + count * sizeof(T) > kBuffer) flush();
+    return reinterpret_cast<T*>(buffer_.get() + used_);
+  }
+  template <typename T>
+  void commit(size_t count) {
+    used_ += count * sizeof(T);
+  }
+  void write(const void* data, size_t bytes) {
+    if (used_ + bytes > kBuffer) {
+      flush();
+      if (bytes >= kBuffer) {
+        write_fd(static_cast<const char*>(data), bytes);
+        return;
+      }
+    }
+    std::memcpy(buffer_.get() + used_, data, bytes);
+    used_ += bytes;
+  }
+  void flush() {
+    write_fd(buffer_.get(), used_);
+    used_ = 0;
+  }
+  // Flushes, optionally fsyncs, and closes, throwing on any failure.
+  void close(bool sync) {
+    if (fd_ < 0) return;
+    flush();
+    if (sync && ::fsync(fd_) != 0) fail_io("cannot sync", path_);
+    if (::close(std::exchange(fd_, -1)) != 0) fail_io("cannot close", path_);
+  }
+  // Asks the kernel to start writing what was written so far to disk, without waiting for it.
+  // Advisory (Linux only): the fsync in close() reports any error.
+  void start_writeback() {
+#ifdef __linux__
+    ::sync_file_range(fd_, static_cast<off_t>(queued_), static_cast<off_t>(written_ - queued_),
+                      SYNC_FILE_RANGE_WRITE);
+#endif
+    queued_ = written_;
+  }
+  void discard() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    used_ = 0;
+  }
+
+ private:
+  void write_fd(const char* data, size_t bytes) {
+    while (bytes > 0) {
+      const ssize_t n = ::write(fd_, data, std::min(bytes, size_t{1} << 30));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail_io("cannot write", path_);
+      }
+      data += n;
+      bytes -= static_cast<size_t>(n);
+      written_ += static_cast<uint64_t>(n);
+    }
+    if (written_ - queued_ >= kWritebackEvery) start_writeback();
+  }
+
+  int fd_ = -1;
+  size_t used_ = 0;
+  uint64_t written_ = 0, queued_ = 0;
+  std::unique_ptr<char[]> buffer_;
   std::string path_;
 };
 
@@ -112,9 +192,9 @@ class IndexedWriter {
  public:
   IndexedWriter(std::string prefix, uint8_t dtype_code)
       : prefix_(std::move(prefix)), code_(dtype_code), itemsize_(itemsize_of(dtype_code)) {
-    bin_ = File(partial(".bin"), "wb");
-    lengths_ = File(partial(".lengths"), "wb");
-    docs_ = File(partial(".docs"), "wb");
+    bin_ = Sink(partial(".bin"));
+    lengths_ = Sink(partial(".lengths"));
+    docs_ = Sink(partial(".docs"));
     const int64_t zero = 0;
     docs_.write(&zero, sizeof zero);
   }
@@ -131,32 +211,42 @@ class IndexedWriter {
   // Appends one document made of one sequence: tokens[0..n) then, if eod >= 0, the eod token.
   template <typename T>
   void add_document(const T* tokens, size_t n, int64_t eod = -1) {
+    const int64_t length = static_cast<int64_t>(n);
+    add_documents(tokens, n, &length, 1, eod);
+  }
+
+  // Appends n_docs documents, each one sequence: document i is the next lengths[i] of the
+  // n_tokens tokens, then the eod token if eod >= 0. The lengths and eod are checked before
+  // anything is written; a token that does not fit the dtype stops the batch at its document.
+  template <typename T>
+  void add_documents(const T* tokens, size_t n_tokens, const int64_t* lengths, size_t n_docs, int64_t eod) {
     check_open();
-    size_t total = n + (eod >= 0 ? 1 : 0);
-    if (total > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
-      throw std::invalid_argument("document of " + std::to_string(total) +
-                                  " tokens exceeds the int32 sequence length of the .idx format");
-    }
     if (eod >= 0) check_token(eod);
-    for (size_t start = 0; start < n; start += kChunk) {
-      size_t count = std::min(kChunk, n - start);
-      write_tokens(tokens + start, count);
+    const size_t extra = eod >= 0 ? 1 : 0;
+    uint64_t total = 0;
+    constexpr auto kMaxLength = static_cast<uint64_t>(std::numeric_limits<int32_t>::max());
+    for (size_t i = 0; i < n_docs; ++i) {
+      if (lengths[i] < 0) throw std::invalid_argument("negative document length");
+      const uint64_t length = static_cast<uint64_t>(lengths[i]) + extra;
+      if (length > kMaxLength) {
+        throw std::invalid_argument("document of " + std::to_string(length) +
+                                    " tokens exceeds the int32 sequence length of the .idx format");
+      }
+      total += static_cast<uint64_t>(lengths[i]);
     }
-    if (eod >= 0) write_tokens(&eod, 1);
-    const int32_t length = static_cast<int32_t>(total);
-    lengths_.write(&length, sizeof length);
-    ++sequences_;
-    const int64_t end = static_cast<int64_t>(sequences_);
-    docs_.write(&end, sizeof end);
-    ++documents_;
-    tokens_ += total;
+    if (total != n_tokens) throw std::invalid_argument("document lengths do not sum to the token count");
+    if (code_ == kCodeUInt16) {
+      write_documents<uint16_t>(tokens, lengths, n_docs, eod);
+    } else {
+      write_documents<int32_t>(tokens, lengths, n_docs, eod);
+    }
   }
 
   // Appends every document of a finished dataset (Megatron's IndexedDatasetBuilder.add_index):
   // .bin bytes copied, lengths copied, document indices rebased by the sequences already written.
   void append_dataset(const std::string& other) {
     check_open();
-    File idx(other + ".idx", "rb");
+    Source idx(other + ".idx");
     char header[9];
     idx.read_exact(header, sizeof header);
     uint64_t version = 0, n_seq = 0, n_doc = 0;
@@ -175,54 +265,60 @@ class IndexedWriter {
     if (n_doc == 0 || idx.size() != kIndexPrelude + n_seq * 12 + n_doc * 8) {
       throw std::invalid_argument(other + ".idx is truncated or has sequence modes (size mismatch)");
     }
+    // Checked whole before anything is appended, so a bad input leaves this dataset as it was.
     std::vector<int32_t> lengths;
+    auto each_lengths_chunk = [&](auto&& use) {
+      idx.seek(kIndexPrelude);
+      for (uint64_t done = 0; done < n_seq;) {
+        lengths.resize(static_cast<size_t>(std::min<uint64_t>(kChunk, n_seq - done)));
+        idx.read_exact(lengths.data(), lengths.size() * 4);
+        use();
+        done += lengths.size();
+      }
+    };
     uint64_t other_tokens = 0;
-    for (uint64_t done = 0; done < n_seq;) {
-      size_t count = static_cast<size_t>(std::min<uint64_t>(kChunk, n_seq - done));
-      lengths.resize(count);
-      idx.read_exact(lengths.data(), count * 4);
+    each_lengths_chunk([&] {
       for (int32_t len : lengths) {
         if (len < 0) throw std::invalid_argument(other + ".idx has a negative sequence length");
         other_tokens += static_cast<uint64_t>(len);
       }
-      lengths_.write(lengths.data(), count * 4);
-      done += count;
-    }
-    idx.seek(kIndexPrelude + n_seq * 12);
-    std::vector<int64_t> docs;
-    const int64_t offset = static_cast<int64_t>(sequences_);
-    for (uint64_t done = 0; done < n_doc;) {
-      size_t count = static_cast<size_t>(std::min<uint64_t>(kChunk, n_doc - done));
-      docs.resize(count);
-      idx.read_exact(docs.data(), count * 8);
-      size_t first = 0;
-      if (done == 0) {
-        if (docs[0] != 0) throw std::invalid_argument(other + ".idx document indices do not start at 0");
-        first = 1;
-      }
-      for (size_t i = first; i < count; ++i) docs[i] += offset;
-      docs_.write(docs.data() + first, (count - first) * 8);
-      done += count;
-    }
-    File bin(other + ".bin", "rb");
-    if (bin.size() != other_tokens * itemsize_) {
+    });
+    if (Source(other + ".bin").size() != other_tokens * itemsize_) {
       throw std::invalid_argument(other + ".bin size does not match its .idx");
     }
-    std::vector<char> buffer(size_t{8} << 20);
-    for (size_t got; (got = bin.read_some(buffer.data(), buffer.size())) > 0;) bin_.write(buffer.data(), got);
+    int64_t first_doc = -1;
+    idx.seek(kIndexPrelude + n_seq * 12);
+    idx.read_exact(&first_doc, 8);
+    if (first_doc != 0) throw std::invalid_argument(other + ".idx document indices do not start at 0");
+
+    each_lengths_chunk([&] { lengths_.write(lengths.data(), lengths.size() * 4); });
+    idx.seek(kIndexPrelude + n_seq * 12 + 8);
+    std::vector<int64_t> docs;
+    const int64_t offset = static_cast<int64_t>(sequences_);
+    for (uint64_t done = 1; done < n_doc;) {
+      docs.resize(static_cast<size_t>(std::min<uint64_t>(kChunk, n_doc - done)));
+      idx.read_exact(docs.data(), docs.size() * 8);
+      for (int64_t& d : docs) d += offset;
+      docs_.write(docs.data(), docs.size() * 8);
+      done += docs.size();
+    }
+    copy_all(other + ".bin", bin_);
     sequences_ += n_seq;
     documents_ += n_doc - 1;
     tokens_ += other_tokens;
   }
 
-  // Writes the .idx from the spilled columns and renames both files into place.
+  // Writes the .idx from the spilled columns, fsyncs both files and renames them into place.
+  // The .bin's last bytes start going to disk while the .idx is written, and both are fsynced
+  // only then, so one journal commit usually covers both.
   void finalize() {
     check_open();
-    bin_.close(true);
+    bin_.flush();
+    bin_.start_writeback();
     lengths_.close(false);
     docs_.close(false);
     {
-      File idx(partial(".idx"), "wb");
+      Sink idx(partial(".idx"));
       idx.write(kIndexHeader, sizeof kIndexHeader);
       const uint64_t version = 1, n_doc = documents_ + 1;
       idx.write(&version, 8);
@@ -230,18 +326,20 @@ class IndexedWriter {
       idx.write(&sequences_, 8);
       idx.write(&n_doc, 8);
       copy_all(partial(".lengths"), idx);
-      File lengths(partial(".lengths"), "rb");
-      std::vector<int32_t> chunk(kChunk);
-      std::vector<int64_t> pointers(kChunk);
+      Source lengths(partial(".lengths"));  // pointers computed straight into the .idx buffer
+      std::vector<int32_t> chunk(static_cast<size_t>(std::min<uint64_t>(kBuffer / 8, sequences_ + 1)));
       int64_t pointer = 0;
-      for (size_t got; (got = lengths.read_some(chunk.data(), kChunk * 4) / 4) > 0;) {
+      for (size_t got; (got = lengths.read_some(chunk.data(), chunk.size() * 4) / 4) > 0;) {
+        int64_t* pointers = idx.room<int64_t>(got);
         for (size_t i = 0; i < got; ++i) {
           pointers[i] = pointer;
           pointer += static_cast<int64_t>(chunk[i]) * static_cast<int64_t>(itemsize_);
         }
-        idx.write(pointers.data(), got * 8);
+        idx.commit<int64_t>(got);
       }
       copy_all(partial(".docs"), idx);
+      idx.flush();
+      bin_.close(true);
       idx.close(true);
     }
     rename_into_place(".bin");
@@ -276,29 +374,62 @@ class IndexedWriter {
                                   (code_ == kCodeUInt16 ? "uint16" : "int32") + " tokens");
     }
   }
-  template <typename T>
-  void write_tokens(const T* tokens, size_t n) {
-    if (code_ == kCodeUInt16) {
-      convert<uint16_t>(tokens, n, u16_);
-      bin_.write(u16_.data(), n * 2);
-    } else {
-      convert<int32_t>(tokens, n, i32_);
-      bin_.write(i32_.data(), n * 4);
-    }
-  }
+  // Copies n tokens into out as Out; returns false if any does not fit Out (out is then partly
+  // written). Branch-free, so the compiler vectorises it.
   template <typename Out, typename T>
-  void convert(const T* tokens, size_t n, std::vector<Out>& out) {
-    out.resize(n);
+  static bool convert(const T* tokens, size_t n, Out* out) {
+    constexpr uint64_t hi = static_cast<uint64_t>(std::numeric_limits<Out>::max());
+    bool bad = false;
     for (size_t i = 0; i < n; ++i) {
       const int64_t t = static_cast<int64_t>(tokens[i]);
-      if (t < 0 || t > static_cast<int64_t>(std::numeric_limits<Out>::max())) check_token(t);
+      bad |= static_cast<uint64_t>(t) > hi;
       out[i] = static_cast<Out>(t);
     }
+    return !bad;
   }
-  static void copy_all(const std::string& path, File& to) {
-    File from(path, "rb");
-    std::vector<char> buffer(size_t{4} << 20);
-    for (size_t got; (got = from.read_some(buffer.data(), buffer.size())) > 0;) to.write(buffer.data(), got);
+  template <typename T>
+  [[noreturn]] void throw_bad_token(const T* tokens, size_t n) const {
+    for (size_t i = 0; i < n; ++i) check_token(static_cast<int64_t>(tokens[i]));
+    throw std::logic_error("convert() reported a bad token that check_token() accepts");
+  }
+  // Each document's tokens go into the .bin buffer and count only once all of them fit the
+  // dtype; a document longer than the buffer is checked whole before its first byte is written.
+  template <typename Out, typename T>
+  void write_documents(const T* tokens, const int64_t* lengths, size_t n_docs, int64_t eod) {
+    for (size_t d = 0; d < n_docs; ++d) {
+      const size_t n = static_cast<size_t>(lengths[d]);
+      const size_t total = n + (eod >= 0 ? 1 : 0);
+      if (total <= kBuffer / sizeof(Out)) {  // fits the buffer: written only once all are valid
+        Out* out = bin_.room<Out>(total);
+        if (!convert(tokens, n, out)) throw_bad_token(tokens, n);
+        if (eod >= 0) out[n] = static_cast<Out>(eod);
+        bin_.commit<Out>(total);
+      } else {
+        for (size_t i = 0; i < n; ++i) check_token(static_cast<int64_t>(tokens[i]));
+        for (size_t start = 0; start < n;) {
+          const size_t count = std::min(n - start, kBuffer / sizeof(Out));
+          convert(tokens + start, count, bin_.room<Out>(count));
+          bin_.commit<Out>(count);
+          start += count;
+        }
+        if (eod >= 0) {
+          *bin_.room<Out>(1) = static_cast<Out>(eod);
+          bin_.commit<Out>(1);
+        }
+      }
+      tokens += n;
+      const int32_t length = static_cast<int32_t>(total);
+      lengths_.write(&length, sizeof length);
+      ++sequences_;
+      const int64_t end = static_cast<int64_t>(sequences_);
+      docs_.write(&end, sizeof end);
+      ++documents_;
+      tokens_ += total;
+    }
+  }
+  static void copy_all(const std::string& path, Sink& to) {
+    Source from(path);
+    for (size_t got; (got = from.read_some(to.room<char>(kBuffer), kBuffer)) > 0;) to.commit<char>(got);
   }
   void rename_into_place(const char* ext) const {
     const std::string to = prefix_ + ext;
@@ -310,11 +441,9 @@ class IndexedWriter {
   std::string prefix_;
   uint8_t code_;
   size_t itemsize_;
-  File bin_, lengths_, docs_;
+  Sink bin_, lengths_, docs_;
   uint64_t sequences_ = 0, documents_ = 0, tokens_ = 0;
   State state_ = State::kOpen;
-  std::vector<uint16_t> u16_;
-  std::vector<int32_t> i32_;
 };
 
 }  // namespace megacpt

@@ -41,6 +41,8 @@ class IndexedWriter:
 
     Leaving the ``with`` block normally finalises the dataset; leaving it by an exception
     removes every partial file, so a dataset at ``prefix`` is either complete or absent.
+    ``finalize`` fsyncs both files before renaming them into place. Not thread-safe: the
+    extension releases the GIL while it writes, so use each writer from one thread.
     """
 
     def __init__(self, prefix: str | os.PathLike[str], dtype: type[np.integer]) -> None:
@@ -53,15 +55,23 @@ class IndexedWriter:
 
     def add_document(self, tokens: Sequence[int] | np.ndarray, eod: int | None = None) -> None:
         """Append one document (one sequence), followed by ``eod`` when given."""
-        array = np.asarray(tokens, dtype=np.int64)
+        array = tokens if isinstance(tokens, np.ndarray) else np.asarray(tokens, dtype=np.int64)
         self.add_documents(array, np.array([array.size], dtype=np.int64), eod)
 
     def add_documents(self, tokens: np.ndarray, lengths: np.ndarray, eod: int | None = None) -> None:
-        """Append a batch of documents: one flat token array and the length of each document."""
+        """Append a batch of documents: one flat integer token array and the length of each document.
+
+        The fastest input: uint16, int32, uint32 and int64 arrays are read in place (other integer
+        dtypes are copied first). A token that does not fit the dataset's dtype raises
+        ``UserError``; the documents before its document are written, none after.
+        """
         self._call(self._writer.add_documents, tokens, lengths, -1 if eod is None else eod)
 
     def add_lists(self, docs: list[list[int]], eod: int | None = None) -> None:
-        """Append a batch of documents given as lists of token ids (what tokenizers return)."""
+        """Append a batch of documents given as lists of token ids (what tokenizers return).
+
+        Faster than converting the lists to NumPy first: the ids are read straight from the lists.
+        """
         self._call(self._writer.add_lists, docs, -1 if eod is None else eod)
 
     def append(self, prefix: str | os.PathLike[str]) -> None:

@@ -1,8 +1,9 @@
 // Drives the indexed-dataset writer core under AddressSanitizer (built by test_indexed_builder.py).
 // usage: asan_driver TOKENS LENGTHS PREFIX CODE
 //   TOKENS: flat int64 token ids; LENGTHS: int64 length of each document.
-// Writes PREFIX (every document), PREFIX_a + PREFIX_b (two halves) merged into PREFIX_merged,
-// and checks that an out-of-range token throws and that an abandoned writer leaves no file.
+// Writes PREFIX (every document, one batch), PREFIX_a + PREFIX_b (two halves, a document at a
+// time) merged into PREFIX_merged, and checks that an out-of-range token throws (keeping the
+// documents before its own) and that an abandoned writer leaves no file.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -42,7 +43,11 @@ int main(int argc, char** argv) {
   const auto code = static_cast<uint8_t>(std::stoi(argv[4]));
   const size_t half = lengths.size() / 2;
 
-  write_range(prefix, code, tokens, lengths, 0, lengths.size());
+  {  // every document in one batch
+    megacpt::IndexedWriter writer(prefix, code);
+    writer.add_documents(tokens.data(), tokens.size(), lengths.data(), lengths.size(), -1);
+    writer.finalize();
+  }
   write_range(prefix + "_a", code, tokens, lengths, 0, half);
   write_range(prefix + "_b", code, tokens, lengths, half, lengths.size());
   {
@@ -54,13 +59,15 @@ int main(int argc, char** argv) {
   {
     megacpt::IndexedWriter bad(prefix + "_bad", code);
     const int64_t too_big = code == megacpt::kCodeUInt16 ? 65536 : int64_t{1} << 40;
+    const int64_t batch[3] = {1, too_big, 2};
+    const int64_t batch_lengths[2] = {1, 2};
     bool threw = false;
     try {
-      bad.add_document(&too_big, 1);
+      bad.add_documents(batch, 3, batch_lengths, 2, 0);
     } catch (const std::invalid_argument&) {
       threw = true;
     }
-    if (!threw) return 3;
+    if (!threw || bad.documents() != 1 || bad.tokens() != 2) return 3;
   }  // destroyed unfinished: must remove its partial files
   for (const char* ext : {".bin.partial", ".idx.partial", ".lengths.partial", ".docs.partial", ".bin", ".idx"}) {
     if (std::FILE* f = std::fopen((prefix + "_bad" + ext).c_str(), "rb")) {

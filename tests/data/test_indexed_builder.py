@@ -74,6 +74,78 @@ def test_writer_matches_numpy_reference_and_megatron(tmp_path: Path, dtype, high
     )
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_every_input_path_crosses_the_write_buffer(tmp_path: Path, dtype) -> None:
+    """12+ MB of tokens (the writer buffers 4 MiB), a document longer than the buffer, every
+    input dtype of add_documents and more ids than add_lists stages at once, with an eod."""
+    rng = np.random.default_rng(8)
+    docs = [
+        *random_docs(9, 20_000, 30_000),
+        rng.integers(0, 30_000, 2_200_000),
+        *random_docs(10, 9_000, 30_000),
+    ]
+    numpy_reference(tmp_path / "ref", [np.append(d, 3) for d in docs], dtype)
+    flat = np.concatenate(docs)
+    lengths = np.array([d.size for d in docs])
+    for input_dtype in (np.int64, np.int32, np.uint32, np.uint16, np.int16):
+        with IndexedWriter(tmp_path / "ours", dtype) as w:
+            w.add_documents(flat.astype(input_dtype), lengths, eod=3)
+        assert same_files(tmp_path / "ours", tmp_path / "ref"), input_dtype
+    with IndexedWriter(tmp_path / "ours", dtype) as w:
+        strided = np.repeat(flat[: lengths[:5000].sum()], 2)[::2]
+        assert not strided.flags.c_contiguous
+        w.add_documents(strided, lengths[:5000], eod=3)  # copied first
+        w.add_lists([d.tolist() for d in docs[5000:]], eod=3)
+    assert same_files(tmp_path / "ours", tmp_path / "ref")
+
+
+@pytest.mark.parametrize("long_document", [False, True])
+def test_a_bad_token_keeps_the_documents_before_it(tmp_path: Path, long_document: bool) -> None:
+    bad = np.full(3_000_000 if long_document else 50, 7)
+    bad[-1] = 70_000
+    docs = random_docs(11, 30, 1000)
+    with IndexedWriter(tmp_path / "ours", np.uint16) as w:
+        w.add_documents(np.concatenate(docs[:10]), np.array([d.size for d in docs[:10]]))
+        with pytest.raises(UserError, match="token id 70000 does not fit"):
+            w.add_documents(np.concatenate([*docs[10:20], bad, docs[20]]),
+                            np.array([*(d.size for d in docs[10:20]), bad.size, docs[20].size]))  # fmt: skip
+        with pytest.raises(UserError, match="token id -1 does not fit"):
+            w.add_lists([docs[20].tolist(), [5, -1], docs[21].tolist()])
+        w.add_lists([d.tolist() for d in docs[21:]])
+    numpy_reference(tmp_path / "ref", docs, np.uint16)
+    assert same_files(tmp_path / "ours", tmp_path / "ref")
+
+
+def test_a_refused_append_leaves_the_writer_as_it_was(tmp_path: Path) -> None:
+    docs = random_docs(12, 40, 1000)
+    with IndexedWriter(tmp_path / "part", np.uint16) as w:
+        w.add_documents(np.concatenate(docs[10:]), np.array([d.size for d in docs[10:]]))
+    shutil.copy(tmp_path / "part.idx", tmp_path / "short.idx")
+    (tmp_path / "short.bin").write_bytes((tmp_path / "part.bin").read_bytes()[:-2])
+    with IndexedWriter(tmp_path / "ours", np.uint16) as w:
+        w.add_lists([d.tolist() for d in docs[:10]])
+        with pytest.raises(UserError, match="size does not match"):
+            w.append(tmp_path / "short")
+        w.append(tmp_path / "part")
+    numpy_reference(tmp_path / "ref", docs, np.uint16)
+    assert same_files(tmp_path / "ours", tmp_path / "ref")
+
+
+def test_add_lists_reads_any_python_int(tmp_path: Path) -> None:
+    """Small ints, ints of two CPython digits, NumPy integers and bools; anything else is refused."""
+    docs = [[0, 1, 2**30 - 1, 2**30, 2**31 - 1], [np.int64(7), np.uint16(9), True], []]
+    with IndexedWriter(tmp_path / "ours", np.int32) as w:
+        w.add_lists(docs)
+        with pytest.raises(TypeError):
+            w.add_lists([[1, "2"]])
+        with pytest.raises(UserError, match="list of token ids"):
+            w.add_lists([(1, 2)])  # type: ignore[list-item]
+        with pytest.raises(UserError, match="integer array"):
+            w.add_documents(np.array([1.0]), np.array([1]))
+    numpy_reference(tmp_path / "ref", [np.array(d, dtype=np.int64) for d in docs], np.int32)
+    assert same_files(tmp_path / "ours", tmp_path / "ref")
+
+
 def test_eod_is_appended_to_each_document(tmp_path: Path) -> None:
     docs = random_docs(1, 20, 1000)
     with IndexedWriter(tmp_path / "ours", np.uint16) as w:
@@ -207,7 +279,9 @@ def test_core_under_address_sanitizer(tmp_path: Path, dtype) -> None:
          "-fno-sanitize-recover=all", f"-I{CSRC}", str(HERE / "asan_driver.cpp"), "-o", str(exe)],
         check=True,
     )  # fmt: skip
-    docs = random_docs(6, 3000, 65535 if dtype == np.uint16 else 2**31 - 1)
+    high = 65535 if dtype == np.uint16 else 2**31 - 1
+    # more than the writer's 4 MiB buffer, and one document longer than it on its own
+    docs = [*random_docs(6, 20_000, high), np.random.default_rng(7).integers(0, high, 2_200_000)]
     (tmp_path / "tokens").write_bytes(np.concatenate(docs).astype(np.int64).tobytes())
     (tmp_path / "lengths").write_bytes(np.array([d.size for d in docs], np.int64).tobytes())
     code = {np.uint16: "8", np.int32: "4"}[dtype]
