@@ -211,7 +211,11 @@ class StageConfig:
 
 @dataclass
 class ScheduleConfig:
-    """The stages of a run: a named preset, or a list. Neither: one stage training everything."""
+    """The stages of a run: a named preset, or a list. Neither: one stage training everything.
+
+    With a preset, ``stages`` entries adjust the preset's stage of the same name: its budget, LR
+    schedule or data (not what it trains).
+    """
 
     preset: Literal["swallow", "eeve", "redwhale"] | None = None
     stages: list[StageConfig] = field(default_factory=list)

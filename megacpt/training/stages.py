@@ -68,10 +68,47 @@ class Stage:
     reset_optimizer: bool
 
 
-def _preset_stages(name: str) -> list[StageConfig]:
+# What ``schedule.stages`` may change in a preset's stage, found by name; what a stage trains and
+# whether it resets the optimizer belong to the preset (spell the stages out to change them).
+_TUNABLE = (
+    "steps",
+    "tokens",
+    "share",
+    "lr",
+    "min_lr",
+    "warmup_steps",
+    "decay_style",
+    "datasets",
+    "mixture_file",
+)
+_BUDGET = ("steps", "tokens", "share")
+
+
+def _preset_stages(name: str, overrides: list[StageConfig]) -> list[StageConfig]:
+    """The preset's stages (equal shares of ``training.train_steps``), adjusted by ``overrides``."""
     stages = PRESETS[name]
     share = 1.0 / len(stages)
-    return [from_dict(StageConfig, {"share": share, **stage}, f"schedule.preset {name}") for stage in stages]
+    configs = [
+        from_dict(StageConfig, {"share": share, **stage}, f"schedule.preset {name}") for stage in stages
+    ]
+    by_name = {stage.name: i for i, stage in enumerate(configs)}
+    for override in overrides:
+        if override.name not in by_name:
+            raise UserError(
+                f"schedule.stages: {override.name!r} is not a stage of preset {name} "
+                f"(its stages: {', '.join(by_name)})"
+            )
+        if override.train != TrainableConfig() or not override.reset_optimizer:
+            raise UserError(
+                f"schedule.stages: {override.name!r} may only change {', '.join(_TUNABLE)} of preset {name}'s "
+                "stage; to change what it trains, give the stages in full without a preset"
+            )
+        changes = {k: getattr(override, k) for k in _TUNABLE if getattr(override, k) is not None}
+        if any(k in changes for k in _BUDGET):
+            changes = {**dict.fromkeys(_BUDGET), **changes}
+        i = by_name[override.name]
+        configs[i] = dataclasses.replace(configs[i], **changes)
+    return configs
 
 
 def _steps(stage: StageConfig, config: Config, where: str, share_before: float, allow_empty: bool) -> int:
@@ -125,10 +162,8 @@ def _check_trainable(train: TrainableConfig, config: Config, where: str) -> None
 def resolve_stages(config: Config) -> list[Stage]:
     """The concrete stages of this run, validated."""
     schedule = config.schedule
-    if schedule.preset and schedule.stages:
-        raise UserError("give schedule.preset or schedule.stages, not both")
     if schedule.preset:
-        configs = _preset_stages(schedule.preset)
+        configs = _preset_stages(schedule.preset, schedule.stages)
     elif schedule.stages:
         configs = schedule.stages
     else:

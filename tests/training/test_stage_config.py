@@ -84,5 +84,24 @@ def test_bad_stages_are_clear_errors(stages, message):
 def test_new_rows_need_the_old_vocabulary_size():
     with pytest.raises(UserError, match="need schedule.old_vocab_size"):
         resolve_stages(load_config(None, ["schedule.preset=eeve", "schedule.old_vocab_size=null"]))
-    with pytest.raises(UserError, match="give schedule.preset or schedule.stages"):
-        resolve_stages(load_config(None, [*BASE, "schedule.preset=eeve", "schedule.stages=[{steps: 1}]"]))
+
+
+def test_a_preset_stage_is_adjusted_by_name():
+    eeve = ["schedule.preset=eeve", "schedule.old_vocab_size=200", "training.train_steps=70"]
+    stages = resolve_stages(
+        load_config(None, [*BASE, *eeve, "schedule.stages=[{name: 6-all-parameters, lr: 5e-4, steps: 4}]"])
+    )
+    assert [s.steps for s in stages] == [10, 10, 10, 10, 10, 4, 10]
+    assert (
+        stages[5].optimizer.lr == 5e-4
+        and stages[5].train == resolve_stages(load_config(None, [*BASE, *eeve]))[5].train
+    )
+    assert {s.optimizer.lr for i, s in enumerate(stages) if i != 5} == {load_config(None, BASE).optimizer.lr}
+    with pytest.raises(UserError, match="'6-all' is not a stage of preset eeve"):
+        resolve_stages(load_config(None, [*BASE, *eeve, "schedule.stages=[{name: 6-all, lr: 1e-4}]"]))
+    with pytest.raises(UserError, match="may only change steps, tokens, share"):
+        resolve_stages(
+            load_config(
+                None, [*BASE, *eeve, "schedule.stages=[{name: 6-all-parameters, train: {layers: odd}}]"]
+            )
+        )
