@@ -51,6 +51,13 @@ read -r -a extra <<< "${OVERRIDES:-}"
 say "job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0}: $SLURM_NTASKS tasks on $SLURM_JOB_NUM_NODES node(s)," \
   "rendezvous $MASTER_ADDR:$MASTER_PORT"
 say "config $CONFIG, run dir $RUN_DIR"
+# Validate the config for this job's world size in one process first: a bad key or layout is one
+# error line here, not the same traceback from every rank after they all start.
+"$PYTHON" -m megacpt.train "$CONFIG" --dry-run --world-size "$SLURM_NTASKS" \
+  "logging.run_dir=$RUN_DIR" "checkpoint.save_dir=$RUN_DIR/checkpoints" "${extra[@]}" "$@" \
+  > "$RUN_DIR/logs/config-${SLURM_JOB_ID}.yaml" 2> >(tee -a "$log" >&2) \
+  || { say "the config is not valid for $SLURM_NTASKS tasks; nothing was started"; exit 2; }
+
 # --wait: once a task has ended, give the others 120 s (a crashed rank leaves them blocked in a
 # collective) before ending them. Not --kill-on-bad-exit, which would kill the ranks still
 # leaving with status 75 after a preemption save and hide that status from this script.

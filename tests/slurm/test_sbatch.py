@@ -207,6 +207,18 @@ def test_missing_config_is_one_clear_error(slurm_env: dict[str, str], tmp_path: 
     )
 
 
+def test_invalid_layout_is_refused_before_any_task_starts(
+    slurm_env: dict[str, str], config: Path, tmp_path: Path
+):
+    run_dir = tmp_path / "run"
+    job = submit(slurm_env, run_dir, config, "parallel.tensor_model_parallel_size=3")
+    assert outcome(wait_until_finished(slurm_env, job)) == ("FAILED", "2:0", "0")
+    output = describe(run_dir)
+    assert "error: " in output and "tensor_model_parallel_size" in output, output
+    assert "the config is not valid for 2 tasks; nothing was started" in output, output
+    assert not (run_dir / "metrics.jsonl").exists()
+
+
 @pytest.mark.parametrize("template", ["pretrain_70b.sh", "pretrain_8b.sh"])
 def test_template_outside_sbatch_is_one_clear_error(template: str):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
