@@ -24,13 +24,19 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def bounds_of(stages: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """(name, first step, last step) of each stage, from (name, steps) in order."""
+    bounds, start = [], 0
+    for name, steps in stages:
+        bounds.append((name, start, start + steps))
+        start += steps
+    return bounds
+
+
 def stage_bounds(stages_json: Path) -> list[tuple[str, int, int]]:
     """(name, first step, last step) of each stage, from a run's ``stages.json``."""
-    bounds, start = [], 0
-    for stage in json.loads(stages_json.read_text(encoding="utf-8")):
-        bounds.append((stage["name"], start, start + int(stage["steps"])))
-        start += int(stage["steps"])
-    return bounds
+    stages = json.loads(stages_json.read_text(encoding="utf-8"))
+    return bounds_of([(stage["name"], int(stage["steps"])) for stage in stages])
 
 
 def train_loss(records: list[dict[str, Any]]) -> list[tuple[int, float]]:

@@ -32,7 +32,7 @@ from megacpt.parallel.runtime import init_runtime, shutdown
 from megacpt.plan.flops import device_peak_flops, flops_per_step
 from megacpt.training import checkpoint as ckpt
 from megacpt.training.batches import step_microbatches
-from megacpt.training.curves import write_loss_png
+from megacpt.training.curves import bounds_of, write_loss_png
 from megacpt.training.loss import forward_step
 from megacpt.training.metrics import MetricsLogger
 from megacpt.training.preemption import PreemptedError, PreemptionWatch
@@ -310,11 +310,7 @@ class Trainer:
                 self.save()
             if last_stage:
                 if self.is_reporting_rank:
-                    bounds, start = [], 0
-                    for stage in self.stages:
-                        bounds.append((stage.name, start, start + stage.steps))
-                        start += stage.steps
-                    write_loss_png(self.run_dir, bounds)
+                    write_loss_png(self.run_dir, bounds_of([(s.name, s.steps) for s in self.stages]))
                 return self.state
             release(self.current)
             self.state.stage, self.state.stage_step = self.state.stage + 1, 0
