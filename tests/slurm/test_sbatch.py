@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -106,7 +106,22 @@ def outcome(info: dict[str, str]) -> tuple[str, str, str]:
 
 
 def logged_steps(run_dir: Path) -> list[int]:
-    return [record["step"] for record in read_metrics(run_dir)]
+    return (
+        []
+        if not (run_dir / "metrics.jsonl").exists()
+        else [record["step"] for record in read_metrics(run_dir)]
+    )
+
+
+def wait_while_running(
+    env: dict[str, str], job: str, run_dir: Path, ready: Callable[[], bool], poll: float, timeout: float = 180
+) -> None:
+    """Poll ``ready`` until true; fail if the job leaves PENDING/RUNNING or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        state = job_info(env, job)["JobState"]
+        assert state in {"PENDING", "RUNNING"} and time.monotonic() < deadline, describe(run_dir)
+        time.sleep(poll)
 
 
 def describe(run_dir: Path) -> str:
@@ -144,11 +159,7 @@ def test_preempted_job_saves_requeues_and_resumes_exactly(
 ):
     run_dir = tmp_path / "run"
     job = submit(slurm_env, run_dir, config)
-    deadline = time.monotonic() + 180
-    while not (run_dir / "metrics.jsonl").exists() or max(logged_steps(run_dir), default=0) < 2:
-        state = job_info(slurm_env, job)["JobState"]
-        assert state in {"PENDING", "RUNNING"} and time.monotonic() < deadline, describe(run_dir)
-        time.sleep(0.2)
+    wait_while_running(slurm_env, job, run_dir, lambda: max(logged_steps(run_dir), default=0) >= 2, 0.2)
     # What --signal=USR1@900 does before the time limit: SIGUSR1 to every task of the job's steps.
     subprocess.run(["scancel", "--signal=USR1", job], env=slurm_env, check=True)
     info = wait_until_finished(slurm_env, job)
@@ -187,11 +198,8 @@ def test_signal_during_a_checkpoint_save_still_saves_and_requeues(
 ):
     run_dir, steps = tmp_path / "run", 8
     job = submit(slurm_env, run_dir, config, "checkpoint.save_interval=1", f"training.train_steps={steps}")
-    deadline = time.monotonic() + 180
-    while not multiprocessing_helpers(job):  # they exist only while a checkpoint is being written
-        state = job_info(slurm_env, job)["JobState"]
-        assert state in {"PENDING", "RUNNING"} and time.monotonic() < deadline, describe(run_dir)
-        time.sleep(0.05)
+    # The helpers exist only while a checkpoint is being written.
+    wait_while_running(slurm_env, job, run_dir, lambda: bool(multiprocessing_helpers(job)), 0.05)
     subprocess.run(["scancel", "--signal=USR1", job], env=slurm_env, check=True)
     info = wait_until_finished(slurm_env, job)
     assert outcome(info) == ("COMPLETED", "0:0", "1"), describe(run_dir)
