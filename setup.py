@@ -27,7 +27,7 @@ setup(
     cmdclass={"build_ext": build_ext},
     install_requires=[
         "torch>=2.4",
-        "megatron-core>=0.16.1,<0.20",
+        "megatron-core>=0.16.1,<0.17",  # the tested version: megacpt.compat pins its internals
         "numpy>=1.26",
         "pyyaml>=6",
         "psutil>=5.9",  # without it dist_checkpointing's async writer dies and save() hangs
@@ -44,9 +44,14 @@ setup(
         "py3langid>=0.4",  # offline language id, model inside the wheel
         "zstandard>=0.22",
         "pyarrow>=15",
+        "regex>=2023.10",  # Unicode Script_Extensions for the expansion's script filter
+        "tiktoken>=0.7",  # tiktoken-format tokenizers (preprocess)
+        "gigatoken>=0.10,<0.11",  # fastest exact tokenizer backend (preprocess), verified per run
+        "gguf>=0.10",  # reading GGUF checkpoints (SmolLM2 ships as one)
+        "accelerate>=1.0",  # transformers' GGUF loader needs it
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "lm-eval>=0.4.13,<0.5"],
         "gpu": ["transformer-engine[pytorch]>=2.0"],
         "mpi": ["mpi4py>=3.1"],
         "morph": ["fugashi>=1.3", "unidic-lite>=1.0.8", "kiwipiepy>=0.17"],

@@ -22,9 +22,9 @@ from pathlib import Path
 import mistral_common
 
 from megacpt.tokenizer import ExpansionConfig, SelectConfig, TrainConfig, expand_vocab
-from megacpt.tokenizer.base import load_base
 from megacpt.tokenizer.config import TRAINERS
 from megacpt.tokenizer.corpus import load_split
+from megacpt.tokenizer.load import load_base
 
 REPO = Path(__file__).resolve().parents[1]
 KO = REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl"

@@ -8,8 +8,12 @@ All in one run, with the same tokenizer and the same ``--workers``:
     against the reference method, Megatron-LM's ``preprocess_data.py`` loop: a process pool
     JSON-decoding and encoding one document at a time (``pool.imap(..., chunksize=32)``) into
     Megatron-core's Python ``IndexedDatasetBuilder.add_document``; its output must be byte-identical.
-(b) ours against the raw limit: the tokenizer's own batch encoding of the same texts
-    (``encode(texts, num_threads=W)``), texts already in memory, nothing written.
+(b) ours against the raw limits: the tokenizer's own batch encoding of the same texts
+    (``encode(texts, num_threads=W)``), texts already in memory, nothing written; and gigatoken's
+    raw ``Tokenizer.from_sentencepiece(...).encode_files(JsonlFileSource([file]))`` as a whole
+    process (reading, JSON and encoding in Rust, every token held in memory, nothing written).
+    With ``--megatron-lm DIR`` (a Megatron-LM checkout, not part of this repository), also
+    Megatron-LM's own ``tools/preprocess_data.py`` on the same file.
 (c) peak memory (sum of RSS over the process tree, sampled every 50 ms) of ours at ``--size-mb``
     and at ``--big-mb``.
 (a) and (b) are also given in CPU seconds (the process tree's user + system time), which a
@@ -195,6 +199,35 @@ def raw_limit(corpus: Path, workers: int) -> tuple[float, float, int]:
     return seconds, cpu, tokens
 
 
+def gigatoken_raw(corpus: Path) -> list[str]:
+    """A whole process running gigatoken's raw file encoding (the speed bar for (b))."""
+    code = (
+        "import gigatoken, sys; t = gigatoken.Tokenizer.from_sentencepiece(sys.argv[1]); "
+        "a = t.encode_files(gigatoken.JsonlFileSource([sys.argv[2]], field='text')); print(len(a))"
+    )
+    return [sys.executable, "-c", code, model_path(), str(corpus)]
+
+
+def megatron_lm_cmd(checkout: Path, corpus: Path, prefix: Path, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        str(checkout / "tools" / "preprocess_data.py"),
+        "--input",
+        str(corpus),
+        "--output-prefix",
+        str(prefix),
+        "--tokenizer-type",
+        "SentencePieceTokenizer",
+        "--tokenizer-model",
+        model_path(),
+        "--append-eod",
+        "--workers",
+        str(workers),
+        "--json-keys",
+        "text",
+    ]
+
+
 def builder_tokens(corpus: Path, documents: int, workers: int) -> str:
     """Prefix of a dataset of the first ``documents`` documents of ``corpus`` tokenised by the
     Mistral SentencePiece model, each ending with the end-of-document id (as (a) writes them).
@@ -290,8 +323,10 @@ def builders(prefix: str, tmp: Path, repeats: int, batch: int = 256, shards: int
 
     for i in range(shards):  # (e)'s inputs, written once
         with IndexedWriter(tmp / f"shard{i}", np.uint16) as w:
-            w.add_documents(flat[starts[i * docs // shards] : starts[(i + 1) * docs // shards]],
-                            lengths[i * docs // shards : (i + 1) * docs // shards])  # fmt: skip
+            w.add_documents(
+                flat[starts[i * docs // shards] : starts[(i + 1) * docs // shards]],
+                lengths[i * docs // shards : (i + 1) * docs // shards],
+            )
 
     def megatron_merge() -> None:
         builder = IndexedDatasetBuilder(str(tmp / "py_merged.bin"), dtype=np.uint16)
@@ -313,9 +348,11 @@ def builders(prefix: str, tmp: Path, repeats: int, batch: int = 256, shards: int
     durable = {name: Spread() for name in runs if name.startswith("py_")}  # Megatron's, then fsync
     gc.collect()
     gc.freeze()  # the inputs stay out of every collection: Megatron's builder allocates, ours does not
-    print(f"(d) builders on the first {docs:,} documents ({tokens:,} tokens, {tokens / docs:.0f} per "
-          f"document) of the corpus tokenised by SentencePiece; {repeats} repeats, median "
-          f"[min-max]; load average before: {os.getloadavg()}")  # fmt: skip
+    print(
+        f"(d) builders on the first {docs:,} documents ({tokens:,} tokens, {tokens / docs:.0f} per "
+        f"document) of the corpus tokenised by SentencePiece; {repeats} repeats, median "
+        f"[min-max]; load average before: {os.getloadavg()}"
+    )
     for repeat in range(repeats):
         for name, run in runs.items():
             for f in tmp.glob(f"{name}.*"):
@@ -327,24 +364,44 @@ def builders(prefix: str, tmp: Path, repeats: int, batch: int = 256, shards: int
                 sync = _timed(lambda: _fsync(tmp / f"{name}.bin", tmp / f"{name}.idx"))[0]  # noqa: B023
                 durable[name].values.append(seconds + sync)
         if repeat == 0:
-            for a, b in (("cpp_lists", "py_lists"), ("cpp_numpy", "py_numpy"), ("cpp_merged", "py_merged"),
-                         ("cpp_lists", "cpp_numpy"), ("cpp_lists", "cpp_merged")):  # fmt: skip
+            for a, b in (
+                ("cpp_lists", "py_lists"),
+                ("cpp_numpy", "py_numpy"),
+                ("cpp_merged", "py_merged"),
+                ("cpp_lists", "cpp_numpy"),
+                ("cpp_lists", "cpp_merged"),
+            ):
                 for ext in (".bin", ".idx"):
                     assert (tmp / f"{a}{ext}").read_bytes() == (tmp / f"{b}{ext}").read_bytes(), f"{a} != {b}"
 
     def report(label: str, ours: str, theirs: str, goal: str) -> None:
-        print(f"{label}: ours {wall[ours]} (CPU {cpu[ours].median:.3f} s); Megatron {wall[theirs]} "
-              f"(CPU {cpu[theirs].median:.3f} s), with fsync of its files {durable[theirs]}")  # fmt: skip
-        print(f"    ours / Megatron speed: x{wall[theirs].median / wall[ours].median:.1f} by wall time{goal}; "
-              f"x{durable[theirs].median / wall[ours].median:.1f} at the same durability; "
-              f"x{cpu[theirs].median / cpu[ours].median:.1f} by CPU time")  # fmt: skip
+        print(
+            f"{label}: ours {wall[ours]} (CPU {cpu[ours].median:.3f} s); Megatron {wall[theirs]} "
+            f"(CPU {cpu[theirs].median:.3f} s), with fsync of its files {durable[theirs]}"
+        )
+        print(
+            f"    ours / Megatron speed: x{wall[theirs].median / wall[ours].median:.1f} by wall time{goal}; "
+            f"x{durable[theirs].median / wall[ours].median:.1f} at the same durability; "
+            f"x{cpu[theirs].median / cpu[ours].median:.1f} by CPU time"
+        )
 
-    report(f"(d1) lists in (add_lists, {batch} per call / add_document per list)", "cpp_lists", "py_lists",
-           " (goal >= 20)")  # fmt: skip
-    report(f"(d2) NumPy in (add_documents of a flat uint16 array, {batch} documents per call / "
-           "add_document per uint16 array)", "cpp_numpy", "py_numpy", " (goal >= 20)")  # fmt: skip
-    print(f"    making (d2)'s flat input from lists (np.fromiter, as a worker would): {wall['to_flat']} = "
-          f"x{wall['to_flat'].median / wall['cpp_lists'].median:.1f} all of (d1)'s ours")  # fmt: skip
+    report(
+        f"(d1) lists in (add_lists, {batch} per call / add_document per list)",
+        "cpp_lists",
+        "py_lists",
+        " (goal >= 20)",
+    )
+    report(
+        f"(d2) NumPy in (add_documents of a flat uint16 array, {batch} documents per call / "
+        "add_document per uint16 array)",
+        "cpp_numpy",
+        "py_numpy",
+        " (goal >= 20)",
+    )
+    print(
+        f"    making (d2)'s flat input from lists (np.fromiter, as a worker would): {wall['to_flat']} = "
+        f"x{wall['to_flat'].median / wall['cpp_lists'].median:.1f} all of (d1)'s ours"
+    )
     report(f"(e) merging {shards} shards (merge / add_index per shard)", "cpp_merged", "py_merged", "")
     print(f"load average after: {os.getloadavg()}")
     gc.unfreeze()
@@ -354,9 +411,20 @@ def builders(prefix: str, tmp: Path, repeats: int, batch: int = 256, shards: int
 
 
 def ours_cmd(corpus: Path, prefix: Path, workers: int) -> list[str]:
-    return [sys.executable, str(REPO / "tools" / "preprocess_data.py"), "--input", str(corpus),
-            "--output-prefix", str(prefix), "--tokenizer", model_path(), "--append-eod",
-            "--workers", str(workers), "--no-progress"]  # fmt: skip
+    return [
+        sys.executable,
+        str(REPO / "tools" / "preprocess_data.py"),
+        "--input",
+        str(corpus),
+        "--output-prefix",
+        str(prefix),
+        "--tokenizer",
+        model_path(),
+        "--append-eod",
+        "--workers",
+        str(workers),
+        "--no-progress",
+    ]
 
 
 def main() -> None:
@@ -368,6 +436,9 @@ def main() -> None:
     p.add_argument("--builder-docs", type=int, default=200_000, help="documents for (d) and (e)")
     p.add_argument("--builder-repeats", type=int, default=5)
     p.add_argument("--only-builders", action="store_true", help="run only (d) and (e)")
+    p.add_argument(
+        "--megatron-lm", type=Path, default=None, help="a Megatron-LM checkout: time its script too"
+    )
     p.add_argument(
         "--reference-run", nargs=3, metavar=("CORPUS", "PREFIX", "WORKERS"), help=argparse.SUPPRESS
     )
@@ -394,8 +465,10 @@ def main() -> None:
     ours_s, ours_cpu, ours_mem = timed_tree(ours_cmd(corpus, tmp / "ours", args.workers))
     stats = json.loads((tmp / "ours.stats.json").read_text())
     docs, tokens = stats["documents"], stats["tokens"]
-    print(f"ours: {ours_s:.1f} s = {docs / ours_s:,.0f} docs/s, {tokens / ours_s:,.0f} tok/s, "
-          f"{mb / ours_s:.2f} MB/s, peak RSS {ours_mem:.0f} MiB")  # fmt: skip
+    print(
+        f"ours: {ours_s:.1f} s = {docs / ours_s:,.0f} docs/s, {tokens / ours_s:,.0f} tok/s, "
+        f"{mb / ours_s:.2f} MB/s, peak RSS {ours_mem:.0f} MiB"
+    )
 
     ref_cmd = [sys.executable, __file__, "--reference-run", str(corpus), str(tmp / "ref"), str(args.workers)]
     ref_s, ref_cpu, ref_mem = timed_tree(ref_cmd)
@@ -403,20 +476,43 @@ def main() -> None:
         (tmp / f"ref{e}").read_bytes() == (tmp / f"ours_text_document{e}").read_bytes()
         for e in (".bin", ".idx")
     )
-    print(f"reference (pool, one document at a time, Megatron-core Python builder): {ref_s:.1f} s = "
-          f"{docs / ref_s:,.0f} docs/s, peak RSS {ref_mem:.0f} MiB, byte-identical output: {same}")  # fmt: skip
-    print(f"(a) ours / reference speed: x{ref_s / ours_s:.2f} by wall time (goal >= 3); "
-          f"CPU seconds ours {ours_cpu:.1f}, reference {ref_cpu:.1f}: x{ref_cpu / ours_cpu:.2f}")  # fmt: skip
+    print(
+        f"reference (pool, one document at a time, Megatron-core Python builder): {ref_s:.1f} s = "
+        f"{docs / ref_s:,.0f} docs/s, peak RSS {ref_mem:.0f} MiB, byte-identical output: {same}"
+    )
+    print(
+        f"(a) ours / reference speed: x{ref_s / ours_s:.2f} by wall time (goal >= 3); "
+        f"CPU seconds ours {ours_cpu:.1f}, reference {ref_cpu:.1f}: x{ref_cpu / ours_cpu:.2f}"
+    )
     ceiling = reference_ceiling(str(tmp / "ours_text_document"), args.workers, min(docs, args.builder_docs))
-    print(f"reference ceiling (its consuming process alone, encoding free): {ceiling:,.0f} docs/s; "
-          f"ours per worker here: {docs / ours_s / args.workers:,.0f} docs/s, so ours passes 3x the "
-          f"ceiling from {3 * ceiling / (docs / ours_s / args.workers):.0f} workers if it scales linearly")  # fmt: skip
+    print(
+        f"reference ceiling (its consuming process alone, encoding free): {ceiling:,.0f} docs/s; "
+        f"ours per worker here: {docs / ours_s / args.workers:,.0f} docs/s, so ours passes 3x the "
+        f"ceiling from {3 * ceiling / (docs / ours_s / args.workers):.0f} workers if it scales linearly"
+    )
 
     raw_s, raw_cpu, raw_tokens = raw_limit(corpus, args.workers)
     assert raw_tokens + docs == tokens, "raw limit and ours tokenised different text"
     print(f"raw limit (SentencePiece encode(texts, num_threads={args.workers}), in memory): {raw_s:.1f} s")
-    print(f"(b) ours / raw-limit speed: x{raw_s / ours_s:.2f} by wall time (goal >= 0.85); "
-          f"CPU seconds raw limit {raw_cpu:.1f}: x{raw_cpu / ours_cpu:.2f}")  # fmt: skip
+    print(
+        f"(b) ours / raw-limit speed: x{raw_s / ours_s:.2f} by wall time (goal >= 0.85); "
+        f"CPU seconds raw limit {raw_cpu:.1f}: x{raw_cpu / ours_cpu:.2f}"
+    )
+
+    giga_s, giga_cpu, giga_mem = timed_tree(gigatoken_raw(corpus))
+    print(f"gigatoken raw encode_files (whole process): {giga_s:.1f} s, peak RSS {giga_mem:.0f} MiB")
+    print(
+        f"(b') ours / gigatoken raw time: x{ours_s / giga_s:.2f} (goal <= 1.25); "
+        f"CPU seconds {ours_cpu:.1f} vs {giga_cpu:.1f}"
+    )
+    if args.megatron_lm:
+        env_path = os.pathsep.join([str(args.megatron_lm), os.environ.get("PYTHONPATH", "")])
+        os.environ["PYTHONPATH"] = env_path
+        mlm_s, _, mlm_mem = timed_tree(megatron_lm_cmd(args.megatron_lm, corpus, tmp / "mlm", args.workers))
+        print(
+            f"Megatron-LM tools/preprocess_data.py: {mlm_s:.1f} s, peak RSS {mlm_mem:.0f} MiB; "
+            f"ours is x{mlm_s / ours_s:.2f} faster (goal >= 6)"
+        )
 
     if args.big_mb:
         big = tmp / f"corpus{args.big_mb}.jsonl"

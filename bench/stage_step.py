@@ -53,8 +53,17 @@ def main() -> None:
             "checkpoint.save_interval=null",
             "checkpoint.pretrained=null",
         ]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-               "-m", "megacpt.train", args.config, *overrides]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={args.nproc}",
+            "-m",
+            "megacpt.train",
+            args.config,
+            *overrides,
+        ]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         records = [
             json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()

@@ -1,101 +1,47 @@
-"""``megacpt`` command: subcommands over the library (``megacpt plan CONFIG --nodes N``).
+"""The ``megacpt`` command: one verb per pipeline stage, each the command-line face of its package.
 
-``plan`` validates a config's layout for a cluster, estimates per-GPU memory and FLOPs, builds
-the model of the first and last pipeline ranks on the meta device to prove the shapes, and ranks
-the layouts that fit a GPU. It runs on a CPU, before a job waits for its nodes.
+    megacpt clean | expand | preprocess | mix | convert | resize | plan | train  [ARGS...]
+    python -m megacpt VERB [ARGS...]            # the same, without the installed script
+
+``megacpt VERB --help`` shows the verb's options. The scripts in ``tools/`` and ``python -m
+megacpt.train`` run the same code under their documented names.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import sys
-import warnings
 
-from megacpt.config import load_config
-from megacpt.errors import UserError, exits_on_user_error
-
-
-def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """The top-level parser (for usage and help) and one parser per subcommand."""
-    parser = argparse.ArgumentParser(prog="megacpt", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    plan_parser = sub.add_parser("plan", help="validate a layout, estimate memory and FLOPs, rank layouts")
-    plan_parser.add_argument("config", help="YAML training config")
-    plan_parser.add_argument(
-        "overrides", nargs="*", help="dotted overrides, e.g. parallel.tensor_model_parallel_size=4"
-    )
-    plan_parser.add_argument("--nodes", type=int, required=True, help="nodes of the job")
-    plan_parser.add_argument("--gpus-per-node", type=int, default=8)
-    plan_parser.add_argument(
-        "--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU (H100: 80)"
-    )
-    plan_parser.add_argument(
-        "--reserve-gib",
-        type=float,
-        default=6.0,
-        help="memory kept free for the CUDA context, NCCL buffers and fragmentation (a rule of thumb)",
-    )
-    plan_parser.add_argument("--top", type=int, default=10, help="how many ranked layouts to print")
-    plan_parser.add_argument(
-        "--mfu", type=float, default=0.5, help="utilisation for the step-time projection"
-    )
-    plan_parser.add_argument("--step-time", type=float, help="a measured step time (s), to report its MFU")
-    plan_parser.add_argument("--no-build", action="store_true", help="skip the meta-device build")
-    return parser, {"plan": plan_parser}
+# verb -> (module, function, what it does)
+VERBS: dict[str, tuple[str, str, str]] = {
+    "clean": ("megacpt.clean.cli", "main", "normalise, filter and deduplicate a JSONL corpus"),
+    "expand": ("megacpt.tokenizer.cli", "main", "add target-language tokens to a base tokenizer"),
+    "preprocess": ("megacpt.data.cli", "preprocess_main", "tokenise text into Megatron .bin/.idx datasets"),
+    "mix": ("megacpt.data.cli", "mix_main", "a data mixture's share of a token budget per dataset"),
+    "convert": ("megacpt.convert.cli", "convert_main", "convert checkpoints: GGUF, Hugging Face, Megatron"),
+    "resize": ("megacpt.convert.cli", "resize_main", "grow and initialise embedding rows for a tokenizer"),
+    "plan": ("megacpt.plan.cli", "main", "validate a layout, estimate memory and FLOPs, rank layouts"),
+    "train": ("megacpt.train", "main", "train (continual pretraining in stages) from a YAML config"),
+}
 
 
-def plan(args: argparse.Namespace) -> int:
-    """Print the plan; exit status 1 when the configured layout does not fit or shapes disagree."""
-    # Megatron-core warns about optional kernels this CPU-side planner never uses.
-    for message in (
-        r".*(Apex|Transformer Engine).* (is|are) not installed",
-        r".*scope is deprecated",
-        r"If you are using transformer_engine",
-    ):
-        warnings.filterwarnings("ignore", message=message)
-    from megacpt.plan import report
-    from megacpt.plan.layouts import GIB, candidates, check_layout, evaluate
-    from megacpt.plan.meta_build import check_shapes
-
-    for name in ("nodes", "gpus_per_node", "top"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0 < args.mfu <= 1:
-        raise UserError(f"--mfu must be in (0, 1], got {args.mfu}")
-    config = load_config(args.config, args.overrides)
-    world = args.nodes * args.gpus_per_node
-    check_layout(config, world)  # an impossible layout stops here, before any process group
-    usable = (args.gpu_memory_gib - args.reserve_gib) * GIB
-    configured = evaluate(config, world, usable)
-    out = [
-        f"plan for {args.config} on {args.nodes} nodes x {args.gpus_per_node} GPUs = {world} GPUs",
-        report.model_line(config),
-        f"configured layout: {configured.label}, {configured.microbatches} microbatches per step, "
-        f"pipeline bubble {configured.bubble:.3f}",
-        *report.memory_lines(configured, usable),
-        *report.flops_lines(config, world, args.step_time, args.mfu),
-    ]
-    print("\n".join(out), flush=True)
-    status = 0 if configured.fits else 1
-    if not args.no_build:
-        checks = check_shapes(config)
-        print("\n".join(report.shape_lines(checks)), flush=True)
-        status = max(status, 0 if all(c.ok for c in checks) else 1)
-    ranked = candidates(config, world, args.gpus_per_node, usable)
-    print(f"\nlayouts on {world} GPUs, best first ({sum(c.fits for c in ranked)} of {len(ranked)} fit):")
-    print("\n".join(report.ranking_table(ranked, args.top)))
-    return status
+def usage() -> str:
+    width = max(map(len, VERBS))
+    lines = [f"  {verb:<{width}}  {what}" for verb, (_, _, what) in VERBS.items()]
+    return "usage: megacpt VERB [ARGS...]\n\nverbs:\n" + "\n".join(lines)
 
 
-@exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    top, commands = _parsers()
-    if not argv or argv[0] not in commands:
-        top.parse_args(argv)  # prints help or the usage error, and exits
-    # Each subcommand parses on its own so that options may follow the dotted overrides.
-    args = commands[argv[0]].parse_intermixed_args(argv[1:])
-    return plan(args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] not in VERBS:
+        print(f"{usage()}\n\nerror: unknown verb {argv[0]!r}", file=sys.stderr)
+        return 2
+    module, function, _ = VERBS[argv[0]]
+    result = getattr(importlib.import_module(module), function)(argv[1:])
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import yaml
 
 from megacpt.config import Config, load_config
 from megacpt.config.loader import to_dict
-from megacpt.config.validate import data_parallel_size, validate_layout
+from megacpt.config.validate import data_parallel_size, validate_checkpoints, validate_data, validate_layout
 from megacpt.errors import exits_on_user_error
 from megacpt.training.preemption import PREEMPTED_EXIT_CODE, PreemptedError, parse_signals
 from megacpt.training.stages import resolve_stages
@@ -31,17 +31,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--world-size", type=int, help="with --dry-run: processes of the real job (default: TP x PP x CP)"
     )
+    parser.add_argument(
+        "--layout-only",
+        action="store_true",
+        help="with --dry-run: check the config and layout only, not the files it names (a config "
+        "whose data and checkpoints live on another machine)",
+    )
     return parser.parse_intermixed_args(argv)
 
 
-def dry_run(config: Config, world_size: int | None) -> None:
-    """Validate the layout for the job's world size and print the resolved config."""
+def dry_run(config: Config, world_size: int | None, layout_only: bool = False) -> None:
+    """Validate the layout for the job's world size, and (unless ``layout_only``) what the run will
+    open: data files and their headers, the pretrained checkpoint's metadata, writable output
+    folders. Print the config."""
     p = config.parallel
     world = (
         world_size or p.tensor_model_parallel_size * p.pipeline_model_parallel_size * p.context_parallel_size
     )
     validate_layout(config, world, this_machine=False)
     resolve_stages(config)
+    if not layout_only:
+        validate_data(config)
+        validate_checkpoints(config)
     print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
     print(f"# valid for {world} processes (data parallel size {data_parallel_size(config, world)})")
 
@@ -52,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config, args.overrides)
     parse_signals(config.checkpoint.preempt_signals)
     if args.dry_run:
-        dry_run(config, args.world_size)
+        dry_run(config, args.world_size, args.layout_only)
         return 0
     # Megatron-core warns at import time that the optional fused kernels are absent; that is expected.
     warnings.filterwarnings("ignore", message=r".*(Apex|Transformer Engine).* (is|are) not installed")

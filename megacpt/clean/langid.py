@@ -10,6 +10,8 @@ from their first ``max_chars`` characters, which is plenty for a byte n-gram mod
 
 from __future__ import annotations
 
+import functools
+
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 from megacpt.clean.filters import HANGUL, KANA, LETTER, count
@@ -28,6 +30,12 @@ def _script_vote(text: str) -> str | None:
     if count(HANGUL, text) >= 0.3 * letters:
         return "ko"
     return None
+
+
+@functools.cache
+def known_languages() -> frozenset[str]:
+    """The language codes the model identifies."""
+    return frozenset(LanguageIdentifier.from_model_file(MODEL_FILE).nb_classes)
 
 
 class LangId:

@@ -23,12 +23,14 @@ from typing import IO, Any
 
 import numpy as np
 
+from megacpt.atomic import atomic_path
 from megacpt.clean.dedup import Deduplicator, exact_key, signature
 from megacpt.clean.filters import QualityConfig, first_failure
-from megacpt.clean.langid import LangId
+from megacpt.clean.langid import LangId, known_languages
 from megacpt.clean.normalize import DEFAULT_BOILERPLATE, Normalizer
 from megacpt.clean.report import CleanReport
 from megacpt.errors import UserError
+from megacpt.processes import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,11 @@ class CleanConfig:
         if self.max_line_bytes < 1 or self.chunk_lines < 1 or self.num_perm < 16 or self.shingle_chars < 1:
             raise UserError("max_line_bytes, chunk_lines and shingle_chars must be >= 1 and num_perm >= 16")
         Normalizer(self.normalization, self.boilerplate)  # fail here, not in a worker's initializer
+        unknown = [lang for lang in self.languages if lang not in known_languages()]
+        if unknown:
+            raise UserError(
+                f"unknown language code {unknown[0]!r}: py3langid identifies ISO 639-1 codes such as ko, ja, en, zh"
+            )
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,8 @@ class _Worker:
         return _Kept(line_no, out, exact_key(cleaned), sig, boilerplate, cleaned != text, lang)
 
 
-def _init_worker(config: CleanConfig) -> None:
+def _init_worker(config: CleanConfig, parent: int) -> None:
+    die_with_parent(parent)
     global _worker
     _worker = _Worker(config)
 
@@ -182,7 +190,7 @@ def _outcomes(stream: IO[bytes], config: CleanConfig, workers: int) -> Generator
     ctx = multiprocessing.get_context(
         "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     )
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(config, os.getpid())) as pool:
         pending: deque = deque()
         for chunk in _chunks(stream, config):
             pending.append(pool.apply_async(_clean_chunk, (chunk,)))
@@ -190,12 +198,6 @@ def _outcomes(stream: IO[bytes], config: CleanConfig, workers: int) -> Generator
                 yield from pending.popleft().get()
         while pending:
             yield from pending.popleft().get()
-
-
-def _atomic_target(path: str) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    return os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
 
 
 def clean_corpus(
@@ -223,36 +225,43 @@ def clean_corpus(
     report = CleanReport(input=input_path, output=output_path, workers=workers, config=_describe(config))
     start = time.perf_counter()
     try:
-        tmp = _atomic_target(output_path)
-        dst = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+        os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot write {output_path}: {err.strerror}") from None
     try:
-        # closing(): on any error the worker pool is shut down now, not when garbage is collected.
-        with (
-            open(input_path, "rb") as src,
-            dst,
-            contextlib.closing(_outcomes(src, config, workers)) as outcomes,
-        ):
-            for outcome in outcomes:
-                report.documents_in += 1
-                if isinstance(outcome, _Kept):
-                    dup = dedup.check(outcome.line, outcome.key, outcome.sig)
-                    if dup is not None:
-                        outcome = _Dropped(
-                            outcome.line, dup[0], dup[1], json.loads(outcome.json_line).get("id")
-                        )
-                if isinstance(outcome, _Dropped):
-                    report.remove(outcome.filter, outcome.line, outcome.doc_id, outcome.why)
-                    continue
-                dst.write(outcome.json_line + "\n")
-                report.keep(outcome.lang, outcome.boilerplate_lines, outcome.changed)
-        os.replace(tmp, output_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    report.seconds = round(time.perf_counter() - start, 3)
-    report.write(report_path, _atomic_target(report_path))
+        with atomic_path(output_path) as tmp:
+            with (
+                open(input_path, "rb") as src,
+                open(tmp, "w", encoding="utf-8") as dst,
+                # closing(): on any error the worker pool is shut down now, not when garbage is collected.
+                contextlib.closing(_outcomes(src, config, workers)) as outcomes,
+            ):
+                for outcome in outcomes:
+                    report.documents_in += 1
+                    if isinstance(outcome, _Kept):
+                        dup = dedup.check(outcome.line, outcome.key, outcome.sig)
+                        if dup is not None:
+                            outcome = _Dropped(
+                                outcome.line, dup[0], dup[1], json.loads(outcome.json_line).get("id")
+                            )
+                    if isinstance(outcome, _Dropped):
+                        report.remove(outcome.filter, outcome.line, outcome.doc_id, outcome.why)
+                        continue
+                    dst.write(outcome.json_line + "\n")
+                    report.keep(outcome.lang, outcome.boilerplate_lines, outcome.changed)
+            report.seconds = round(time.perf_counter() - start, 3)
+            report.write(report_path)
+            if not report.documents_out:  # leaving the block with an error publishes nothing
+                removed = (
+                    ", ".join(f"{r}: {n}" for r, n in report.removed.items() if n)
+                    or "the input holds no documents"
+                )
+                raise UserError(
+                    f"kept 0 of {report.documents_in} documents ({removed}); nothing written to "
+                    f"{output_path}, see {report_path}"
+                )
+    except OSError as err:
+        raise UserError(f"{err.filename or output_path}: {err.strerror}") from None
     return report
 
 

@@ -7,12 +7,11 @@ judge without opening the input.
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from megacpt.atomic import write_json_atomic
 from megacpt.clean.filters import FILTERS
 
 # Pipeline order: input problems, normalisation, language, quality, duplicates.
@@ -83,13 +82,6 @@ class CleanReport:
         lines += [f"  {r:<16} {n:>8}" for r, n in self.removed.items() if n]
         return "\n".join(lines)
 
-    def write(self, path: str, tmp: str) -> None:
-        """Write the JSON report to ``tmp`` and rename it to ``path``."""
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, ensure_ascii=False, indent=2)
-                f.write("\n")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    def write(self, path: str) -> None:
+        """Write the JSON report to ``path`` atomically."""
+        write_json_atomic(path, self.to_dict())

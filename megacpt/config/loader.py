@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+from megacpt.atomic import write_atomic
 from megacpt.config.schema import Config
 from megacpt.errors import UserError
 
@@ -101,7 +102,10 @@ def from_dict(cls: Any, data: Any, where: str = "") -> Any:
         if key not in names:
             raise UserError(f"unknown config key '{path}'{_suggest(str(key), names)}")
         kwargs[key] = _coerce(value, hints[key], path)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except UserError as err:  # a section's own range check names the field, not the section
+        raise UserError(f"{where}.{err}" if where else str(err)) from None
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -129,8 +133,28 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+FROM_CHECKPOINT = "from_checkpoint"
+
+
+def _model_from_checkpoint(tree: dict) -> dict:
+    """The ``model`` section of the checkpoint a run starts from (``model: from_checkpoint``)."""
+    from megacpt.checkpoint_meta import read_meta, resolve
+
+    source = (tree.get("checkpoint") or {}).get("pretrained")
+    if not source:
+        raise UserError("model: from_checkpoint needs checkpoint.pretrained (the checkpoint to take it from)")
+    model = read_meta(resolve(source))["model"]
+    if not isinstance(model, dict):
+        raise UserError(f"{source}: its megacpt.json holds no model config")
+    return dict(model)
+
+
 def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides.
+
+    ``model: from_checkpoint`` takes the architecture from ``checkpoint.pretrained``'s
+    ``megacpt.json``; ``model.*`` overrides then apply on top of it.
+    """
     tree: dict = {}
     if path is not None:
         file = Path(path)
@@ -142,9 +166,17 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
             raise UserError(f"{file}: not valid YAML: {err}") from None
         if not isinstance(tree, dict):
             raise UserError(f"{file}: the top level must be a mapping of sections")
-    for text in overrides:
-        key, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    model_first = [(k, v) for k, v in parsed if k == "model"]
+    for key, value in model_first + [
+        (k, v) for k, v in parsed if not k.startswith("model.") and k != "model"
+    ]:
         _set_dotted(tree, key, value)
+    if tree.get("model") == FROM_CHECKPOINT:
+        tree["model"] = _model_from_checkpoint(tree)
+    for key, value in parsed:
+        if key.startswith("model."):
+            _set_dotted(tree, key, value)
     return from_dict(Config, tree)
 
 
@@ -155,8 +187,4 @@ def to_dict(config: Config) -> dict:
 
 def dump_config(config: Config, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    os.replace(tmp, target)
+    write_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))

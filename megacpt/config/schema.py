@@ -2,7 +2,8 @@
 
 Field names follow Megatron's vocabulary (``tensor_model_parallel_size``, ``num_query_groups``,
 ``make_vocab_size_divisible_by``…) so that a Megatron-LM user recognises them. Every field has a
-type that the loader enforces; cross-field checks that need no process group live in
+type that the loader enforces, and each section checks its own ranges when it is built
+(``__post_init__``). Checks that need the world size, the data or a checkpoint live in
 ``megacpt.config.validate``.
 """
 
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from megacpt.config.checks import above, at_least, below, not_above
+from megacpt.errors import UserError
 
 
 @dataclass
@@ -20,6 +24,10 @@ class RopeScalingConfig:
     low_freq_factor: float = 1.0
     high_freq_factor: float = 4.0
     original_max_position_embeddings: int = 8192
+
+    def __post_init__(self) -> None:
+        above(self, 0, "factor", "low_freq_factor", "high_freq_factor")
+        at_least(self, 1, "original_max_position_embeddings")
 
 
 @dataclass
@@ -48,6 +56,14 @@ class ModelConfig:
     attention_dropout: float = 0.0
     transformer_impl: Literal["auto", "local", "transformer_engine"] = "auto"
 
+    def __post_init__(self) -> None:
+        at_least(self, 1, "num_layers", "hidden_size", "num_attention_heads", "num_query_groups")
+        at_least(self, 1, "ffn_hidden_size", "kv_channels", "vocab_size", "make_vocab_size_divisible_by")
+        at_least(self, 1, "max_position_embeddings")
+        above(self, 0, "norm_epsilon", "rotary_base")
+        at_least(self, 0, "init_method_std", "hidden_dropout", "attention_dropout")
+        below(self, 1, "hidden_dropout", "attention_dropout")
+
 
 @dataclass
 class ParallelConfig:
@@ -67,6 +83,13 @@ class ParallelConfig:
     recompute_num_layers: int | None = None
     distributed_timeout_minutes: int = 30
 
+    def __post_init__(self) -> None:
+        at_least(
+            self, 1, "tensor_model_parallel_size", "pipeline_model_parallel_size", "context_parallel_size"
+        )
+        at_least(self, 1, "virtual_pipeline_model_parallel_size", "bucket_size", "recompute_num_layers")
+        at_least(self, 1, "distributed_timeout_minutes")
+
 
 @dataclass
 class PrecisionConfig:
@@ -80,13 +103,24 @@ class PrecisionConfig:
     fp8_amax_compute_algo: Literal["max", "most_recent"] = "max"
     fp8_param: bool = False
 
+    def __post_init__(self) -> None:
+        at_least(self, 0, "fp8_margin")
+        at_least(self, 1, "fp8_amax_history_len")
+
 
 @dataclass
 class OptimizerConfig:
-    """AdamW and its learning-rate schedule."""
+    """AdamW and its learning-rate schedule.
+
+    ``embedding_lr``/``embedding_min_lr`` give the embedding and output layer their own peak and
+    final LR on the same schedule (Megatron's decoupled LR): new vocabulary rows need large steps
+    that would make the pretrained body forget. Unset, they follow ``lr``/``min_lr``.
+    """
 
     lr: float = 3e-4
     min_lr: float = 3e-5
+    embedding_lr: float | None = None
+    embedding_min_lr: float | None = None
     weight_decay: float = 0.1
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
@@ -98,6 +132,15 @@ class OptimizerConfig:
     wsd_decay_steps: int | None = None  # WSD: length of the final decay phase
     wsd_decay_style: Literal["linear", "cosine", "exponential", "minus_sqrt"] = "linear"
 
+    def __post_init__(self) -> None:
+        above(self, 0, "lr", "embedding_lr", "adam_eps")
+        at_least(self, 0, "min_lr", "embedding_min_lr", "weight_decay", "clip_grad", "warmup_steps")
+        at_least(self, 0, "adam_beta1", "adam_beta2", "wsd_decay_steps")
+        below(self, 1, "adam_beta1", "adam_beta2")
+        at_least(self, 1, "decay_steps")
+        not_above(self, "min_lr", "lr")
+        not_above(self, "embedding_min_lr", "embedding_lr" if self.embedding_lr is not None else "lr")
+
 
 @dataclass
 class DatasetEntry:
@@ -107,6 +150,9 @@ class DatasetEntry:
     weight: float = 1.0
     lang: str = "und"
 
+    def __post_init__(self) -> None:
+        at_least(self, 0, "weight")
+
 
 @dataclass
 class DataConfig:
@@ -114,11 +160,16 @@ class DataConfig:
 
     datasets: list[DatasetEntry] = field(default_factory=list)
     mixture_file: str | None = None  # a YAML data-mixture spec, instead of ``datasets``
+    valid_datasets: list[DatasetEntry] = field(default_factory=list)  # empty: the split's valid part
     seq_length: int = 128
     split: str = "98,2,0"
     eod_id: int = 2
     pad_id: int = 0
     cache_dir: str | None = None  # None: <run_dir>/data_cache
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "seq_length")
+        at_least(self, 0, "eod_id", "pad_id")
 
 
 @dataclass
@@ -134,6 +185,11 @@ class TrainingConfig:
     eval_at_start: bool = False  # also validate once before the first step of a fresh run
     eval_steps: int = 2
     exit_on_nonfinite_steps: int = 3  # this many non-finite losses in a row stop the run
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "train_steps")
+        at_least(self, 1, "micro_batch_size", "global_batch_size", "log_interval", "eval_interval")
+        at_least(self, 1, "eval_steps", "exit_on_nonfinite_steps")
 
 
 @dataclass
@@ -154,6 +210,9 @@ class CheckpointConfig:
     keep_last: int | None = None  # None: keep every checkpoint
     preempt_signals: list[str] = field(default_factory=lambda: ["SIGUSR1", "SIGTERM"])
 
+    def __post_init__(self) -> None:
+        at_least(self, 1, "save_interval", "keep_last")
+
 
 @dataclass
 class LoggingConfig:
@@ -166,6 +225,9 @@ class LoggingConfig:
     run_dir: str = "runs/default"
     tensorboard: bool = True
     peak_tflops: float | None = None
+
+    def __post_init__(self) -> None:
+        above(self, 0, "peak_tflops")
 
 
 @dataclass
@@ -202,11 +264,22 @@ class StageConfig:
     train: TrainableConfig = field(default_factory=TrainableConfig)
     lr: float | None = None
     min_lr: float | None = None
+    embedding_lr: float | None = None
+    embedding_min_lr: float | None = None
     warmup_steps: int | None = None
     decay_style: Literal["cosine", "linear", "constant", "WSD"] | None = None
     datasets: list[DatasetEntry] | None = None
     mixture_file: str | None = None
     reset_optimizer: bool = True
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "steps", "tokens")  # an empty stage is refused where it matters (stages.py)
+        above(self, 0, "share", "lr", "embedding_lr")
+        at_least(self, 0, "min_lr", "embedding_min_lr", "warmup_steps")
+        if self.share is not None and self.share > 1:
+            raise UserError(f"share is a fraction of training.train_steps, at most 1, got {self.share}")
+        not_above(self, "min_lr", "lr")
+        not_above(self, "embedding_min_lr", "embedding_lr")
 
 
 @dataclass
@@ -220,6 +293,9 @@ class ScheduleConfig:
     preset: Literal["swallow", "eeve", "redwhale"] | None = None
     stages: list[StageConfig] = field(default_factory=list)
     old_vocab_size: int | None = None  # the base vocabulary size before expansion
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "old_vocab_size")
 
 
 @dataclass

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
-from megacpt.config.schema import Config
+from megacpt.config.schema import Config, ModelConfig
 from megacpt.errors import UserError
 
 
@@ -26,24 +27,10 @@ def data_parallel_size(config: Config, world_size: int) -> int:
     return world_size // model_parallel
 
 
-def validate_layout(config: Config, world_size: int, *, this_machine: bool = True) -> None:
-    """Raise ``UserError`` for a layout that cannot work: heads, groups, layers, batch, sequence.
-
-    ``this_machine=False`` (a dry run for another machine) skips what depends on what is installed here.
-    """
-    m, p, t = config.model, config.parallel, config.training
-    tp, pp, vp = (
-        p.tensor_model_parallel_size,
-        p.pipeline_model_parallel_size,
-        p.virtual_pipeline_model_parallel_size,
-    )
-    for name, value in (
-        ("tensor_model_parallel_size", tp),
-        ("pipeline_model_parallel_size", pp),
-        ("context_parallel_size", p.context_parallel_size),
-    ):
-        if value < 1:
-            raise UserError(f"parallel.{name} must be at least 1, got {value}")
+def check_model_split(model: ModelConfig, tp: int, pp: int, vp: int | None = None) -> None:
+    """Raise ``UserError`` when ``model``'s heads, query groups, FFN and layers do not divide TP x PP
+    (x VP): the checks a checkpoint conversion needs, with no run config."""
+    m = model
     groups = m.num_query_groups or m.num_attention_heads
     if m.num_attention_heads % groups:
         raise UserError(
@@ -65,13 +52,25 @@ def validate_layout(config: Config, world_size: int, *, this_machine: bool = Tru
     stages = pp * (vp or 1)
     if m.num_layers % stages:
         raise UserError(f"num_layers {m.num_layers} is not divisible by PP x VP = {pp} x {vp or 1}")
+
+
+def validate_layout(config: Config, world_size: int, *, this_machine: bool = True) -> None:
+    """Raise ``UserError`` for a layout that cannot work: the model's split, batch, sequence, features.
+
+    ``this_machine=False`` (a dry run for another machine) skips what depends on what is installed here.
+    """
+    m, p, t = config.model, config.parallel, config.training
+    tp, pp, vp = (
+        p.tensor_model_parallel_size,
+        p.pipeline_model_parallel_size,
+        p.virtual_pipeline_model_parallel_size,
+    )
+    check_model_split(m, tp, pp, vp)
     if vp is not None and (vp < 1 or pp < 3):
         # With two stages, each rank's previous and next stage are the same peer, and the interleaved
         # schedule's forward activations and backward gradients (same shape) are matched out of order:
         # the losses are silently wrong (seen on gloo; Megatron-LM also asks for PP > 2).
         raise UserError("virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 3")
-    if m.vocab_size < 1:
-        raise UserError(f"model.vocab_size must be positive, got {m.vocab_size}")
     dp = data_parallel_size(config, world_size)
     if t.micro_batch_size < 1 or t.global_batch_size % (t.micro_batch_size * dp):
         raise UserError(
@@ -102,22 +101,116 @@ def validate_layout(config: Config, world_size: int, *, this_machine: bool = Tru
 
 
 def validate_data(config: Config) -> None:
-    """Raise ``UserError`` for a dataset whose ``.bin``/``.idx`` files are missing."""
-    if not config.data.datasets and not config.data.mixture_file:
+    """Raise ``UserError`` for a dataset the run would read (training, validation, each stage's, each
+    mixture file's) that is missing, corrupt, or holds ids outside ``model.vocab_size``."""
+    from megacpt.data.checks import check_dataset
+    from megacpt.data.mixture import DataMixture
+
+    d = config.data
+    if not d.datasets and not d.mixture_file:
         raise UserError("no training data: set data.datasets or data.mixture_file")
-    if config.data.mixture_file and not Path(config.data.mixture_file).is_file():
-        raise UserError(f"data mixture file not found: {config.data.mixture_file}")
-    for entry in config.data.datasets:
-        for suffix in (".bin", ".idx"):
-            if not Path(entry.prefix + suffix).is_file():
-                raise UserError(
-                    f"missing data file {entry.prefix + suffix} (data.datasets prefix '{entry.prefix}')"
-                )
+    for entry in d.datasets:
         if entry.weight <= 0:
             raise UserError(f"dataset '{entry.prefix}': weight must be positive, got {entry.weight}")
+    named = [(f"data.datasets[{i}]", e.prefix) for i, e in enumerate(d.datasets)]
+    named += [(f"data.valid_datasets[{i}]", e.prefix) for i, e in enumerate(d.valid_datasets)]
+    mixture_files = [("data.mixture_file", d.mixture_file)]
+    for j, stage in enumerate(config.schedule.stages):
+        named += [
+            (f"schedule.stages[{j}].datasets[{i}]", e.prefix) for i, e in enumerate(stage.datasets or [])
+        ]
+        mixture_files.append((f"schedule.stages[{j}].mixture_file", stage.mixture_file))
+    for where, file in mixture_files:
+        if file is None:
+            continue
+        if not Path(file).is_file():
+            raise UserError(f"{where}: data mixture file not found: {file}")
+        named += [(f"{file} entry {i}", e.prefix) for i, e in enumerate(DataMixture.from_yaml(file).entries)]
+    checked: set[str] = set()
+    for where, prefix in named:
+        if prefix in checked:
+            continue
+        for suffix in (".bin", ".idx"):
+            if not Path(prefix + suffix).is_file():
+                raise UserError(f"{where}: missing data file {prefix + suffix}")
+        check_dataset(prefix, config.model.vocab_size, where)
+        checked.add(prefix)
 
 
 def validate(config: Config, world_size: int) -> None:
     """All checks a run needs before it starts."""
     validate_layout(config, world_size)
     validate_data(config)
+
+
+# Model fields that change what the weights compute: a run must agree with its checkpoint on each.
+ARCHITECTURE_FIELDS = (
+    "num_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "num_query_groups",
+    "ffn_hidden_size",
+    "kv_channels",
+    "vocab_size",
+    "normalization",
+    "norm_epsilon",
+    "activation",
+    "add_bias_linear",
+    "add_qkv_bias",
+    "rotary_base",
+    "rope_scaling",
+    "tie_embeddings",
+)
+
+
+def check_model_matches(config: Config, meta: dict, where: str) -> None:
+    """Raise ``UserError`` naming the first architecture field where ``config.model`` and the
+    checkpoint's ``megacpt.json`` (``meta``) disagree."""
+    import dataclasses
+
+    mine = dataclasses.asdict(config.model)
+    theirs = meta.get("model") or {}
+    for name in ARCHITECTURE_FIELDS:
+        if name not in theirs or _same(mine.get(name), theirs[name]):
+            continue
+        raise UserError(
+            f"model.{name} is {mine.get(name)!r} but {where} was made with {theirs[name]!r} "
+            "(set it to match, or use model: from_checkpoint)"
+        )
+
+
+def _same(mine: object, theirs: object) -> bool:
+    if isinstance(mine, float) and isinstance(theirs, int | float) and not isinstance(theirs, bool):
+        return abs(mine - theirs) <= 1e-9 * max(abs(theirs), 1.0)
+    return mine == theirs
+
+
+def check_writable(directory: Path) -> None:
+    """Raise ``UserError`` unless files can be created in ``directory``, or ``directory`` can be made;
+    creates nothing that stays (a probe file in the nearest existing folder, removed at once)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write to {directory}: {existing} is not a directory")
+    probe = existing / f".megacpt-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write to {directory}: {err.strerror} ({existing})") from None
+
+
+def validate_checkpoints(config: Config) -> None:
+    """The pretrained checkpoint matches the model and loads without running code; the checkpoint
+    and run directories are writable. Reads metadata only, so it costs seconds at any scale."""
+    from megacpt.checkpoint_meta import read_meta, resolve, verify_files
+
+    c = config.checkpoint
+    if c.pretrained:
+        path = resolve(c.pretrained)
+        meta = read_meta(path)
+        check_model_matches(config, meta, f"checkpoint.pretrained {path}")
+        verify_files(path)
+    check_writable(Path(config.logging.run_dir))
+    check_writable(Path(c.save_dir or Path(config.logging.run_dir) / "checkpoints"))

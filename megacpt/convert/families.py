@@ -167,9 +167,14 @@ def hf_config_from_model(m: ModelConfig, family: Family, base: dict[str, Any] | 
         tie_word_embeddings=m.tie_embeddings,
         hidden_act="silu",
     )
+    # RoPE as trained (transformers 5's rope_parameters; rope_theta/rope_scaling for 4.x readers).
+    rope: dict[str, Any] = {"rope_theta": m.rotary_base, "rope_type": "default"}
+    if m.rope_scaling is not None:
+        rope.update(rope_type="llama3", **vars(m.rope_scaling))
+    hf.update(rope_parameters=rope, rope_theta=m.rotary_base)
+    hf.pop("rope_scaling", None)
+    if m.rope_scaling is not None:
+        hf["rope_scaling"] = dict(rope)
     if base is None:
-        rope: dict[str, Any] = {"rope_theta": m.rotary_base, "rope_type": "default"}
-        if m.rope_scaling is not None:
-            rope.update(rope_type="llama3", **vars(m.rope_scaling))
-        hf.update(rope_parameters=rope, max_position_embeddings=m.max_position_embeddings)
+        hf.update(max_position_embeddings=m.max_position_embeddings)
     return hf

@@ -25,6 +25,9 @@ from typing import Any
 import torch
 from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
 
+from megacpt.atomic import atomic_directory
+from megacpt.checkpoint_meta import HF_SUBDIR
+from megacpt.compat.streaming_save import Loader
 from megacpt.config.megatron import padded_vocab_size
 from megacpt.config.schema import ModelConfig
 from megacpt.convert import families as fam
@@ -35,11 +38,9 @@ from megacpt.convert.megatron_io import (
     layer_tensor,
     write_checkpoint,
 )
-from megacpt.convert.safetensors_io import HFReader, atomic_directory, copy_side_files
-from megacpt.convert.streaming_save import Loader
+from megacpt.convert.safetensors_io import HFReader, copy_side_files
 from megacpt.errors import UserError
 
-HF_SUBDIR = "hf"
 Join = Callable[[list[torch.Tensor]], torch.Tensor]
 
 
@@ -115,9 +116,11 @@ def plan_conversion(
     top[fam.HF_OUTPUT] = top[fam.HF_EMBEDDING]
     state: dict[str, ShardedTensor | ShardedObject] = {}
     loaders: dict[str, Loader] = {}
+    used: set[str] = set()
     sources = [(fam.EMBEDDING, fam.HF_EMBEDDING, rows), (fam.FINAL_NORM, fam.HF_FINAL_NORM, None)]
     sources += [] if m.tie_embeddings else [(fam.OUTPUT, fam.HF_OUTPUT, rows)]
     for key, name, padded in sources:
+        used.add(name)
         state[key] = full_tensor(key, _declare(hf, [name], top, padded))
         loaders[key] = partial(_read, hf, [name], _only if padded is None else partial(_padded, padded))
     shapes = _layer_shapes(m)
@@ -126,16 +129,33 @@ def plan_conversion(
         at = {prefix + k: v for k, v in shapes.items()}
         for key, parts, join in _layer_sources(m):
             names = [prefix + p for p in parts]
+            used.update(names)
             state[f"{key}.{i}"] = layer_tensor(key, _declare(hf, names, at), i, m.num_layers)
             loaders[f"{key}.{i}"] = partial(_read, hf, names, join)
         for key in fam.EXTRA_STATE_KEYS:
             state[f"{key}.{i}"] = layer_extra_state(key, i, m.num_layers)
+    _check_all_used(hf, used, m)
     meta = {
         "vocab_size": m.vocab_size,
         "model": dataclasses.asdict(m),
         "hf": {"model_type": family.model_type, "config": hf.config},
     }
     return Plan(state, loaders, meta)
+
+
+def _check_all_used(hf: HFReader, used: set[str], m: ModelConfig) -> None:
+    """Every tensor of the source must go somewhere: a leftover means config.json describes another model."""
+    ignorable = {fam.HF_OUTPUT} if m.tie_embeddings else set()  # some tied checkpoints store the head too
+    unused = sorted(
+        n
+        for n in hf.weight_map
+        if n not in used and n not in ignorable and not n.endswith("rotary_emb.inv_freq")
+    )
+    if unused:
+        raise UserError(
+            f"{hf.dir} holds {len(unused)} tensor(s) the model its config.json describes does not use, e.g. "
+            f"{unused[0]} (num_hidden_layers is {m.num_layers}): fix config.json or the weights"
+        )
 
 
 def _read(hf: HFReader, names: list[str], join: Join) -> torch.Tensor:

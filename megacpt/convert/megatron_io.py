@@ -10,10 +10,8 @@ the keys asked for, so a caller that wants the embedding never reads the transfo
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +22,13 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
 
-from megacpt.convert.streaming_save import Loader, StreamingSaveStrategy
+from megacpt.atomic import write_atomic
+from megacpt.checkpoint_meta import load_dcp_metadata, verify_files, write_meta
+from megacpt.compat import cpu as cpu_compat
+from megacpt.compat import dcp as dcp_compat
+from megacpt.compat.streaming_save import Loader, StreamingSaveStrategy
 from megacpt.errors import UserError
-from megacpt.parallel import cpu_compat
-
-META = "megacpt.json"  # the same file megacpt.training.checkpoint reads
+from megacpt.parallel.runtime import init_world_of_one
 
 
 @contextmanager
@@ -38,10 +38,7 @@ def single_process_group() -> Iterator[None]:
     if dist.is_initialized():
         yield
         return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    init_world_of_one()
     try:
         yield
     finally:
@@ -65,19 +62,9 @@ def layer_extra_state(key: str, layer: int, num_layers: int) -> ShardedObject:
     return ShardedObject(key, None, (num_layers,), (layer,), replica_id=0)
 
 
-def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``megacpt.json`` of a checkpoint, with a clear error when it is not one."""
-    file = Path(path) / META
-    if not file.is_file():
-        raise UserError(f"{path} is not a megacpt checkpoint (no {META})")
-    meta: dict[str, Any] = json.loads(file.read_text())
-    if "model" not in meta or "vocab_size" not in meta:
-        raise UserError(f"{file} lacks the model config; convert the model with tools/convert_checkpoint.py")
-    return meta
-
-
 def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """Global shape of every tensor in a checkpoint, read from its metadata only."""
+    verify_files(path)
     with single_process_group():
         meta = dist_checkpointing.load_tensors_metadata(str(path))
     return {k: tuple(v.global_shape) for k, v in meta.items() if isinstance(v, ShardedTensor)}
@@ -87,6 +74,7 @@ def read_tensors(
     path: str | os.PathLike, keys: list[str], dtype: torch.dtype | None = None
 ) -> dict[str, torch.Tensor]:
     """The full (global) tensors ``keys`` of a checkpoint, reading nothing else."""
+    verify_files(path)
     with single_process_group():
         meta = dist_checkpointing.load_tensors_metadata(str(path))
         missing = [k for k in keys if k not in meta]
@@ -124,20 +112,24 @@ def write_checkpoint(
         shards[(sharded.key, tuple(sharded.global_offset))] = load
     with single_process_group():
         dist_checkpointing.save(state, str(directory), sharded_strategy=StreamingSaveStrategy(shards))
-    (directory / META).write_text(json.dumps(meta, indent=2) + "\n")
+    write_meta(directory, meta)
 
 
 def replace_tensors(
-    directory: Path, tensors: dict[str, torch.Tensor], file_name: str = "__resized_0.distcp"
+    directory: Path,
+    tensors: dict[str, torch.Tensor],
+    file_name: str = "__resized_0.distcp",
+    add: bool = False,
 ) -> None:
     """Swap whole tensors (any new shape) inside a copied torch_dist checkpoint, leaving every other byte.
+
+    With ``add`` the keys must be new ones instead (an output layer given to a model that tied it).
 
     The new tensors go into one extra data file, written the way ``torch.distributed.checkpoint``'s
     ``FileSystemWriter`` writes tensor items (``torch.save`` at an offset); its ``.metadata`` is then
     rewritten so that each key names that file with one full chunk. Nothing else is read, so the
     transformer body of a large checkpoint never enters memory.
     """
-    from torch.distributed.checkpoint.filesystem import _StorageInfo
     from torch.distributed.checkpoint.metadata import (
         ChunkStorageMetadata,
         MetadataIndex,
@@ -146,26 +138,25 @@ def replace_tensors(
     )
 
     meta_file = directory / ".metadata"
-    with open(meta_file, "rb") as f:
-        metadata = pickle.load(f)
+    metadata = load_dcp_metadata(directory)
     storage = {i: info for i, info in metadata.storage_data.items() if i.fqn not in tensors}
     with open(directory / file_name, "wb") as data:
         for key, tensor in tensors.items():
-            if key not in metadata.state_dict_metadata:
-                raise UserError(f"{directory}: checkpoint has no tensor {key}")
+            if (key in metadata.state_dict_metadata) == add:
+                state = "already has" if add else "has no"
+                raise UserError(f"{directory}: checkpoint {state} tensor {key}")
             offset = data.tell()
             if not tensor.is_contiguous() or tensor.untyped_storage().nbytes() != tensor.nbytes:
                 tensor = tensor.contiguous().clone()  # torch.save writes a view's whole storage
             torch.save(tensor, data)
             zeros = torch.Size([0] * tensor.dim())
-            storage[MetadataIndex(key, zeros)] = _StorageInfo(file_name, offset, data.tell() - offset)
+            storage[MetadataIndex(key, zeros)] = dcp_compat.storage_info(
+                file_name, offset, data.tell() - offset
+            )
             metadata.state_dict_metadata[key] = TensorStorageMetadata(
                 properties=TensorProperties(dtype=tensor.dtype),
                 size=tensor.shape,
                 chunks=[ChunkStorageMetadata(offsets=zeros, sizes=tensor.shape)],
             )
     metadata.storage_data = storage
-    tmp = meta_file.with_name(".metadata.tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(metadata, f)
-    os.replace(tmp, meta_file)
+    write_atomic(meta_file, pickle.dumps(metadata))

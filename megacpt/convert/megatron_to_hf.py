@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
 
+from megacpt.atomic import atomic_directory
+from megacpt.checkpoint_meta import HF_SUBDIR, read_meta, resolve
 from megacpt.config.loader import from_dict
 from megacpt.config.schema import ModelConfig
 from megacpt.convert import families as fam
-from megacpt.convert.hf_to_megatron import HF_SUBDIR
-from megacpt.convert.megatron_io import read_meta, read_tensors
-from megacpt.convert.safetensors_io import HFWriter, atomic_directory, copy_side_files
+from megacpt.convert.megatron_io import read_tensors
+from megacpt.convert.safetensors_io import HFWriter, copy_side_files
 from megacpt.errors import UserError
 
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -47,13 +49,28 @@ def _layer_tensors(key: str, stacked: torch.Tensor, m: ModelConfig) -> list[tupl
     return out
 
 
+def _generation_config(model_dir: Path, config: dict) -> dict:
+    """Special-token ids for ``generate``: the tokenizer's where the export has one, else the config's."""
+    keys = ("bos_token_id", "eos_token_id", "pad_token_id")
+    ids = {k: config.get(k) for k in keys}
+    if (model_dir / "tokenizer.json").is_file() or (model_dir / "tokenizer.model").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        ids.update({k: getattr(tokenizer, k) for k in keys if getattr(tokenizer, k) is not None})
+    return {k: v for k, v in ids.items() if v is not None}
+
+
 def convert_megatron_to_hf(
     ckpt_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     tokenizer_dir: str | os.PathLike | None = None,
     max_shard_bytes: int = 2 * 1024**3,
 ) -> Path:
-    """Write a Hugging Face model directory ``out_dir`` from the checkpoint ``ckpt_dir``."""
+    """Write a Hugging Face model directory ``out_dir`` from the checkpoint ``ckpt_dir`` (or the one a
+    checkpoint root's ``latest`` names). The tokenizer is ``tokenizer_dir`` or the one the checkpoint
+    carries (``hf/``); a checkpoint without one exports without one, and says so."""
+    ckpt_dir = resolve(ckpt_dir)
     meta = read_meta(ckpt_dir)
     m = from_dict(ModelConfig, meta["model"], "model")
     if m.vocab_size != meta["vocab_size"]:
@@ -91,4 +108,16 @@ def convert_megatron_to_hf(
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         if side.is_dir():
             copy_side_files(side, tmp)
+        if not (tmp / "generation_config.json").is_file():  # what transformers derives from a config
+            generation = {
+                k: config[k]
+                for k in ("bos_token_id", "eos_token_id", "pad_token_id")
+                if config.get(k) is not None
+            }
+            (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+        if not (tmp / "tokenizer.json").is_file() and not (tmp / "tokenizer.model").is_file():
+            print(
+                f"note: {ckpt_dir} carries no tokenizer: the export has none (pass --tokenizer DIR)",
+                file=sys.stderr,
+            )
     return Path(out_dir)

@@ -3,10 +3,15 @@
 Only the embedding and output-layer tensors are read and rewritten. For a Hugging Face model the
 shards that hold neither are copied byte for byte; for a Megatron ``dist_checkpointing`` directory
 the data files are copied and the two tensors are swapped through the metadata
-(``megatron_io.replace_tensors``), so the transformer body is never loaded. Megatron padding is
-recomputed from the new true size for the target TP. Tied embeddings have one table, initialised
-with the input method. The output is written under a temporary name and renamed when complete; the
-input is never modified.
+(``megatron_io.replace_tensors``), so the transformer body is never loaded for the rows themselves.
+Megatron padding is recomputed from the new true size for the target TP.
+
+Tied embeddings stay tied by default: one table, whose new rows get the input method (plus the
+logit calibration, which concerns the output role). ``untie=True`` gives the output layer its own
+table: the old rows copied from the embedding, the new rows from the output method. The optional
+``Calibration`` (``megacpt.convert.calibrate``) is added to the new output rows; computing it runs
+the base model once (``calibration_for``). The output is written under a temporary name and
+renamed when complete; the input is never modified.
 """
 
 from __future__ import annotations
@@ -17,15 +22,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from megacpt.atomic import atomic_directory
+from megacpt.checkpoint_meta import HF_SUBDIR, META, read_meta
 from megacpt.config.megatron import padded_vocab_size
 from megacpt.convert import families as fam
-from megacpt.convert.hf_to_megatron import HF_SUBDIR
-from megacpt.convert.megatron_io import META, read_meta, read_tensors, replace_tensors
-from megacpt.convert.resize import Expansion, resize_table
-from megacpt.convert.safetensors_io import INDEX, SIDE_FILES, HFReader, atomic_directory, copy_side_files
+from megacpt.convert.calibrate import Calibration, calibrate, hf_hidden
+from megacpt.convert.megatron_io import read_tensors, replace_tensors
+from megacpt.convert.resize import NEW_TOKENS_FILE, Expansion, resize_table
+from megacpt.convert.safetensors_io import INDEX, SIDE_FILES, HFReader, copy_side_files
 from megacpt.errors import UserError
 
 TOKENIZER_FILES = tuple(name for name in SIDE_FILES if name != "generation_config.json")
@@ -47,6 +55,54 @@ def _copy_tokenizer(tokenizer_dir: str | os.PathLike | None, target: Path) -> No
             shutil.copy2(Path(tokenizer_dir) / name, target / name)
 
 
+def calibration_for(
+    source: str | os.PathLike, expansion: Expansion, megatron_meta: dict[str, Any] | None
+) -> Calibration:
+    """Run the base model (a Hugging Face directory, or the megacpt checkpoint whose metadata is
+    ``megatron_meta``) once to calibrate the new rows' logits; needs the expansion's frequencies."""
+    if expansion.frequencies is None:
+        raise UserError(
+            f"logit calibration needs the new tokens' frequencies ({NEW_TOKENS_FILE} of tools/expand_vocab.py); "
+            "give that tokenizer, or --logit-calibration none"
+        )
+    if megatron_meta is None:
+        config = HFReader(source).config
+        return calibrate(
+            expansion.pieces,
+            expansion.frequencies,
+            hf_hidden(str(source)),
+            int(config.get("max_position_embeddings", 2048)),
+        )
+    from megacpt.model.inference import final_hidden_states, open_checkpoint_model
+
+    with open_checkpoint_model(source, megatron_meta) as model:
+        return calibrate(
+            expansion.pieces,
+            expansion.frequencies,
+            lambda t: final_hidden_states(model, t),
+            int(megatron_meta["model"]["max_position_embeddings"]),
+        )
+
+
+def _roles(
+    tied: bool, untie: bool, methods: tuple[str, str], seed: int, calibration: Calibration | None
+) -> tuple[tuple[str, int, torch.Tensor | None], tuple[str, int, torch.Tensor | None] | None]:
+    """(method, seed, shift) of the input table, and of the output table (None when tied)."""
+    shift = calibration.shift() if calibration is not None else None
+    if tied and not untie:
+        return (methods[0], seed, shift), None
+    return (methods[0], seed, None), (methods[1], seed + 1, shift)
+
+
+def describe(tied: bool, untie: bool, methods: tuple[str, str], calibration: Calibration | None) -> str:
+    """One line on what the resize did with the rows, for the tool's output."""
+    cal = " + frequency logit calibration" if calibration is not None else ""
+    if tied and not untie:
+        return f"tied embeddings kept tied: one table, new rows {methods[0]}{cal}"
+    head = "embeddings untied: " if tied else ""
+    return f"{head}input rows {methods[0]}, output rows {methods[1]}{cal}"
+
+
 def resize_hf(
     hf_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -54,15 +110,19 @@ def resize_hf(
     methods: tuple[str, str],
     seed: int = 0,
     tokenizer_dir: str | os.PathLike | None = None,
+    calibration: Calibration | None = None,
+    untie: bool = False,
 ) -> Path:
     """A Hugging Face model with ``expansion.new_size`` rows (no padding: HF tables have the true size)."""
     hf = HFReader(hf_dir)
     fam.family_of(hf.config)
     _check_sizes(hf_dir, int(hf.config["vocab_size"]), expansion)
-    roles = {fam.HF_EMBEDDING: (methods[0], seed)}
-    if fam.HF_OUTPUT in hf:
-        roles[fam.HF_OUTPUT] = (methods[1], seed + 1)
-    touched = {hf.weight_map[name] for name in roles}
+    tied = fam.HF_OUTPUT not in hf
+    input_role, output_role = _roles(tied, untie, methods, seed, calibration)
+    roles = {fam.HF_EMBEDDING: input_role}
+    if output_role is not None:
+        roles[fam.HF_OUTPUT] = output_role
+    touched = {hf.weight_map[name] for name in roles if name in hf}
     with atomic_directory(out_dir) as tmp:
         delta = 0  # growth in bytes, for the index's total_size
         for shard in sorted(set(hf.weight_map.values())):
@@ -71,10 +131,13 @@ def resize_hf(
                 continue
             with safe_open(hf.dir / shard, framework="pt") as f:
                 tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-            for name, (method, role_seed) in roles.items():
+            if tied and untie and fam.HF_EMBEDDING in tensors:
+                tensors[fam.HF_OUTPUT] = tensors[fam.HF_EMBEDDING].clone()
+                delta += tensors[fam.HF_OUTPUT].numel() * tensors[fam.HF_OUTPUT].element_size()
+            for name, (method, role_seed, shift) in roles.items():
                 if name in tensors:
                     old = tensors[name]
-                    tensors[name] = resize_table(old, expansion, method, expansion.new_size, role_seed)
+                    tensors[name] = resize_table(old, expansion, method, expansion.new_size, role_seed, shift)
                     delta += (tensors[name].numel() - old.numel()) * old.element_size()
             save_file(tensors, str(tmp / shard), metadata={"format": "pt"})
         if (hf.dir / INDEX).is_file():
@@ -82,8 +145,12 @@ def resize_hf(
             metadata = index.get("metadata") or {}
             if "total_size" in metadata:
                 index["metadata"] = dict(metadata, total_size=int(metadata["total_size"]) + delta)
+            if tied and untie:
+                index["weight_map"][fam.HF_OUTPUT] = hf.weight_map[fam.HF_EMBEDDING]
             (tmp / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         config = dict(hf.config, vocab_size=expansion.new_size)
+        if tied and untie:
+            config["tie_word_embeddings"] = False
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         copy_side_files(hf.dir, tmp)
         _copy_tokenizer(tokenizer_dir, tmp)
@@ -98,28 +165,34 @@ def resize_megatron(
     seed: int = 0,
     tensor_parallel_size: int = 1,
     tokenizer_dir: str | os.PathLike | None = None,
+    calibration: Calibration | None = None,
+    untie: bool = False,
 ) -> Path:
     """A megacpt checkpoint with the vocabulary grown; padded for ``tensor_parallel_size``."""
     meta = read_meta(ckpt_dir)
     _check_sizes(ckpt_dir, int(meta["vocab_size"]), expansion)
-    model = dict(meta["model"], vocab_size=expansion.new_size)
+    tied = bool(meta["model"]["tie_embeddings"])
+    model = dict(meta["model"], vocab_size=expansion.new_size, tie_embeddings=tied and not untie)
     rows = padded_vocab_size(
         expansion.new_size, int(model["make_vocab_size_divisible_by"]), tensor_parallel_size
     )
-    roles = {fam.EMBEDDING: (methods[0], seed)}
-    if not model["tie_embeddings"]:
-        roles[fam.OUTPUT] = (methods[1], seed + 1)
+    input_role, output_role = _roles(tied, untie, methods, seed, calibration)
     with atomic_directory(out_dir) as tmp:
         shutil.copytree(ckpt_dir, tmp, dirs_exist_ok=True)
-        for key, (method, role_seed) in roles.items():
-            table = read_tensors(ckpt_dir, [key])[key]
-            replace_tensors(
-                tmp, {key: resize_table(table, expansion, method, rows, role_seed)}, f"__resized_{key}.distcp"
-            )
-            del table
+        embedding = read_tensors(ckpt_dir, [fam.EMBEDDING])[fam.EMBEDDING]
+        tables = {fam.EMBEDDING: resize_table(embedding, expansion, input_role[0], rows, *input_role[1:])}
+        if output_role is not None:
+            source = embedding if tied else read_tensors(ckpt_dir, [fam.OUTPUT])[fam.OUTPUT]
+            tables[fam.OUTPUT] = resize_table(source, expansion, output_role[0], rows, *output_role[1:])
+            del source
+        del embedding
+        for key, table in tables.items():
+            replace_tensors(tmp, {key: table}, f"__resized_{key}.distcp", add=tied and key == fam.OUTPUT)
         meta.update(vocab_size=expansion.new_size, model=model)
         if "hf" in meta:
             meta["hf"]["config"] = dict(meta["hf"]["config"], vocab_size=expansion.new_size)
+            if tied and untie:
+                meta["hf"]["config"]["tie_word_embeddings"] = False
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
         if tokenizer_dir is not None:
             (tmp / HF_SUBDIR).mkdir(exist_ok=True)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,27 @@ SIDE_FILES = (
 )
 
 
+def _check_shard(path: Path) -> list[str]:
+    """The tensor names of one safetensors file, after checking that it exists and holds every byte
+    its header promises (a truncated download is an error here, not a traceback mid-conversion)."""
+    if not path.is_file():
+        raise UserError(f"{path} is missing (named by {INDEX})")
+    try:
+        with path.open("rb") as handle:
+            header_len = int.from_bytes(handle.read(8), "little")
+            if header_len > 100 * 1024**2:  # the format's own limit
+                raise ValueError(header_len)
+            header = json.loads(handle.read(header_len))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, MemoryError, OverflowError):
+        raise UserError(f"{path}: not a readable safetensors file (damaged header)") from None
+    if path.stat().st_size < 8 + header_len + end:
+        raise UserError(
+            f"{path} is truncated: {path.stat().st_size:,} bytes, its header needs {8 + header_len + end:,}"
+        )
+    return [k for k in header if k != "__metadata__"]
+
+
 class HFReader:
     """The tensors of a Hugging Face checkpoint directory (single file or sharded with an index)."""
 
@@ -48,13 +67,11 @@ class HFReader:
         if (self.dir / INDEX).is_file():
             weight_map = json.loads((self.dir / INDEX).read_text())["weight_map"]
         elif (self.dir / SINGLE).is_file():
-            try:
-                with safe_open(self.dir / SINGLE, framework="pt") as f:
-                    weight_map = dict.fromkeys(f.keys(), SINGLE)
-            except Exception as err:  # safetensors raises its own error type for a damaged header
-                raise UserError(f"{self.dir / SINGLE}: not a readable safetensors file ({err})") from None
+            weight_map = dict.fromkeys(_check_shard(self.dir / SINGLE), SINGLE)
         else:
             raise UserError(f"{self.dir} has no safetensors weights ({SINGLE} or {INDEX})")
+        for shard in sorted(set(weight_map.values()) - {SINGLE}):
+            _check_shard(self.dir / shard)
         self.weight_map: dict[str, str] = weight_map
         self.config: dict[str, Any] = json.loads((self.dir / "config.json").read_text())
 
@@ -128,21 +145,3 @@ def copy_side_files(source: Path, target: Path) -> None:
     for name in SIDE_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, target / name)
-
-
-@contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary sibling directory renamed to ``target`` only when the block succeeds."""
-    final = Path(target)
-    if final.exists():
-        raise UserError(f"output {final} already exists; choose a new directory")
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    os.replace(tmp, final)

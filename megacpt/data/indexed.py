@@ -166,3 +166,42 @@ def read_documents(prefix: str | os.PathLike[str]) -> Iterable[np.ndarray]:
         first = int(index.sequence_pointers[start]) // itemsize
         count = int(index.sequence_lengths[start:end].sum())
         yield tokens[first : first + count]
+
+
+def validate(prefix: str | os.PathLike[str]) -> Index:
+    """``read_index`` plus the checks that make a corrupt pair an error rather than garbage training:
+    the ``.bin`` holds exactly the tokens the index counts, in order, and the document index is sane."""
+    prefix = os.fspath(prefix)
+    bin_path = prefix + ".bin"
+    index = read_index(prefix)
+    if not os.path.isfile(bin_path):
+        raise UserError(f"{bin_path} does not exist (its .idx does)")
+    itemsize = np.dtype(index.dtype).itemsize
+    lengths = index.sequence_lengths.astype(np.int64)
+    expected = int(lengths.sum()) * itemsize
+    if expected == 0:
+        raise UserError(f"{prefix}: the dataset holds no tokens")
+    if os.path.getsize(bin_path) != expected:
+        raise UserError(
+            f"{bin_path} holds {os.path.getsize(bin_path):,} bytes but its .idx describes {expected:,} "
+            f"({lengths.sum():,} {np.dtype(index.dtype).name} tokens): the pair is corrupt or mismatched"
+        )
+    starts = np.concatenate([[0], np.cumsum(lengths[:-1]) * itemsize])
+    docs = index.document_indices
+    if (
+        not np.array_equal(index.sequence_pointers, starts)
+        or len(docs) == 0
+        or docs[0] != 0
+        or docs[-1] != len(lengths)
+    ):
+        raise UserError(f"{prefix}.idx: its pointers or document index do not match its lengths (corrupt)")
+    if np.any(np.diff(docs) < 0):
+        raise UserError(f"{prefix}.idx: its document index goes backwards (corrupt)")
+    return index
+
+
+def max_token_id(prefix: str | os.PathLike[str], chunk: int = 1 << 26) -> int:
+    """The largest token id in ``prefix.bin`` (memory-mapped, read in chunks)."""
+    index = read_index(prefix)
+    tokens = np.memmap(os.fspath(prefix) + ".bin", dtype=index.dtype, mode="r")
+    return max((int(tokens[i : i + chunk].max()) for i in range(0, len(tokens), chunk)), default=-1)

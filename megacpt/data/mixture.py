@@ -21,13 +21,12 @@ data) silently changed.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 import yaml
 
+from megacpt.compat import data as data_compat
 from megacpt.errors import UserError
 
 _ENTRY_KEYS = {"prefix", "weight", "lang", "name"}
@@ -121,7 +121,10 @@ class DataMixture:
         for e in self.entries:
             for path in (e.idx_path, e.bin_path):
                 if not os.path.isfile(path):
-                    raise UserError(f"dataset '{e.name}': missing file {path}")
+                    raise UserError(
+                        f"dataset '{e.name}': missing file {path} (tokenise the text first: tools/preprocess_data.py; "
+                        "for examples/data_mixture.yaml, bash scripts/example_shards.sh)"
+                    )
             with open(e.idx_path, "rb") as f:
                 head = f.read(len(_IDX_HEADER) + 8)
             if head[: len(_IDX_HEADER)] != _IDX_HEADER or head[len(_IDX_HEADER) :] != (1).to_bytes(
@@ -194,7 +197,7 @@ class BudgetRow:
     epochs: float  # tokens / dataset_tokens: how many passes over the dataset that is
 
 
-def _split_bounds(split: str) -> list[tuple[float, float] | None]:
+def split_bounds(split: str) -> list[tuple[float, float] | None]:
     from megatron.core.datasets.blended_megatron_dataset_config import (
         convert_split_vector_to_split_matrix,
         parse_and_normalize_split,
@@ -247,7 +250,7 @@ def token_budget_table(mixture: DataMixture, total_tokens: int, split: str | Non
     if total_tokens <= 0:
         raise UserError(f"the token budget must be positive, got {total_tokens}")
     mixture.check_files()
-    train_bounds = _split_bounds(split)[0] if split is not None else (0.0, 1.0)
+    train_bounds = split_bounds(split)[0] if split is not None else (0.0, 1.0)
     rows = []
     for entry, share in zip(mixture.entries, mixture.shares()):
         lengths = _sequence_lengths(entry)
@@ -325,21 +328,6 @@ class GPTDatasets:
     fingerprint: str = ""  # changes iff the sample order may change: store it with checkpoints
 
 
-@contextlib.contextmanager
-def _single_process_rank() -> Iterator[None]:
-    """Megatron-core 0.16.1's ``BlendedDataset`` calls ``torch.distributed.get_rank()`` on a cache
-    miss even when torch.distributed is not initialised (which raises). Alone, we are rank 0."""
-    if torch.distributed.is_initialized():
-        yield
-        return
-    original = torch.distributed.get_rank
-    torch.distributed.get_rank = lambda group=None: 0
-    try:
-        yield
-    finally:
-        torch.distributed.get_rank = original
-
-
 def _config(
     prefixes: list[str],
     weights: list[float] | None,
@@ -366,15 +354,14 @@ def _config(
         eod_mask_loss=False,
         create_attention_mask=False,
     )
-    config.split_matrix = [b if i == keep else None for i, b in enumerate(config.split_matrix)]
-    return config
+    return data_compat.keep_only_split(config, keep)
 
 
 def _build_one(config: Any, sizes: list[int], build_on_this_rank: Callable[[], bool]) -> Any:
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset
 
-    with _single_process_rank():
+    with data_compat.single_process_rank():
         return BlendedMegatronDatasetBuilder(GPTDataset, sizes, build_on_this_rank, config).build()
 
 
@@ -407,7 +394,7 @@ def build_gpt_datasets(
         raise UserError(
             f"pad id must differ from the end-of-document id ({eod_id}), or padding is trained on"
         )
-    bounds = _split_bounds(split)
+    bounds = split_bounds(split)
     if bounds[0] is None:
         raise UserError(f"split {split!r} leaves no documents for training")
     if valid_samples and bounds[1] is None:

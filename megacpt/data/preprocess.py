@@ -22,17 +22,22 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from megacpt.data import readers
-from megacpt.data.indexed import IndexedWriter, merge, optimal_dtype
+from megacpt.atomic import write_json_atomic
+from megacpt.config.validate import check_writable
+from megacpt.data import doc_bytes, readers
+from megacpt.data.indexed import IndexedWriter, max_token_id, merge, optimal_dtype, validate
 from megacpt.data.text_tokenizers import TextTokenizer, load_tokenizer
 from megacpt.errors import UserError
+from megacpt.processes import die_with_parent
 
 MiB = 1 << 20
 
@@ -47,9 +52,15 @@ class PreprocessConfig:
     json_keys: list[str] = field(default_factory=lambda: ["text"])
     append_eod: bool = False
     workers: int = 1
+    tokenizer_kind: str = "auto"  # see megacpt.data.text_tokenizers.KINDS
+    tokenizer_backend: str = "auto"  # auto: gigatoken where it matches the reference, else the reference
+    merge_file: str | None = None  # GPT-2 BPE: ``tokenizer`` is then the vocab.json
+    tiktoken_encoding: str | None = None  # a .tiktoken file's encoding (its split pattern)
     shard_bytes: int | None = None  # None: about 8 shards per worker, between 1 and 64 MiB
+    min_shards: int = 1  # plain JSONL is cut into at least this many shards (Megatron-LM's --partitions)
+    log_interval: int | None = None  # also print a progress line every this many documents
     max_document_bytes: int = 32 * MiB
-    batch_documents: int = 256
+    batch_documents: int = 4096  # gigatoken spends ~8 ms per call: large batches amortise it
     batch_characters: int = 4_000_000  # a batch is also cut at this many characters (bounds memory)
     keep_shards: bool = False
     progress: bool = True
@@ -57,6 +68,8 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise UserError("--workers must be at least 1")
+        if self.min_shards < 1 or (self.log_interval is not None and self.log_interval < 1):
+            raise UserError("--partitions and --log-interval must be at least 1")
         if not self.json_keys or len(set(self.json_keys)) != len(self.json_keys):
             raise UserError("--json-keys must name at least one key, each once")
         if min(self.batch_documents, self.batch_characters, self.max_document_bytes) < 1:
@@ -95,17 +108,6 @@ def _record_path(work_dir: str, index: int) -> str:
     return os.path.join(work_dir, f"shard-{index:05d}.json")
 
 
-def write_json_atomic(path: str, data: Any) -> None:
-    """Write JSON under a temporary name, then rename it into place."""
-    tmp = f"{path}.partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def process_shard(
     cfg: PreprocessConfig,
     shard: readers.Shard,
@@ -123,6 +125,7 @@ def process_shard(
     )
     skipped: Counter[str] = Counter()
     writers = [IndexedWriter(shard_prefix(work_dir, index, key), dtype) for key in keys]
+    sizes = [doc_bytes.ShardDocBytes(shard_prefix(work_dir, index, key)) for key in keys]
     batch: list[list[str]] = []
     batch_chars = 0
 
@@ -131,8 +134,11 @@ def process_shard(
         for column, (key, writer) in enumerate(zip(keys, writers)):
             texts = [record[column] for record in batch]
             before = writer.tokens
-            writer.add_lists(tok.encode_batch(texts), eod)
-            size = sum(len(t.encode("utf-8")) for t in texts)
+            if tok.encode_flat is not None:
+                writer.add_documents(*tok.encode_flat(texts), eod)
+            else:
+                writer.add_lists(tok.encode_batch(texts), eod)
+            size = sum(sizes[column].add(texts))
             stats.tokens[key] += writer.tokens - before
             stats.bytes[key] += size
             stats.characters[key] += sum(len(t) for t in texts)
@@ -154,11 +160,13 @@ def process_shard(
                 flush()
         if batch:
             flush()
-        for writer in writers:
+        for writer, recorder in zip(writers, sizes):
             writer.finalize()
+            recorder.finalize()
     except BaseException:
-        for writer in writers:
+        for writer, recorder in zip(writers, sizes):
             writer.abort()
+            recorder.abort()
         raise
     stats.skipped = dict(sorted(skipped.items()))
     write_json_atomic(_record_path(work_dir, index), {"shard": asdict(shard), **asdict(stats)})
@@ -173,7 +181,7 @@ def _shard_done(cfg: PreprocessConfig, work_dir: str, index: int) -> ShardStats 
         return None
     for key in cfg.json_keys:
         prefix = shard_prefix(work_dir, index, key)
-        if not (os.path.isfile(prefix + ".idx") and os.path.isfile(prefix + ".bin")):
+        if not all(os.path.isfile(prefix + ext) for ext in (".idx", ".bin", doc_bytes.SHARD_SUFFIX)):
             return None
     record.pop("shard")
     return ShardStats(**record)
@@ -184,8 +192,32 @@ def _shard_done(cfg: PreprocessConfig, work_dir: str, index: int) -> ShardStats 
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cfg: PreprocessConfig, work_dir: str, reports: Any) -> None:
-    _WORKER.update(cfg=cfg, work_dir=work_dir, reports=reports, tok=load_tokenizer(cfg.tokenizer))
+def _init_worker(cfg: PreprocessConfig, work_dir: str, reports: Any, backend: str, parent: int) -> None:
+    die_with_parent(parent)  # a killed run's workers must not keep writing its partial files
+    _WORKER.update(cfg=cfg, work_dir=work_dir, reports=reports, tok=_load(cfg, backend))
+
+
+def _load(cfg: PreprocessConfig, backend: str, sample: list[str] | None = None) -> TextTokenizer:
+    """The tokenizer; ``backend`` ``auto`` checks gigatoken against the reference on ``sample``."""
+    return load_tokenizer(
+        cfg.tokenizer,
+        cfg.tokenizer_kind,
+        backend,
+        sample or [],
+        merge_file=cfg.merge_file,
+        tiktoken_encoding=cfg.tiktoken_encoding,
+    )
+
+
+def _sample(paths: list[str], keys: list[str], max_bytes: int, count: int = 64) -> list[str]:
+    """The first ``count`` documents of the first input: what gigatoken is checked on at start-up."""
+    first = readers.plan_shards(paths[:1], 1 << 20)[0]
+    texts: list[str] = []
+    for record, _reason in readers.read_shard(first, keys, max_bytes):
+        texts += record or []
+        if len(texts) >= count:
+            break
+    return texts
 
 
 def _worker_shard(task: tuple[int, readers.Shard]) -> tuple[int, ShardStats]:
@@ -198,20 +230,31 @@ def _worker_shard(task: tuple[int, readers.Shard]) -> tuple[int, ShardStats]:
 
 
 class _Bar:
-    """Progress as documents/s, tokens/s and MB/s (tqdm), on stderr."""
+    """Progress as documents/s, tokens/s and MB/s (tqdm) on stderr, and a plain line every
+    ``log_interval`` documents (Megatron-LM's ``--log-interval``)."""
 
-    def __init__(self, enabled: bool, shards: int) -> None:
+    def __init__(self, enabled: bool, shards: int, log_interval: int | None = None) -> None:
         from tqdm import tqdm
 
         self._bar = tqdm(total=shards, unit="shard", disable=not enabled, dynamic_ncols=True)
         self._start = self._shown = time.monotonic()
         self.documents = self.tokens = self.bytes = 0
+        self._log_interval = log_interval if enabled else None
+        self._logged = 0
 
     def __call__(self, documents: int, tokens: int, nbytes: int) -> None:
         self.documents += documents
         self.tokens += tokens
         self.bytes += nbytes
         elapsed = max(time.monotonic() - self._start, 1e-9)
+        if self._log_interval and self.documents // self._log_interval > self._logged:
+            self._logged = self.documents // self._log_interval
+            print(
+                f"processed {self.documents:,} documents ({self.documents / elapsed:,.0f} docs/s, "
+                f"{self.bytes / elapsed / 1e6:.1f} MB/s)",
+                file=sys.stderr,
+                flush=True,
+            )
         if time.monotonic() - self._shown < 0.5:
             return
         self._shown = time.monotonic()
@@ -248,7 +291,16 @@ def run_shards(
     reports = ctx.Queue()
     workers = min(cfg.workers, len(tasks))
     with ProcessPoolExecutor(
-        workers, ctx, initializer=_init_worker, initargs=(cfg, work_dir, reports)
+        workers,
+        ctx,
+        initializer=_init_worker,
+        initargs=(
+            cfg,
+            work_dir,
+            reports,
+            "gigatoken" if tok.backend == "gigatoken" else "reference",
+            os.getpid(),
+        ),
     ) as pool:
         pending = {pool.submit(_worker_shard, task) for task in tasks}
         try:
@@ -320,6 +372,9 @@ def _settings(cfg: PreprocessConfig, tok: TextTokenizer, paths: list[str]) -> di
         "inputs": [[os.path.abspath(p), os.path.getsize(p), os.stat(p).st_mtime_ns] for p in paths],
         "json_keys": list(cfg.json_keys),
         "tokenizer": os.path.abspath(cfg.tokenizer),
+        "tokenizer_kind": cfg.tokenizer_kind,
+        "merge_file": os.path.abspath(cfg.merge_file) if cfg.merge_file else None,
+        "tiktoken_encoding": cfg.tiktoken_encoding,
         "vocab_size": tok.vocab_size,
         "eod_id": tok.eod_id,
         "dtype": optimal_dtype(tok.vocab_size).__name__,
@@ -352,12 +407,31 @@ def _plan(
         return [readers.Shard(**s) for s in recorded["shards"]]
     os.makedirs(work_dir, exist_ok=True)
     shard_bytes = cfg.shard_bytes
+    total = sum(os.path.getsize(p) for p in paths)
     if shard_bytes is None:  # enough shards to keep every worker busy to the end
-        total = sum(os.path.getsize(p) for p in paths)
         shard_bytes = min(max(total // (8 * cfg.workers * ranks), MiB), 64 * MiB)
+    shard_bytes = max(1, min(shard_bytes, -(-total // cfg.min_shards)))
     shards = readers.plan_shards(paths, shard_bytes)
     write_json_atomic(plan_path, {"settings": settings, "shards": [asdict(s) for s in shards]})
     return shards
+
+
+def _published(cfg: PreprocessConfig, stats: dict[str, Any]) -> bool:
+    """Whether every output dataset is the complete, consistent one ``stats`` describes."""
+    for key in cfg.json_keys:
+        prefix = output_prefix(cfg, key)
+        try:
+            index = validate(prefix)
+        except UserError:
+            return False
+        sizes = doc_bytes.read(prefix)
+        if (
+            len(index.document_indices) - 1 != stats.get("documents")
+            or sizes is None
+            or len(sizes) != stats["documents"]
+        ):
+            return False
+    return True
 
 
 def output_prefix(cfg: PreprocessConfig, key: str) -> str:
@@ -366,7 +440,13 @@ def output_prefix(cfg: PreprocessConfig, key: str) -> str:
 
 
 def _finish(
-    cfg: PreprocessConfig, settings: dict[str, Any], shards: int, ranks: int, work_dir: str, stats_path: str
+    cfg: PreprocessConfig,
+    settings: dict[str, Any],
+    shards: int,
+    ranks: int,
+    work_dir: str,
+    stats_path: str,
+    backend: str,
 ) -> dict[str, Any]:
     """Merge the shard datasets in order, then write the stats file (the run's completion mark)."""
     total = ShardStats()
@@ -375,11 +455,24 @@ def _finish(
         if done is None:
             raise RuntimeError(f"shard {index} has no record in {work_dir}")
         total.add(done)
+    if total.documents == 0:
+        reasons = (
+            ", ".join(f"{k}: {v:,}" for k, v in sorted(total.skipped.items()))
+            or "the inputs hold no documents"
+        )
+        raise UserError(
+            f"no document written: every line was skipped ({reasons}); check --input and --json-keys"
+        )
+    # Merged under temporary names, then published: the stats file (the completion mark) goes first and
+    # comes back last, so a reader or a rerun never takes a half-published .bin/.idx pair for a dataset.
+    staged = {key: os.path.join(work_dir, f"merged_{key}") for key in cfg.json_keys}
     for key in cfg.json_keys:
-        merge(output_prefix(cfg, key), [shard_prefix(work_dir, i, key) for i in range(shards)])
+        merge(staged[key], [shard_prefix(work_dir, i, key) for i in range(shards)])
+        doc_bytes.merge(staged[key], [shard_prefix(work_dir, i, key) for i in range(shards)])
     eods = total.documents if cfg.append_eod else 0
     per_key = {
         key: {
+            "max_token_id": max_token_id(staged[key]),
             "tokens": total.tokens[key],
             "bytes": total.bytes[key],
             "characters": total.characters[key],
@@ -401,8 +494,14 @@ def _finish(
         "per_key": per_key,
         "shards": shards,
         "ranks": ranks,
+        "backend": backend,
         "settings": settings,
     }
+    if os.path.exists(stats_path):
+        os.remove(stats_path)
+    for key in cfg.json_keys:
+        for suffix in (doc_bytes.SUFFIX, ".bin", ".idx"):
+            os.replace(staged[key] + suffix, output_prefix(cfg, key) + suffix)
     write_json_atomic(stats_path, stats)
     return stats
 
@@ -415,29 +514,36 @@ def run(cfg: PreprocessConfig) -> dict[str, Any]:
     paths = readers.expand_inputs(cfg.inputs)
     if len(cfg.json_keys) > 1 and any(readers.kind_of(p) == "text" for p in paths):
         raise UserError("plain-text inputs hold one text per file: use a single --json-keys")
-    tok = load_tokenizer(cfg.tokenizer)
+    tok = _load(cfg, cfg.tokenizer_backend, _sample(paths, cfg.json_keys, cfg.max_document_bytes))
+    if rank == 0 and cfg.progress:
+        print(
+            f"tokenizer: {cfg.tokenizer} ({tok.vocab_size:,} tokens, encoded by {tok.backend})",
+            file=sys.stderr,
+        )
     if cfg.append_eod and tok.eod_id is None:
         raise UserError(f"--append-eod: tokenizer {cfg.tokenizer} defines no end-of-sequence token")
     settings = _settings(cfg, tok, paths)
     work_dir = cfg.output_prefix + ".shards"
     stats_path = cfg.output_prefix + ".stats.json"
     finished = _load_json(stats_path)
-    outputs_exist = all(os.path.isfile(output_prefix(cfg, k) + ".idx") for k in cfg.json_keys)
-    if finished is not None and finished.get("settings") == settings and outputs_exist:
+    if finished is not None and finished.get("settings") == settings and _published(cfg, finished):
         if rank == 0 and not cfg.keep_shards:
             shutil.rmtree(work_dir, ignore_errors=True)
         return finished
-    if os.path.dirname(cfg.output_prefix):
-        os.makedirs(os.path.dirname(cfg.output_prefix), exist_ok=True)
+    out_dir = Path(os.path.dirname(cfg.output_prefix) or ".")
+    check_writable(out_dir)  # before any work is done
+    out_dir.mkdir(parents=True, exist_ok=True)
     plan = _together(comm, lambda: _plan(cfg, settings, paths, work_dir, size), root_only=True)
     tasks = [(i, s) for i, s in enumerate(plan) if i % size == rank and _shard_done(cfg, work_dir, i) is None]
-    bar = _Bar(cfg.progress and rank == 0, len(tasks))
+    bar = _Bar(cfg.progress and rank == 0, len(tasks), cfg.log_interval)
     try:
         _together(comm, lambda: run_shards(cfg, tasks, work_dir, tok, bar), root_only=False)
     finally:
         bar.close()
     stats = _together(
-        comm, lambda: _finish(cfg, settings, len(plan), size, work_dir, stats_path), root_only=True
+        comm,
+        lambda: _finish(cfg, settings, len(plan), size, work_dir, stats_path, tok.backend),
+        root_only=True,
     )
     if rank == 0 and not cfg.keep_shards:
         shutil.rmtree(work_dir, ignore_errors=True)

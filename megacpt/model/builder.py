@@ -9,7 +9,6 @@ norm so that sequence parallelism works without apex or TE. Asking for TE or FP8
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 
 import torch
 from megatron.core import parallel_state
@@ -22,8 +21,10 @@ from megatron.core.transformer import TransformerConfig
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 
+from megacpt.compat import model as model_compat
 from megacpt.config.megatron import padded_vocab_size
 from megacpt.config.schema import Config
+from megacpt.config.validate import transformer_engine_available
 from megacpt.errors import UserError
 from megacpt.model.norms import SequenceParallelTorchNorm
 
@@ -31,7 +32,7 @@ from megacpt.model.norms import SequenceParallelTorchNorm
 def use_transformer_engine(config: Config) -> bool:
     """Whether this run uses the TE layer spec (``auto``: when TE imports)."""
     impl = config.model.transformer_impl
-    have_te = importlib.util.find_spec("transformer_engine") is not None
+    have_te = transformer_engine_available()
     if impl == "transformer_engine" and not have_te:
         raise UserError(
             "model.transformer_impl is 'transformer_engine' but Transformer Engine is not installed"
@@ -76,9 +77,8 @@ def _apply_llama3_rope_scaling(model: GPTModel, config: Config) -> None:
     """
     rope = config.model.rope_scaling
     assert rope is not None
-    rotary = model.rotary_pos_emb
-    rotary.inv_freq = rotary._apply_scaling(
-        rotary.inv_freq,
+    model_compat.scale_llama3_rope(
+        model.rotary_pos_emb,
         factor=rope.factor,
         low_freq_factor=rope.low_freq_factor,
         high_freq_factor=rope.high_freq_factor,

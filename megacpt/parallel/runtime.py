@@ -18,9 +18,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from megacpt.compat import cpu as cpu_compat
+from megacpt.compat import dcp as dcp_compat
+from megacpt.compat import optimizer as optimizer_compat
 from megacpt.config.schema import Config
 from megacpt.config.validate import data_parallel_size, validate_layout
-from megacpt.parallel import cpu_compat, megatron_fixes
+from megacpt.processes import children_die_with_parent
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,15 @@ def _slurm_env_to_torch() -> None:
     os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
 
 
-def _free_loopback_port() -> int:
+def init_world_of_one(backend: str = "gloo", timeout: datetime.timedelta | None = None) -> None:
+    """A process group of this process alone, on a free loopback port (the environment untouched, so
+    that processes it starts do not inherit a rank)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port = sock.getsockname()[1]
+    dist.init_process_group(
+        backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1, timeout=timeout
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -71,7 +79,9 @@ def init_runtime(config: Config) -> Runtime:
     on_gpu = torch.cuda.is_available()
     if not on_gpu:
         cpu_compat.apply()
-    megatron_fixes.apply()
+    optimizer_compat.apply()
+    dcp_compat.checkpoint_writer_without_manager()
+    children_die_with_parent()  # the checkpoint writers it forks do not outlive a killed run
     _slurm_env_to_torch()
     launched = "RANK" in os.environ  # by torchrun or srun; else a world of one, without touching the env
     world_size = int(os.environ["WORLD_SIZE"]) if launched else 1
@@ -86,8 +96,7 @@ def init_runtime(config: Config) -> Runtime:
         if launched:
             dist.init_process_group(backend, timeout=timeout)
         else:
-            init = f"tcp://127.0.0.1:{_free_loopback_port()}"
-            dist.init_process_group(backend, init_method=init, rank=0, world_size=1, timeout=timeout)
+            init_world_of_one(backend, timeout)
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=p.tensor_model_parallel_size,
         pipeline_model_parallel_size=p.pipeline_model_parallel_size,

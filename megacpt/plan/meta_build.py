@@ -7,7 +7,7 @@ the real ``megacpt.model.builder.build_model`` runs under ``torch.device("meta")
 initialisation off: a 70B layout's rank is built in well under a second and allocates nothing.
 The world is TP x PP ranks: data and context parallelism replicate a rank's model, so they
 change no shape. The local layer spec is used; Transformer Engine's spec has the same parameters. Without
-a GPU, ``megacpt.parallel.cpu_compat`` is applied, as for any CPU run.
+a GPU, ``megacpt.compat.cpu`` is applied, as for any CPU run.
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ def _meta_config(config: Config) -> Config:
 def meta_params_on_rank(config: Config, pp_rank: int) -> int:
     """Parameters of the chunks that pipeline rank ``pp_rank`` (TP rank 0) builds, on meta."""
     from megatron.core import parallel_state
-    from torch.testing._internal.distributed.fake_pg import FakeStore
 
+    from megacpt.compat import cpu as cpu_compat
+    from megacpt.compat import dcp as dcp_compat
     from megacpt.config.megatron import transformer_config
     from megacpt.model.builder import build_model
-    from megacpt.parallel import cpu_compat
 
     if dist.is_initialized():
         raise RuntimeError("meta_params_on_rank needs a process without torch.distributed initialised")
@@ -64,7 +64,7 @@ def meta_params_on_rank(config: Config, pp_rank: int) -> int:
     tp, pp = p.tensor_model_parallel_size, p.pipeline_model_parallel_size
     cpu_compat.apply()  # on a CPU-only machine: e.g. a tied head's copy calls ``.cuda()``
     # Megatron's default rank order is tp-cp-dp-pp: with DP = CP = 1, a pipeline rank is TP ranks.
-    dist.init_process_group("fake", store=FakeStore(), rank=pp_rank * tp, world_size=tp * pp)
+    dist.init_process_group("fake", store=dcp_compat.fake_store(), rank=pp_rank * tp, world_size=tp * pp)
     try:
         parallel_state.initialize_model_parallel(
             tensor_model_parallel_size=tp,

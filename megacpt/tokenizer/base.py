@@ -8,12 +8,10 @@ the ``expand_vocab`` entry point) is family-agnostic.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-
-from megacpt.errors import UserError
+from typing import Any
 
 Encoded = list[list[int]]
 Parts = tuple[str, str] | None
@@ -24,6 +22,13 @@ class BaseVocab(ABC):
 
     kind: str
     base_size: int
+    default_trainer: str  # the candidate trainer of this family (``TrainConfig.trainer`` ``auto``)
+
+    @property
+    def pre_tokenizer(self) -> dict[str, Any] | None:
+        """The base's pre-tokenizer (``tokenizer.json`` form) that candidate training must split text
+        with, or ``None`` when the family splits words itself (SentencePiece)."""
+        return None
 
     @abstractmethod
     def key(self, token: bytes) -> str | None:
@@ -53,27 +58,3 @@ class BaseVocab(ABC):
     @abstractmethod
     def write(self, keys: Sequence[str], padded_size: int, out_dir: Path) -> None:
         """Write the merged tokenizer (HF files, plus ``tokenizer.model`` where it applies)."""
-
-
-def load_base(path: Path) -> BaseVocab:
-    """Load a SentencePiece ``.model``, a byte-level BPE ``tokenizer.json``, a mistral-common
-    ``tekken*.json``, or a directory holding ``tokenizer.model`` or ``tokenizer.json``."""
-    from megacpt.tokenizer.merge_bpe import ByteLevelVocab
-    from megacpt.tokenizer.merge_sentencepiece import SentencePieceVocab
-
-    if path.is_dir():
-        for name in ("tokenizer.model", "tokenizer.json", "tekken.json"):
-            if (path / name).is_file():
-                return load_base(path / name)
-        raise UserError(f"{path}: no tokenizer.model, tokenizer.json or tekken.json in this directory")
-    with path.open("rb") as handle:
-        head = handle.read(64).lstrip()
-    if not head.startswith(b"{"):
-        return SentencePieceVocab.load(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path}: not a readable JSON tokenizer ({err})") from err
-    if "vocab" in data and "config" in data and "pattern" in data.get("config", {}):
-        return ByteLevelVocab.from_tekken(path)
-    return ByteLevelVocab.from_tokenizer_json(path, data)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from megacpt.errors import UserError
+from megacpt.tokenizer.scripts import parse_scripts
 
-TRAINERS = ("sentencepiece_bpe", "sentencepiece_unigram", "hf_bpe")
+TRAINERS = ("auto", "sentencepiece_bpe", "sentencepiece_unigram", "hf_bpe")
 NORMALIZATIONS = ("identity", "nfkc")
 MORPH = ("none", "mecab", "kiwi")
 
@@ -21,6 +22,8 @@ MORPH = ("none", "mecab", "kiwi")
 class TrainConfig:
     """How the target-language candidate tokenizer is trained.
 
+    ``trainer`` ``auto`` picks the base's own family: ``hf_bpe`` (byte-level, with the base's
+    pre-tokenizer) for a byte-level base, ``sentencepiece_bpe`` for a SentencePiece one.
     ``vocab_size`` is the size of the candidate tokenizer (EEVE trained 40k), not of the result;
     ``normalization`` is applied to the training text only (Swallow trained on NFKC text), the
     merged tokenizer keeps the base tokenizer's own normaliser. ``character_coverage`` applies to the
@@ -28,7 +31,7 @@ class TrainConfig:
     ``max_words`` caps (by sampling) how many distinct words it reads.
     """
 
-    trainer: str = "sentencepiece_bpe"
+    trainer: str = "auto"
     vocab_size: int = 16000
     character_coverage: float = 0.9995
     normalization: str = "identity"
@@ -76,20 +79,24 @@ class ExpansionConfig:
 
     ``base`` is a SentencePiece ``.model``, a byte-level BPE ``tokenizer.json`` (or a directory
     holding one of them), or a mistral-common ``tekken*.json``. ``corpus`` holds JSONL files with
-    a ``text`` field; a deterministic ``heldout_fraction`` of their documents (by text hash) is
+    a ``text`` field, as a list (one language, named ``language``) or a mapping from language name
+    to files (the report then shows each language's held-out text apart); a deterministic ``heldout_fraction`` of their documents (by text hash) is
     kept out of training and used only by the report. ``heldout`` maps a language name to extra
     JSONL files reported on whole (English replay text, for instance).
-    ``target_vocab_size`` (optional) caps the final vocabulary size (new tokens included): it must
+    ``scripts`` names the writing systems new tokens may be made of (``auto``: the non-Latin
+    scripts of the corpus; ``all``: no restriction; see ``megacpt.tokenizer.scripts``), so text
+    in other scripts keeps the base's ids. ``target_vocab_size`` (optional) caps the final vocabulary size (new tokens included): it must
     exceed the base's size. ``pad_to_multiple_of`` pads the final size with unused tokens.
     An existing non-empty ``output_dir`` is replaced only with ``overwrite``.
     """
 
     base: Path
-    corpus: list[Path]
+    corpus: list[Path] | dict[str, list[Path]]
     output_dir: Path
     language: str = "target"
     heldout_fraction: float = 0.1
     heldout: dict[str, list[Path]] = field(default_factory=dict)
+    scripts: str | list[str] = "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     target_vocab_size: int | None = None
@@ -98,15 +105,27 @@ class ExpansionConfig:
 
     def __post_init__(self) -> None:
         self.base = Path(self.base)
-        self.corpus = [Path(p) for p in self.corpus]
+        corpus = self.corpus if isinstance(self.corpus, dict) else {self.language: self.corpus}
+        self.corpus = {lang: [Path(p) for p in paths] for lang, paths in corpus.items()}
         self.output_dir = Path(self.output_dir)
         self.heldout = {lang: [Path(p) for p in paths] for lang, paths in self.heldout.items()}
-        if not self.corpus:
+        if not any(self.corpus.values()):
             raise UserError("no corpus given: pass at least one JSONL file")
         if not 0.0 <= self.heldout_fraction < 1.0:
             raise UserError(f"heldout_fraction must lie in [0, 1), got {self.heldout_fraction}")
+        parse_scripts(self.scripts)
         if self.pad_to_multiple_of < 1:
             raise UserError(f"pad_to_multiple_of must be positive, got {self.pad_to_multiple_of}")
-        for path in [self.base, *self.corpus, *(p for ps in self.heldout.values() for p in ps)]:
+        for path in [self.base, *self.corpus_files, *(p for ps in self.heldout.values() for p in ps)]:
             if not path.exists():
                 raise UserError(f"{path}: no such file or directory")
+
+    @property
+    def corpora(self) -> dict[str, list[Path]]:
+        """The training corpus by language."""
+        assert isinstance(self.corpus, dict)
+        return self.corpus
+
+    @property
+    def corpus_files(self) -> list[Path]:
+        return [p for paths in self.corpora.values() for p in paths]

@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from megacpt.atomic import atomic_directory
 from megacpt.errors import UserError
-from megacpt.tokenizer.base import BaseVocab, load_base
+from megacpt.tokenizer.base import BaseVocab
 from megacpt.tokenizer.config import ExpansionConfig
 from megacpt.tokenizer.corpus import iter_texts, load_split
-from megacpt.tokenizer.merge_bpe import ByteLevelVocab
+from megacpt.tokenizer.load import load_base
 from megacpt.tokenizer.report import LanguageStats, markdown_table, measure, plot
+from megacpt.tokenizer.scripts import resolve_filter
 from megacpt.tokenizer.select import Selection, select_tokens
 from megacpt.tokenizer.train import train_candidates
 
@@ -85,17 +84,6 @@ def _write_lists(base: BaseVocab, selection: Selection, tmp: Path) -> None:
     (tmp / "new_tokens.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished directory into place; an old one is removed only after that succeeded."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old)
-
-
 def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
     """Expand ``config.base`` with tokens trained on ``config.corpus``; see the module docstring."""
     _check_output(config)
@@ -103,35 +91,42 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
     start = time.perf_counter()
     base = load_base(config.base)
     cap = _cap(config, base.base_size)
-    split = load_split(config.corpus, config.heldout_fraction)
+    splits = {lang: load_split(paths, config.heldout_fraction) for lang, paths in config.corpora.items()}
+    train = [text for split in splits.values() for text in split.train]
     clock["load"] = time.perf_counter() - start
-    log.info("base %s (%d tokens); %d train / %d held-out documents", base.kind, base.base_size,
-             len(split.train), len(split.heldout))  # fmt: skip
+    log.info(
+        "base %s (%d tokens); %d train / %d held-out documents",
+        base.kind,
+        base.base_size,
+        len(train),
+        sum(len(s.heldout) for s in splits.values()),
+    )
 
     start = time.perf_counter()
-    pre = base.data.get("pre_tokenizer") if isinstance(base, ByteLevelVocab) else None
-    candidates = train_candidates(split.train, config.train, pre)
+    trainer = base.default_trainer if config.train.trainer == "auto" else config.train.trainer
+    candidates = train_candidates(train, config.train, base.pre_tokenizer, trainer)
     clock["train"] = time.perf_counter() - start
-    log.info("trained %d candidate tokens in %.1f s", len(candidates), clock["train"])
+    log.info("trained %d candidate tokens with %s in %.1f s", len(candidates), trainer, clock["train"])
 
     start = time.perf_counter()
-    selection = select_tokens(base, candidates, split.train, config.select, cap)
+    scripts = resolve_filter(config.scripts, train)
+    selection = select_tokens(base, candidates, train, config.select, cap, scripts)
     clock["select"] = time.perf_counter() - start
-    log.info("selected %d new tokens in %d rounds (%.1f s)", len(selection.keys), selection.rounds,
-             clock["select"])  # fmt: skip
+    log.info(
+        "selected %d new tokens in %d rounds (%.1f s)", len(selection.keys), selection.rounds, clock["select"]
+    )
 
     new_size = base.base_size + len(selection.keys)
     padded = -(-new_size // config.pad_to_multiple_of) * config.pad_to_multiple_of
     start = time.perf_counter()
-    reports = {config.language: split.heldout} if split.heldout else {}
+    reports = {lang: split.heldout for lang, split in splits.items() if split.heldout}
     reports.update({lang: list(iter_texts(paths)) for lang, paths in config.heldout.items()})
     stats = [measure(base, selection.keys, lang, texts) for lang, texts in reports.items() if texts]
     clock["report"] = time.perf_counter() - start
 
     out = config.output_dir
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_directory(out, replace=True) as tmp:  # an old output is replaced only once this succeeds
         start = time.perf_counter()
         base.write(selection.keys, padded, tmp)
         _write_lists(base, selection, tmp)
@@ -146,6 +141,8 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
             "new_vocab_size": new_size,
             "padded_vocab_size": padded,
             "num_new_tokens": len(selection.keys),
+            "trainer": trainer,
+            "scripts": list(scripts.scripts) if scripts.scripts is not None else "all",
             "selection_rounds": selection.rounds,
             "selection_converged": selection.converged,
             "config": json.loads(json.dumps(asdict(config), default=str)),
@@ -153,10 +150,6 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
             "report": [s.as_dict() for s in stats],
         }
         (tmp / "expansion.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExpansionResult(
         output_dir=out,
         base_kind=base.kind,

@@ -23,6 +23,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from megacpt.errors import UserError
 from megacpt.tokenizer.base import BaseVocab, Encoded, Parts
+from megacpt.tokenizer.hf_files import save_tokenizer
 
 BYTE_ENCODER = bytes_to_unicode()
 BYTE_DECODER = {c: b for b, c in BYTE_ENCODER.items()}
@@ -62,6 +63,7 @@ class ByteLevelVocab(BaseVocab):
     """A byte-level BPE tokenizer (HF ``tokenizer.json`` form) as the base of an expansion."""
 
     kind = "byte_bpe"
+    default_trainer = "hf_bpe"
 
     def __init__(self, data: dict[str, Any], specials: dict[str, str]) -> None:
         self.data = data
@@ -75,6 +77,11 @@ class ByteLevelVocab(BaseVocab):
         self._base = Tokenizer.from_str(json.dumps(data))
         self._cache: tuple[tuple[str, ...], Tokenizer] | None = None
         self._base_byte_ids: set[int] | None = None
+
+    @property
+    def pre_tokenizer(self) -> dict[str, Any] | None:
+        pre: dict[str, Any] | None = self.data.get("pre_tokenizer")
+        return pre
 
     @classmethod
     def from_tekken(cls, path: Path) -> ByteLevelVocab:
@@ -114,21 +121,30 @@ class ByteLevelVocab(BaseVocab):
         return key in self.vocab
 
     def _new_merges(self, keys: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
-        """The reachable keys and the merge that builds each, in the given order."""
+        """The reachable keys and the merge that builds each, in append order.
+
+        Keys are taken in the given order; a key that needs a piece appended later (a whole
+        syllable after the two-byte piece it is built from) is retried in a further pass.
+        """
         ranks = dict(self.ranks)
         known = set(self.vocab)
         kept: list[str] = []
         merges: list[tuple[str, str]] = []
-        for key in keys:
-            if key in known:
-                continue
-            parts = _segment(key, ranks)
-            if len(parts) != 2:
-                continue
-            ranks.setdefault((parts[0], parts[1]), len(self.merges) + len(merges))
-            merges.append((parts[0], parts[1]))
-            kept.append(key)
-            known.add(key)
+        pending = [key for key in dict.fromkeys(keys) if key not in known]
+        while pending:
+            left = []
+            for key in pending:
+                parts = _segment(key, ranks)
+                if len(parts) != 2:
+                    left.append(key)
+                    continue
+                ranks.setdefault((parts[0], parts[1]), len(self.merges) + len(merges))
+                merges.append((parts[0], parts[1]))
+                kept.append(key)
+                known.add(key)
+            if len(left) == len(pending):
+                break
+            pending = left
         return kept, merges
 
     def reachable(self, keys: Sequence[str]) -> dict[str, Parts]:
@@ -183,9 +199,5 @@ class ByteLevelVocab(BaseVocab):
         from transformers import PreTrainedTokenizerFast
 
         tokenizer = Tokenizer.from_str(json.dumps(self.merged_data(keys, padded_size)))
-        PreTrainedTokenizerFast(tokenizer_object=tokenizer, **self.specials).save_pretrained(out_dir)
-        # transformers 5 writes its own "TokenizersBackend"; this name loads in 4.x and 5.x alike.
-        config_path = out_dir / "tokenizer_config.json"
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-        saved["tokenizer_class"] = "PreTrainedTokenizerFast"
-        config_path.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **self.specials)
+        save_tokenizer(fast, out_dir, tokenizer_class="PreTrainedTokenizerFast")

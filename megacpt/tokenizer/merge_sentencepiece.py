@@ -28,6 +28,7 @@ from transformers.convert_slow_tokenizer import generate_merges
 
 from megacpt.errors import UserError
 from megacpt.tokenizer.base import BaseVocab, Encoded, Parts
+from megacpt.tokenizer.hf_files import save_tokenizer
 
 sp_pb2: Any = sentencepiece_model_pb2  # generated protobuf module: mypy cannot see its classes
 
@@ -57,6 +58,7 @@ class SentencePieceVocab(BaseVocab):
     """A SentencePiece BPE model as the base of an expansion."""
 
     kind = "sentencepiece"
+    default_trainer = "sentencepiece_bpe"
 
     def __init__(self, proto: Any) -> None:
         self.proto = proto
@@ -145,12 +147,7 @@ class SentencePieceVocab(BaseVocab):
             (Path(tmp) / "tokenizer.model").write_bytes(proto.SerializeToString())
             config = {"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_prefix_space": None}
             (Path(tmp) / "tokenizer_config.json").write_text(json.dumps(config))
-            AutoTokenizer.from_pretrained(tmp, local_files_only=True).save_pretrained(out_dir)
-        config_path = out_dir / "tokenizer_config.json"
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-        for load_time_only in ("is_local", "local_files_only"):  # not settings of the tokenizer
-            saved.pop(load_time_only, None)
-        config_path.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            save_tokenizer(AutoTokenizer.from_pretrained(tmp, local_files_only=True), out_dir)
         (out_dir / "tokenizer.model").write_bytes(proto.SerializeToString())
         # transformers 5 ranks merges by piece id, which puts Mistral's "▁▁" pieces (score -1e9)
         # first and disagrees with the .model on repeated spaces; rank them by score, as SP does.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from megacpt.tokenizer.base import BaseVocab, Parts
 from megacpt.tokenizer.config import SelectConfig
+from megacpt.tokenizer.scripts import ScriptFilter
 
 CHUNK = 4096  # documents encoded at a time, so counting a large corpus never holds all its ids
 
@@ -52,13 +53,18 @@ def _capped(ranked: list[str], parts: dict[str, Parts], cap: int) -> set[str]:
     return kept
 
 
-def frequent_chars(texts: Sequence[str], base: BaseVocab, min_count: int) -> list[str]:
-    """Single characters seen at least ``min_count`` times that the base has no token for, most frequent first."""
+def frequent_chars(
+    texts: Sequence[str], base: BaseVocab, min_count: int, scripts: ScriptFilter | None = None
+) -> list[str]:
+    """Single characters seen at least ``min_count`` times that the base has no token for (and that
+    ``scripts`` admits), most frequent first."""
     counts = Counter(c for text in texts for c in text)
     out = []
     for char, count in counts.most_common():
         if count < min_count:
             break
+        if scripts is not None and not scripts.admits(char.encode("utf-8")):
+            continue
         key = base.key(char.encode("utf-8"))
         if key is not None and not base.in_base(key):
             out.append(key)
@@ -75,11 +81,18 @@ def count_new(base: BaseVocab, texts: Sequence[str], keys: Sequence[str]) -> dic
 
 
 def select_tokens(
-    base: BaseVocab, candidates: Sequence[bytes], texts: Sequence[str], cfg: SelectConfig, cap: int | None
+    base: BaseVocab,
+    candidates: Sequence[bytes],
+    texts: Sequence[str],
+    cfg: SelectConfig,
+    cap: int | None,
+    scripts: ScriptFilter | None = None,
 ) -> Selection:
-    """Run the selection loop; ``cap`` bounds the number of new tokens (``None``: no bound)."""
-    chars = frequent_chars(texts, base, cfg.char_min_frequency)
-    trained = [k for k in (base.key(c) for c in candidates) if k is not None and not base.in_base(k)]
+    """Run the selection loop; ``cap`` bounds the number of new tokens (``None``: no bound), and
+    only candidates that ``scripts`` admits take part."""
+    chars = frequent_chars(texts, base, cfg.char_min_frequency, scripts)
+    admitted = [c for c in candidates if scripts is None or scripts.admits(c)]
+    trained = [k for k in (base.key(c) for c in admitted) if k is not None and not base.in_base(k)]
     pool = list(dict.fromkeys(chars + trained))
     protected = set(chars)
     parts = base.reachable(pool)

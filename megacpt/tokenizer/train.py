@@ -58,7 +58,7 @@ def _spm_train(path: str, model: io.BytesIO, cfg: TrainConfig) -> None:
         input_format="tsv",
         model_writer=model,
         minloglevel=2,  # quiet; a logstream would need a real stderr fd
-        model_type="bpe" if cfg.trainer == "sentencepiece_bpe" else "unigram",
+        model_type="unigram" if cfg.trainer == "sentencepiece_unigram" else "bpe",
         vocab_size=cfg.vocab_size,
         character_coverage=cfg.character_coverage,
         normalization_rule_name="identity",
@@ -103,9 +103,14 @@ def _train_hf_bpe(
     tokenizer = Tokenizer(models.BPE())
     if pre_tokenizer is not None:
         tokenizer.pre_tokenizer = Tokenizer.from_str(
-            json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []},
-                        "pre_tokenizer": pre_tokenizer})
-        ).pre_tokenizer  # fmt: skip
+            json.dumps(
+                {
+                    "version": "1.0",
+                    "model": {"type": "BPE", "vocab": {}, "merges": []},
+                    "pre_tokenizer": pre_tokenizer,
+                }
+            )
+        ).pre_tokenizer
         alphabet = pre_tokenizers.ByteLevel.alphabet()
     else:
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -139,14 +144,19 @@ def _train_hf_bpe(
 
 
 def train_candidates(
-    texts: Sequence[str], cfg: TrainConfig, pre_tokenizer: dict[str, Any] | None = None
+    texts: Sequence[str],
+    cfg: TrainConfig,
+    pre_tokenizer: dict[str, Any] | None = None,
+    trainer: str | None = None,
 ) -> list[bytes]:
     """Train on ``texts`` and return the tokens as UTF-8 bytes in the order they should be appended.
 
     ``pre_tokenizer`` is the base's byte-level pre-tokenizer (``tokenizer.json`` form) when the base
-    is byte-level; the HF trainer then splits text exactly as the base does.
+    is byte-level; the HF trainer then splits text exactly as the base does. ``trainer`` replaces
+    ``cfg.trainer`` (the resolved choice when that is ``auto``).
     """
     segmenter = make_segmenter(cfg.morph)
-    if cfg.trainer == "hf_bpe":
+    trainer = trainer or cfg.trainer
+    if trainer == "hf_bpe":
         return _train_hf_bpe(texts, cfg, segmenter, pre_tokenizer)
     return _train_sentencepiece(texts, cfg, segmenter, dummy_prefix=pre_tokenizer is None)

@@ -17,8 +17,10 @@ initialising from pretrained weights (model only) are separate functions.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -31,34 +33,21 @@ from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing import ShardedTensor
 from megatron.core.dist_checkpointing.mapping import ShardedTensorFactory
 
+from megacpt.atomic import write_atomic
+from megacpt.checkpoint_meta import (
+    HF_SUBDIR,
+    LATEST,
+    META,
+    checkpoint_name,
+    latest_checkpoint,
+    read_meta,
+    verify_files,
+)
+from megacpt.compat import optimizer as optimizer_compat
 from megacpt.errors import UserError
-from megacpt.parallel import megatron_fixes
 
-LATEST = "latest"
-META = "megacpt.json"
 _OPTIMIZER_FORMAT = {"distrib_optim_sharding_type": "fully_reshardable"}
 VOCAB_PARALLEL_KEYS = ("embedding.word_embeddings.weight", "output_layer.weight")
-
-
-def checkpoint_name(step: int) -> str:
-    return f"iter_{step:07d}"
-
-
-def latest_checkpoint(root: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint under ``root``, or None."""
-    marker = Path(root) / LATEST
-    if not marker.is_file():
-        return None
-    path = Path(root) / marker.read_text().strip()
-    return path if (path / META).is_file() else None
-
-
-def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``megacpt.json`` of a checkpoint directory."""
-    file = Path(path) / META
-    if not file.is_file():
-        raise UserError(f"{path} is not a megacpt checkpoint (no {META})")
-    return json.loads(file.read_text())
 
 
 def _unwrap(model: torch.nn.Module) -> Any:
@@ -113,10 +102,19 @@ def _layout() -> dict[str, int]:
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every RNG's state as plain data and tensors, so that it loads with ``weights_only=True``."""
+    version, python_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "layout": _layout(),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": [version, list(python_state), gauss],
+        "numpy": [
+            kind,
+            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
         "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
@@ -127,22 +125,25 @@ def _restore_rng(path: Path) -> bool:
     file = path / "rng" / f"rank_{dist.get_rank():05d}.pt"
     if not file.is_file():
         return False
-    state = torch.load(file, weights_only=False)
+    try:
+        state = torch.load(file, weights_only=True)  # a checkpoint is data: nothing in it may run code
+    except pickle.UnpicklingError:
+        if dist.get_rank() == 0:
+            print(
+                f"[megacpt] {file} is not plain data (an older format): RNG states not restored", flush=True
+            )
+        return False
     if state["layout"] != _layout():
         return False
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, python_state, gauss = state["python"]
+    random.setstate((version, tuple(python_state), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
     tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
     return True
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(
@@ -153,8 +154,11 @@ def save_checkpoint(
     scheduler: Any,
     meta: dict[str, Any],
     keep_last: int | None = None,
+    side_files: Path | None = None,
 ) -> Path:
-    """Save model, optimizer, scheduler and RNG at ``step``; collective over all ranks."""
+    """Save model, optimizer, scheduler and RNG at ``step``; collective over all ranks. ``side_files``
+    (the tokenizer and generation config, ``hf/`` of the checkpoint the run started from) are copied
+    in, so that every checkpoint exports to a complete Hugging Face model."""
     root = Path(root)
     final = root / checkpoint_name(step)
     tmp = root / (checkpoint_name(step) + ".tmp")
@@ -164,25 +168,47 @@ def save_checkpoint(
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     dist.barrier()
-    megatron_fixes.materialise_adam_state(optimizer)
-    state = _model_state(models)
-    state["optimizer"] = optimizer.sharded_state_dict(_optimizer_view(state), metadata=_OPTIMIZER_FORMAT)
-    state["scheduler"] = scheduler.state_dict()
-    state["megacpt"] = dict(meta, step=step)
-    dist_checkpointing.save(state, str(tmp))
-    (tmp / "rng").mkdir(exist_ok=True)
-    torch.save(_rng_state(), tmp / "rng" / f"rank_{rank:05d}.pt")
-    dist.barrier()
+    try:
+        optimizer_compat.materialise_adam_state(optimizer)
+        state = _model_state(models)
+        state["optimizer"] = optimizer.sharded_state_dict(_optimizer_view(state), metadata=_OPTIMIZER_FORMAT)
+        state["scheduler"] = scheduler.state_dict()
+        state["megacpt"] = dict(meta, step=step)
+        dist_checkpointing.save(state, str(tmp))
+        (tmp / "rng").mkdir(exist_ok=True)
+        torch.save(_rng_state(), tmp / "rng" / f"rank_{rank:05d}.pt")
+        dist.barrier()
+        if rank == 0:
+            if side_files is not None and side_files.is_dir():
+                shutil.copytree(side_files, tmp / HF_SUBDIR)
+            (tmp / META).write_text(json.dumps(dict(meta, step=step), indent=2))
+    except Exception as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written iter_N.tmp behind
+        if _no_space_left(err):
+            raise UserError(
+                f"no space left on device while saving checkpoint {final}: free space and rerun; "
+                "training resumes from the latest complete checkpoint"
+            ) from err
+        raise
     if rank == 0:
-        (tmp / META).write_text(json.dumps(dict(meta, step=step), indent=2))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _write_text_atomic(root / LATEST, final.name)
+        write_atomic(root / LATEST, final.name)
         if keep_last:
             _prune(root, keep_last)
     dist.barrier()
     return final
+
+
+def _no_space_left(err: BaseException | None) -> bool:
+    """Whether ``err`` or an error it wraps is a full disk (the checkpoint writer re-raises its
+    workers' errors wrapped, sometimes only as text)."""
+    while err is not None:
+        if (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _prune(root: Path, keep_last: int) -> None:
@@ -200,7 +226,8 @@ def load_checkpoint(
     """Resume: restore model, optimizer, scheduler and (at the same layout) RNG; return the metadata."""
     path = Path(path)
     read_meta(path)
-    megatron_fixes.materialise_adam_state(optimizer)
+    verify_files(path)
+    optimizer_compat.materialise_adam_state(optimizer)
     state = _model_state(models)
     if _take_repadded(path, _model_state(models)):
         raise UserError(
@@ -212,7 +239,7 @@ def load_checkpoint(
     loaded = dist_checkpointing.load(state, str(path))
     _load_models(models, loaded)
     optimizer.load_state_dict(loaded["optimizer"])
-    megatron_fixes.unshare_step_tensors(optimizer)
+    optimizer_compat.unshare_step_tensors(optimizer)
     scheduler.num_steps = 0  # Megatron's load_state_dict adds the saved count to the current one
     scheduler.load_state_dict(loaded["scheduler"])
     _restore_rng(path)
@@ -221,13 +248,14 @@ def load_checkpoint(
 
 def load_optimizer_state(path: str | os.PathLike, models: list[torch.nn.Module], optimizer: Any) -> None:
     """Load only the optimizer state of a checkpoint (a stage that carries Adam's state over)."""
-    megatron_fixes.materialise_adam_state(optimizer)
+    verify_files(path)
+    optimizer_compat.materialise_adam_state(optimizer)
     state = _model_state(models)
     view = _optimizer_view(state)
     request = {"optimizer": optimizer.sharded_state_dict(view, is_loading=True, metadata=_OPTIMIZER_FORMAT)}
     loaded = dist_checkpointing.load(request, str(path))
     optimizer.load_state_dict(loaded["optimizer"])
-    megatron_fixes.unshare_step_tensors(optimizer)
+    optimizer_compat.unshare_step_tensors(optimizer)
 
 
 def _load_models(models: list[torch.nn.Module], loaded: dict[str, Any]) -> None:
@@ -284,6 +312,7 @@ def load_pretrained(
     """
     path = latest_checkpoint(path) or Path(path)
     meta = read_meta(path)
+    verify_files(path)
     if meta.get("vocab_size") != vocab_size:
         raise UserError(
             f"checkpoint {path} has vocabulary size {meta.get('vocab_size')} but model.vocab_size is {vocab_size}"

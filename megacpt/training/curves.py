@@ -1,7 +1,7 @@
 """A run's curves from its files: ``metrics.jsonl`` and ``stages.json``, and the ``loss.png`` of them.
 
 The trainer draws ``loss.png`` when a run ends (training loss with each stage shaded, and the
-validation loss of each language with the stage boundaries); the quickstart report reads the same
+validation loss and bits per byte of each language with the stage boundaries); the quickstart report reads the same
 series. ``metrics.jsonl`` is appended to across resumes, so a step logged twice (a run killed after
 its last checkpoint and rerun) keeps its latest record. matplotlib draws, with the Agg backend.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from megacpt.atomic import atomic_path
 from megacpt.errors import UserError
 
 
@@ -49,13 +49,14 @@ def train_loss(records: list[dict[str, Any]]) -> list[tuple[int, float]]:
     return sorted(latest.items())
 
 
-def validation(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
-    """Per language, the (step, validation loss) series in step order, the latest record per step."""
+def validation(records: list[dict[str, Any]], metric: str = "val_loss") -> dict[str, list[tuple[int, float]]]:
+    """Per language, the (step, value) series of ``metric`` (``val_loss`` or ``val_bpb``) in step
+    order, the latest record per step."""
     series: dict[str, dict[int, float]] = {}
     for record in records:
         for key, value in record.items():
-            if key.startswith("val_loss/") and value is not None:
-                series.setdefault(key.removeprefix("val_loss/"), {})[record["step"]] = float(value)
+            if key.startswith(metric + "/") and value is not None:
+                series.setdefault(key.removeprefix(metric + "/"), {})[record["step"]] = float(value)
     return {lang: sorted(points.items()) for lang, points in series.items()}
 
 
@@ -70,16 +71,23 @@ def draw_stages(ax: Any, loss: list[tuple[int, float]], bounds: list[tuple[str, 
 
 
 def draw_validation(
-    ax: Any, val: dict[str, list[tuple[int, float]]], bounds: list[tuple[str, int, int]]
+    ax: Any,
+    val: dict[str, list[tuple[int, float]]],
+    bounds: list[tuple[str, int, int]],
+    what: str = "loss",
+    reference: dict[str, float] | None = None,
 ) -> None:
-    """Validation loss per language on ``ax``, with a line at each stage's end."""
+    """A validation series per language on ``ax`` (``what``: its name), with a line at each stage's
+    end and, dashed, each language's ``reference`` value (the base model's, say)."""
     for _, _, end in bounds:
         ax.axvline(end, color="grey", linewidth=0.5)
-    for lang, points in val.items():
-        ax.plot(*zip(*points, strict=True), marker="o", label=lang)
-    ax.set(title="validation loss per language", xlabel="step", ylabel="loss")
+    for i, (lang, points) in enumerate(val.items()):
+        ax.plot(*zip(*points, strict=True), marker="o", label=lang, color=f"C{i % 10}")
+        if reference and lang in reference:
+            ax.axhline(reference[lang], color=f"C{i % 10}", linestyle="--", linewidth=1, label=f"{lang} base")
+    ax.set(title=f"validation {what} per language", xlabel="step", ylabel=what)
     if val:
-        ax.legend()
+        ax.legend(fontsize=7)
 
 
 def write_loss_png(
@@ -96,15 +104,18 @@ def write_loss_png(
 
     records = read_metrics(run_dir / "metrics.jsonl")
     bounds = bounds if bounds is not None else stage_bounds(run_dir / "stages.json")
-    val = validation(records)
+    panels = [
+        (what, series)
+        for what, series in (("loss", validation(records)), ("bits per byte", validation(records, "val_bpb")))
+        if series
+    ]
     out = out or run_dir / "loss.png"
-    fig, axes = plt.subplots(1, 2 if val else 1, figsize=(12 if val else 7, 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, 1 + len(panels), figsize=(6 + 5.5 * len(panels), 4.5), squeeze=False)
     draw_stages(axes[0][0], train_loss(records), bounds)
-    if val:
-        draw_validation(axes[0][1], val, bounds)
+    for ax, (what, series) in zip(axes[0][1:], panels):
+        draw_validation(ax, series, bounds, what)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, out)
     return out

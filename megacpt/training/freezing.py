@@ -24,6 +24,7 @@ from megatron.core import parallel_state
 from megatron.core.optimizer import ChainedOptimizer, DistributedOptimizer, Float16OptimizerWithFloat16Params
 from megatron.core.optimizer.optimizer import FP32Optimizer
 
+from megacpt.compat import optimizer as optimizer_compat
 from megacpt.config.schema import TrainableConfig
 
 INPUT_EMBEDDING = "embedding.word_embeddings.weight"
@@ -100,7 +101,7 @@ def _main_copies(optimizer: Any, param: torch.nn.Parameter) -> list[tuple[torch.
                 continue
             group, order = opt.model_param_group_index_map[param]
             main = opt.optimizer.param_groups[group]["params"][order]
-            start = opt._get_model_param_range_map(param)["param"].start
+            start = optimizer_compat.param_range_start(opt, param)
             found.append((main, opt.optimizer.state[main], start))
         elif isinstance(opt, Float16OptimizerWithFloat16Params):
             for f16_group, f32_group in zip(opt.float16_groups, opt.fp32_from_float16_groups):

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from megacpt.atomic import write_atomic
+
 
 class MetricsLogger:
     """Append-only metrics sink for one run directory."""
@@ -50,11 +52,30 @@ class MetricsLogger:
                     self._tb.add_scalar(key, value, step)
         print(_format(record), flush=True)
 
+    def drop_after(self, step: int) -> None:
+        """Forget the records of steps after ``step`` (a run resumed from its checkpoint at ``step``
+        logs them again), so that readers see each step once."""
+        if not self.enabled or self._jsonl is None:
+            return
+        path = Path(self._jsonl.name)
+        self._jsonl.close()
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _step_of(line) <= step]
+        write_atomic(path, "".join(line + "\n" for line in kept))
+        self._jsonl = path.open("a", encoding="utf-8")
+
     def close(self) -> None:
         if self._jsonl is not None:
             self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _step_of(line: str) -> float:
+    """The step a metrics line records; a line cut short by a kill counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _format(record: dict[str, Any]) -> str:

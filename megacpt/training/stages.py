@@ -10,6 +10,11 @@ Presets (stage budgets are shares of ``training.train_steps``; LR and data come 
 
 A schedule with neither a preset nor stages is one stage of ``training.train_steps`` that trains
 everything, which is what a plain (pre)training run is.
+
+With tied embeddings (``model.tie_embeddings``) input and output rows are one matrix. EEVE's stages
+that train them apart are folded as its paper says: stages 1 and 2 into 3 (new rows), stage 5 into
+4 (all rows), each fold adding its budget to the stage it joins (``TIED_FOLDS``). An explicit stage
+that gives input and output rows different selections on a tied model is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from megacpt.config.loader import from_dict
 from megacpt.config.schema import Config, DatasetEntry, OptimizerConfig, StageConfig, TrainableConfig
@@ -54,6 +60,16 @@ PRESETS: dict[str, list[dict]] = {
 }
 
 
+# preset -> {stage folded away for tied embeddings: the stage that takes its budget}
+TIED_FOLDS: dict[str, dict[str, str]] = {
+    "eeve": {
+        "1-new-input-rows": "3-new-input-and-output-rows",
+        "2-new-output-rows": "3-new-input-and-output-rows",
+        "5-new-input-and-all-output-rows": "4-all-output-rows",
+    }
+}
+
+
 @dataclass(frozen=True)
 class Stage:
     """A stage resolved against the config: a number of steps, and everything it needs."""
@@ -76,6 +92,8 @@ _TUNABLE = (
     "share",
     "lr",
     "min_lr",
+    "embedding_lr",
+    "embedding_min_lr",
     "warmup_steps",
     "decay_style",
     "datasets",
@@ -84,15 +102,47 @@ _TUNABLE = (
 _BUDGET = ("steps", "tokens", "share")
 
 
-def _preset_stages(name: str, overrides: list[StageConfig]) -> list[StageConfig]:
-    """The preset's stages (equal shares of ``training.train_steps``), adjusted by ``overrides``."""
+def _fold_for_tied(name: str, configs: list[StageConfig]) -> list[StageConfig]:
+    """The preset's stages with those that train input and output rows apart folded (``TIED_FOLDS``)."""
+    folds = TIED_FOLDS.get(name, {})
+    extra: dict[str, float] = {}
+    for stage in configs:
+        if stage.name in folds:
+            extra[folds[stage.name]] = extra.get(folds[stage.name], 0.0) + (stage.share or 0.0)
+    return [
+        dataclasses.replace(
+            stage, share=(stage.share or 0.0) + extra.get(stage.name, 0.0), train=_one_matrix(stage.train)
+        )
+        for stage in configs
+        if stage.name not in folds
+    ]
+
+
+def _one_matrix(train: TrainableConfig) -> TrainableConfig:
+    """A preset stage's row selection for tied embeddings: the union of its input and output rows."""
+    chosen = {train.input_embeddings, train.output_layer} - {"none"}
+    rows: Literal["none", "new", "all"] = "new" if chosen == {"new"} else "all" if chosen else "none"
+    return dataclasses.replace(train, input_embeddings=rows, output_layer=rows)
+
+
+def _preset_stages(name: str, overrides: list[StageConfig], tied: bool) -> list[StageConfig]:
+    """The preset's stages (equal shares of ``training.train_steps``; folded for ``tied``
+    embeddings), adjusted by ``overrides``."""
     stages = PRESETS[name]
     share = 1.0 / len(stages)
     configs = [
         from_dict(StageConfig, {"share": share, **stage}, f"schedule.preset {name}") for stage in stages
     ]
+    if tied:
+        configs = _fold_for_tied(name, configs)
     by_name = {stage.name: i for i, stage in enumerate(configs)}
     for override in overrides:
+        folded = TIED_FOLDS.get(name, {}).get(override.name) if tied else None
+        if folded is not None:
+            raise UserError(
+                f"schedule.stages: {override.name!r} is folded into {folded!r} because model.tie_embeddings "
+                "is true (input and output rows are one matrix); adjust that stage instead"
+            )
         if override.name not in by_name:
             raise UserError(
                 f"schedule.stages: {override.name!r} is not a stage of preset {name} "
@@ -143,6 +193,12 @@ def trains_anything(train: TrainableConfig) -> bool:
 def _check_trainable(train: TrainableConfig, config: Config, where: str) -> None:
     if not trains_anything(train):
         raise UserError(f"{where}: the stage trains nothing (every parameter group is 'none')")
+    if config.model.tie_embeddings and train.input_embeddings != train.output_layer:
+        raise UserError(
+            f"{where}: trains input rows '{train.input_embeddings}' and output rows '{train.output_layer}', but "
+            "model.tie_embeddings makes them one matrix; give both the same selection, or untie the model "
+            "(tools/resize_embeddings.py --untie-embeddings)"
+        )
     rows = {train.input_embeddings, train.output_layer} & {"new", "old"}
     old = config.schedule.old_vocab_size
     if rows and old is None:
@@ -163,7 +219,7 @@ def resolve_stages(config: Config) -> list[Stage]:
     """The concrete stages of this run, validated."""
     schedule = config.schedule
     if schedule.preset:
-        configs = _preset_stages(schedule.preset, schedule.stages)
+        configs = _preset_stages(schedule.preset, schedule.stages, config.model.tie_embeddings)
     elif schedule.stages:
         configs = schedule.stages
     else:
@@ -173,10 +229,16 @@ def resolve_stages(config: Config) -> list[Stage]:
     for index, stage in enumerate(configs):
         where = f"schedule stage {index} ({stage.name or 'unnamed'})"
         _check_trainable(stage.train, config, where)
-        overrides = {k: getattr(stage, k) for k in ("lr", "min_lr", "warmup_steps", "decay_style")}
-        optimizer = dataclasses.replace(
-            config.optimizer, **{k: v for k, v in overrides.items() if v is not None}
-        )
+        overrides = {
+            k: getattr(stage, k)
+            for k in ("lr", "min_lr", "embedding_lr", "embedding_min_lr", "warmup_steps", "decay_style")
+        }
+        try:
+            optimizer = dataclasses.replace(
+                config.optimizer, **{k: v for k, v in overrides.items() if v is not None}
+            )
+        except UserError as err:  # e.g. the stage's lr below optimizer.min_lr
+            raise UserError(f"{where}: {err} (the stage's values over optimizer's)") from None
         if not stage.reset_optimizer and (index == 0 or stages[-1].train != stage.train):
             raise UserError(
                 f"{where}: reset_optimizer false needs a previous stage that trains the same parameters"

@@ -25,9 +25,11 @@ import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
+from megacpt.checkpoint_meta import HF_SUBDIR, resolve, resume_checkpoint
 from megacpt.config.loader import dump_config, to_dict
 from megacpt.config.schema import Config
-from megacpt.config.validate import validate_data
+from megacpt.config.validate import check_model_matches, validate_checkpoints, validate_data
+from megacpt.errors import UserError
 from megacpt.parallel.runtime import init_runtime, shutdown
 from megacpt.plan.flops import device_peak_flops, flops_per_step
 from megacpt.training import checkpoint as ckpt
@@ -38,6 +40,7 @@ from megacpt.training.metrics import MetricsLogger
 from megacpt.training.preemption import PreemptedError, PreemptionWatch
 from megacpt.training.setup import StageModel, build_datasets, build_stage_model, mixture, release
 from megacpt.training.stages import Stage, resolve_stages
+from megacpt.training.validation import Validator, build_validation_sets
 
 # Checkpoint metadata that travels from the pretrained checkpoint into every checkpoint of the run
 # (the original HF config and tokenizer, which the Megatron -> HF export needs).
@@ -65,11 +68,18 @@ class Trainer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.stages = resolve_stages(config)
-        validate_data(config)
-        self.runtime = init_runtime(config)
-        self.preemption = PreemptionWatch(config.checkpoint.preempt_signals, self.runtime.device)
         self.run_dir = Path(config.logging.run_dir)
         self.ckpt_dir = Path(config.checkpoint.save_dir or self.run_dir / "checkpoints")
+        # Everything that can refuse the run is checked before anything is written.
+        validate_data(config)
+        validate_checkpoints(config)
+        self.resume_from, self.resume_note = (
+            resume_checkpoint(self.ckpt_dir) if config.checkpoint.resume else (None, None)
+        )
+        if self.resume_from is not None:
+            check_resumable(config, ckpt.read_meta(self.resume_from), self.resume_from)
+        self.runtime = init_runtime(config)
+        self.preemption = PreemptionWatch(config.checkpoint.preempt_signals, self.runtime.device)
         self.is_reporting_rank = self.runtime.rank == self.runtime.world_size - 1
         if self.runtime.rank == 0:
             dump_config(config, self.run_dir / "config.yaml")
@@ -85,6 +95,8 @@ class Trainer:
         self.forward_backward = get_forward_backward_func()
         self.state = TrainState()
         self._nonfinite_in_a_row = 0
+        self._validated_at: int | None = None
+        self.side_files: Path | None = None  # hf/ of the checkpoint the run started from
         self.lineage: dict[str, Any] = {}  # what the first pretrained checkpoint says of its origin
         self._build_validation_data()
         self._start()
@@ -92,25 +104,26 @@ class Trainer:
     # -- setup -------------------------------------------------------------------------------
     def _build_validation_data(self) -> None:
         t = self.config.training
-        self.valid_data: dict[str, Any] = {}
-        if t.eval_interval:
-            data = mixture(self.config.data.datasets, self.config.data.mixture_file)
-            self.valid_data = build_datasets(
-                self.config, data, seed=t.seed, train_samples=t.global_batch_size,
-                valid_samples=t.eval_steps * t.global_batch_size, cache_dir=str(self.run_dir / "data_cache"),
-            ).valid  # fmt: skip
+        sets = build_validation_sets(self.config) if t.eval_interval or t.eval_at_start else {}
+        self.validator = Validator(self.config, sets, self.runtime.data_parallel_size)
+        if sets:
+            self._log_rank0(self.validator.describe())
 
     def _start(self) -> None:
         """Resume this run if it has a checkpoint, else begin the first stage."""
         c = self.config.checkpoint
-        latest = ckpt.latest_checkpoint(self.ckpt_dir) if c.resume else None
+        latest = self.resume_from
+        if self.resume_note:
+            self._log_rank0(self.resume_note)
         if latest is None:
             self._enter_stage(0, init_from=Path(c.pretrained) if c.pretrained else None)
             return
         meta = ckpt.read_meta(latest)
+        self.metrics.drop_after(meta["step"])
         stage, stage_step = meta.get("stage", 0), meta.get("stage_step", meta["step"])
-        self.state = TrainState(step=meta["step"], stage=stage, stage_step=stage_step,
-                                skipped_steps=meta.get("skipped_steps", 0))  # fmt: skip
+        self.state = TrainState(
+            step=meta["step"], stage=stage, stage_step=stage_step, skipped_steps=meta.get("skipped_steps", 0)
+        )
         if stage_step >= self.stages[stage].steps and stage + 1 < len(self.stages):
             self.state.stage, self.state.stage_step = stage + 1, 0
             self._enter_stage(stage + 1, init_from=latest)
@@ -128,10 +141,17 @@ class Trainer:
         cur = self.current
         t = self.config.training
         train = build_datasets(
-            self.config, mixture(stage.datasets, stage.mixture_file), seed=t.seed + index,
-            train_samples=stage.steps * t.global_batch_size, valid_samples=0, cache_dir=str(self.run_dir / "data_cache"),
-        )  # fmt: skip
+            self.config,
+            mixture(stage.datasets, stage.mixture_file),
+            seed=t.seed + index,
+            train_samples=stage.steps * t.global_batch_size,
+            valid_samples=0,
+            cache_dir=str(self.run_dir / "data_cache"),
+        )
         self.train_data, self.data_fingerprint = train.train, train.fingerprint
+        source = resume_from or init_from
+        if source is not None and (resolve(source) / HF_SUBDIR).is_dir():
+            self.side_files = resolve(source) / HF_SUBDIR
         if resume_from is not None:
             meta = ckpt.load_checkpoint(resume_from, cur.models, cur.optimizer, cur.scheduler)
             self.lineage = {k: meta[k] for k in _LINEAGE if k in meta}
@@ -237,19 +257,13 @@ class Trainer:
             metrics["mfu"] = flops_per_device / self.peak_flops
         return metrics
 
+    def _validate(self) -> None:
+        self.metrics.log(self.state.step, self.evaluate())
+        self._validated_at = self.state.step
+
     def evaluate(self) -> dict[str, float]:
-        """Mean validation loss per language over ``training.eval_steps`` batches."""
-        for model in self.current.models:
-            model.eval()
-        results = {}
-        with torch.no_grad():
-            for lang, dataset in self.valid_data.items():
-                steps = range(self.config.training.eval_steps)
-                losses = [self._run_schedule(dataset, i, forward_only=True) for i in steps]
-                results[f"val_loss/{lang}"] = sum(losses) / len(losses)
-        for model in self.current.models:
-            model.train()
-        return results
+        """Validation loss and bits per byte per language (``megacpt.training.validation``)."""
+        return self.validator.run(self.current.models, self.forward_backward, self.runtime.device)
 
     def save(self) -> Path:
         meta = {
@@ -261,6 +275,7 @@ class Trainer:
             "stage": self.state.stage,
             "stage_name": self.stage.name,
             "stage_step": self.state.stage_step,
+            "distributed_optimizer": self.config.parallel.use_distributed_optimizer,
         }
         cur = self.current
         with self.preemption.deferred():
@@ -272,13 +287,14 @@ class Trainer:
                 cur.scheduler,
                 meta,
                 self.config.checkpoint.keep_last,
+                self.side_files,
             )
 
     def train(self) -> TrainState:
         """Run the remaining stages; checkpoints at the configured interval and at every stage end."""
         t, c = self.config.training, self.config.checkpoint
-        if t.eval_at_start and t.eval_interval and self.state.step == 0:
-            self.metrics.log(0, self.evaluate())
+        if t.eval_at_start and self.validator.sets and self.state.step == 0:
+            self._validate()
         while True:
             for model in self.current.models:
                 model.train()
@@ -294,8 +310,8 @@ class Trainer:
                         f"{self._nonfinite_in_a_row} non-finite losses in a row at step {self.state.step}; "
                         f"stopping with the last checkpoint in {self.ckpt_dir} intact"
                     )
-                if t.eval_interval and self.valid_data and self.state.step % t.eval_interval == 0:
-                    self.metrics.log(self.state.step, self.evaluate())
+                if t.eval_interval and self.validator.sets and self.state.step % t.eval_interval == 0:
+                    self._validate()
                 saved = c.save_interval and self.state.step % c.save_interval == 0
                 if saved:
                     self.save()
@@ -309,6 +325,9 @@ class Trainer:
             if (c.save_at_end or not last_stage) and ckpt.latest_checkpoint(self.ckpt_dir) != done:
                 self.save()
             if last_stage:
+                validates = t.eval_interval or t.eval_at_start or self.config.data.valid_datasets
+                if validates and self.validator.sets and self._validated_at != self.state.step:
+                    self._validate()  # a run that validates at all is validated at its end
                 if self.is_reporting_rank:
                     write_loss_png(self.run_dir, bounds_of([(s.name, s.steps) for s in self.stages]))
                 return self.state
@@ -322,6 +341,25 @@ class Trainer:
         shutdown(wait_for_others)
 
 
+def check_resumable(config: Config, meta: dict[str, Any], path: Path) -> None:
+    """The checkpoint a run resumes must have its model and optimizer type (``UserError`` otherwise)."""
+    check_model_matches(config, meta, f"the checkpoint to resume, {path},")
+    saved = meta.get("distributed_optimizer")
+    wanted = config.parallel.use_distributed_optimizer
+    if saved is not None and saved != wanted:
+        kind = {True: "the distributed optimizer", False: "the plain optimizer"}
+        raise UserError(
+            f"{path} holds {kind[saved]}'s state but parallel.use_distributed_optimizer is {str(wanted).lower()}: "
+            f"keep use_distributed_optimizer={str(saved).lower()} to resume, or start a new run from its weights "
+            f"with checkpoint.pretrained={path} checkpoint.resume=false"
+        )
+
+
 def _describe(stage: Stage) -> dict[str, Any]:
-    return {"name": stage.name, "steps": stage.steps, "train": vars(stage.train), "lr": stage.optimizer.lr,
-            "reset_optimizer": stage.reset_optimizer}  # fmt: skip
+    return {
+        "name": stage.name,
+        "steps": stage.steps,
+        "train": vars(stage.train),
+        "lr": stage.optimizer.lr,
+        "reset_optimizer": stage.reset_optimizer,
+    }

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing
 from pathlib import Path
 
 import pytest
 
+from megacpt.clean import cli as clean_cli
 from megacpt.clean import dedup
 from megacpt.clean.pipeline import CleanConfig, clean_corpus
 from megacpt.clean.report import REMOVAL_REASONS
@@ -16,10 +16,6 @@ from megacpt.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 KLUE = REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl"
-_spec = importlib.util.spec_from_file_location("clean_corpus_tool", REPO / "tools" / "clean_corpus.py")
-assert _spec is not None and _spec.loader is not None
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
 
 
 def _korean(n: int) -> list[dict]:
@@ -141,13 +137,31 @@ def test_bad_paths_and_tool_exit_codes(
     with pytest.raises(UserError, match="cannot write"):
         clean_corpus(str(messy), str(blocker / "out.jsonl"))
     with pytest.raises(SystemExit) as code:
-        tool.main([str(tmp_path / "nope.jsonl"), str(tmp_path / "out.jsonl")])
+        clean_cli.main([str(tmp_path / "nope.jsonl"), str(tmp_path / "out.jsonl")])
     assert code.value.code == 2 and "error: input file not found" in capsys.readouterr().err
     assert not (tmp_path / "out.jsonl").exists()
-    tool.main(
+    clean_cli.main(
         [str(messy), str(tmp_path / "out.jsonl"), "--lang", "ko", "--workers", "2", "--disable", "length"]
     )
     out = capsys.readouterr().out
     assert out.startswith("42 documents in, 31 kept") and "near_duplicate" in out
     report = json.loads((tmp_path / "out.jsonl.report.json").read_text(encoding="utf-8"))
     assert report["config"]["quality"]["disabled"] == ["length"] and report["workers"] == 2
+
+
+def test_unknown_language_codes_and_empty_outputs_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="unknown language code 'korean'"):
+        CleanConfig(languages=("korean",))
+    corpus = tmp_path / "ko.jsonl"
+    corpus.write_text(
+        "".join(
+            json.dumps({"text": f"안녕하세요 여러분, 오늘은 {i}번째 문장입니다."}, ensure_ascii=False) + "\n"
+            for i in range(5)
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(UserError, match=r"kept 0 of 5 documents \(language: 5\); nothing written"):
+        clean_corpus(
+            str(corpus), str(tmp_path / "out.jsonl"), config=CleanConfig(languages=("ja",)), workers=1
+        )
+    assert not (tmp_path / "out.jsonl").exists() and (tmp_path / "out.jsonl.report.json").is_file()

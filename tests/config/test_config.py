@@ -193,3 +193,105 @@ def test_missing_data_is_a_clear_error(tmp_path):
     config = load_config(None, [f"data.datasets=[{{prefix: {tmp_path}/nope}}]"])
     with pytest.raises(UserError, match=r"missing data file .*nope\.bin"):
         validate_data(config)
+
+
+# Every numeric field of every section, with a value out of its range: each is refused at load time
+# with one line naming the field (``__post_init__`` of its section).
+_BAD_VALUES = {
+    "model.rope_scaling": "{factor: 0}",
+    **{
+        f"model.{k}": "0"
+        for k in (
+            "num_layers",
+            "hidden_size",
+            "num_attention_heads",
+            "num_query_groups",
+            "ffn_hidden_size",
+            "kv_channels",
+            "vocab_size",
+            "make_vocab_size_divisible_by",
+            "max_position_embeddings",
+            "norm_epsilon",
+            "rotary_base",
+        )
+    },
+    "model.init_method_std": "-1",
+    "model.hidden_dropout": "1.0",
+    "model.attention_dropout": "-0.1",
+    **{
+        f"parallel.{k}": "0"
+        for k in (
+            "tensor_model_parallel_size",
+            "pipeline_model_parallel_size",
+            "virtual_pipeline_model_parallel_size",
+            "context_parallel_size",
+            "bucket_size",
+            "recompute_num_layers",
+            "distributed_timeout_minutes",
+        )
+    },
+    "precision.fp8_margin": "-1",
+    "precision.fp8_amax_history_len": "0",
+    "optimizer.lr": "0",
+    "optimizer.min_lr": "-1e-5",
+    "optimizer.embedding_lr": "0",
+    "optimizer.embedding_min_lr": "1.0",
+    "optimizer.weight_decay": "-0.1",
+    "optimizer.adam_beta1": "1.0",
+    "optimizer.adam_beta2": "-0.5",
+    "optimizer.adam_eps": "0",
+    "optimizer.clip_grad": "-1",
+    "optimizer.warmup_steps": "-1",
+    "optimizer.decay_steps": "0",
+    "optimizer.wsd_decay_steps": "-1",
+    "data.datasets": "[{prefix: a, weight: -1}]",
+    "data.seq_length": "0",
+    "data.eod_id": "-1",
+    "data.pad_id": "-1",
+    "training.train_steps": "-1",
+    **{
+        f"training.{k}": "0"
+        for k in (
+            "micro_batch_size",
+            "global_batch_size",
+            "log_interval",
+            "eval_interval",
+            "eval_steps",
+            "exit_on_nonfinite_steps",
+        )
+    },
+    "checkpoint.save_interval": "0",
+    "checkpoint.keep_last": "0",
+    "logging.peak_tflops": "0",
+    "schedule.old_vocab_size": "0",
+    "schedule.stages": "[{name: a, share: 1.5}]",
+}
+
+
+@pytest.mark.parametrize("override", [f"{k}={v}" for k, v in _BAD_VALUES.items()])
+def test_every_field_out_of_range_is_refused_at_load(override):
+    section, field = override.split("=")[0].split(".")
+    with pytest.raises(
+        UserError, match=rf"^{section}\.{field}(\[0\])?(\.\w+)? (\(\S+\) )?(must|is a fraction)"
+    ) as err:
+        load_config(None, [override])
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optimizer.min_lr=1.0"], r"optimizer\.min_lr \(1\.0\) must not be above lr"),
+        (
+            ["optimizer.lr=1e-4", "optimizer.embedding_lr=1e-3", "optimizer.embedding_min_lr=2e-3"],
+            r"embedding_min_lr \(0\.002\) must not be above embedding_lr",
+        ),
+        (
+            ["schedule.stages=[{name: a, lr: 1e-3, min_lr: 1e-2}]"],
+            r"stages\[0\]\.min_lr .* must not be above lr",
+        ),
+    ],
+)
+def test_cross_field_learning_rates(overrides, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, overrides)

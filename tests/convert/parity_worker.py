@@ -16,10 +16,10 @@ import torch.distributed as dist
 def logits_of(ckpt: str, tp: int, pp: int, tokens: torch.Tensor) -> torch.Tensor | None:
     from megatron.core import parallel_state, tensor_parallel
 
+    from megacpt.checkpoint_meta import read_meta
     from megacpt.config.loader import from_dict
     from megacpt.config.megatron import transformer_config
     from megacpt.config.schema import Config, ModelConfig, ParallelConfig
-    from megacpt.convert.megatron_io import read_meta
     from megacpt.model.builder import build_model
     from megacpt.training.checkpoint import load_pretrained
 

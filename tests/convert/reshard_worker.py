@@ -15,10 +15,10 @@ import torch.distributed as dist
 def main() -> None:
     from megatron.core import dist_checkpointing, parallel_state
 
+    from megacpt.checkpoint_meta import META, read_meta
     from megacpt.config.loader import from_dict
     from megacpt.config.megatron import transformer_config
     from megacpt.config.schema import Config, ModelConfig, ParallelConfig
-    from megacpt.convert.megatron_io import META, read_meta
     from megacpt.model.builder import build_model
     from megacpt.parallel.runtime import init_runtime, shutdown
     from megacpt.training.checkpoint import load_pretrained

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,11 +12,13 @@ import transformers
 from safetensors.torch import load_file
 from tiny_models import NEW_TOKENS, english_ids, hf_logits, make_resize_model, make_tokenizers, run_workers
 
+from megacpt.checkpoint_meta import read_meta
+from megacpt.convert.calibrate import bias_direction, frequency_offsets
 from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
-from megacpt.convert.megatron_io import read_meta, read_tensors, tensor_shapes
+from megacpt.convert.megatron_io import read_tensors, tensor_shapes
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
 from megacpt.convert.resize import METHODS, Expansion, expansion_from_tokenizers
-from megacpt.convert.resize_checkpoint import resize_hf, resize_megatron
+from megacpt.convert.resize_checkpoint import calibration_for, resize_hf, resize_megatron
 from megacpt.errors import UserError
 
 OLD = 32000
@@ -163,13 +165,10 @@ def test_vocabulary_mismatch_is_a_clear_error(setup: dict, tmp_path: Path) -> No
 
 def test_tools_end_to_end(setup: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The two command-line tools: HF -> Megatron, resize (EEVE, padded for TP 4), Megatron -> HF."""
-    tools = Path(__file__).resolve().parents[2] / "tools"
-    sys.path.insert(0, str(tools))
-    import convert_checkpoint
-    import resize_embeddings
+    from megacpt.convert.cli import convert_main, resize_main
 
     mcore, resized, exported = tmp_path / "mcore", tmp_path / "resized", tmp_path / "hf"
-    convert_checkpoint.main(
+    convert_main(
         [
             "hf-to-megatron",
             "--input",
@@ -184,7 +183,7 @@ def test_tools_end_to_end(setup: dict, tmp_path: Path, capsys: pytest.CaptureFix
             "2",
         ]
     )
-    resize_embeddings.main(
+    resize_main(
         [
             "--input",
             str(mcore),
@@ -198,10 +197,79 @@ def test_tools_end_to_end(setup: dict, tmp_path: Path, capsys: pytest.CaptureFix
             str(setup["base"]),
             "--tokenizer",
             str(setup["expanded"]),
+            "--logit-calibration",
+            "none",  # a tokenizer not made by tools/expand_vocab.py has no frequencies to calibrate with
         ]
     )
     assert "32000 -> 32007 tokens" in capsys.readouterr().out
     assert tensor_shapes(resized)[EMB] == (32256, 64)  # 64 x TP 4
-    convert_checkpoint.main(["megatron-to-hf", "--input", str(resized), "--output", str(exported)])
+    convert_main(["megatron-to-hf", "--input", str(resized), "--output", str(exported)])
     assert json.loads((exported / "config.json").read_text())["vocab_size"] == 32007
     assert len(transformers.AutoTokenizer.from_pretrained(exported)) == 32007
+
+
+def _with_frequencies(expanded: Path, tmp_path: Path, expansion: Expansion) -> Expansion:
+    """The expansion with made-up frequencies, as tools/expand_vocab.py's new_tokens.tsv records them."""
+    rows = ["token\tid\tfrequency\ttext"] + [
+        f't{i}\t{OLD + i}\t{10 ** (i % 4)}\t"t"' for i in range(len(expansion.pieces))
+    ]
+    (expanded / "new_tokens.tsv").write_text("\n".join(rows) + "\n")
+    return expansion_from_tokenizers(expanded.parent / "tok_base", expanded)
+
+
+def test_calibration_offsets_and_direction() -> None:
+    offsets = frequency_offsets([1, 10, 100])
+    weights = torch.tensor([1.0, 10.0, 100.0])
+    assert torch.allclose((weights * offsets).sum(), torch.tensor(0.0), atol=1e-4)  # mean over occurrences
+    assert torch.allclose(offsets[1:] - offsets[:-1], torch.log(torch.tensor([11 / 2, 101 / 11])), atol=1e-5)
+    generator = torch.Generator().manual_seed(0)
+    states = torch.randn(400, 16, generator=generator) * 0.1 + torch.linspace(1, 3, 16)
+    u = bias_direction(states)
+    assert abs(float((states @ u).mean()) - 1.0) < 1e-5 and float((states @ u).std()) < 0.05
+
+
+def test_untied_and_calibrated_resize(setup: dict, tmp_path: Path) -> None:
+    shutil.copytree(setup["expanded"], tmp_path / "tok_expanded")
+    shutil.copytree(setup["base"], tmp_path / "tok_base")
+    expansion = _with_frequencies(tmp_path / "tok_expanded", tmp_path, setup["expansion"])
+    assert expansion.frequencies == [10 ** (i % 4) for i in range(len(NEW_TOKENS))]
+    tied = make_resize_model(tmp_path / "tied", tied=True)
+    calibration = calibration_for(tied, expansion, None)
+    out = resize_hf(
+        tied,
+        tmp_path / "out",
+        expansion,
+        ("subword_mean", "subword_first"),
+        calibration=calibration,
+        untie=True,
+    )
+    new, old = load_file_all(out), load_file_all(tied)["model.embed_tokens.weight"]
+    assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is False
+    check_rows("subword_mean", new["model.embed_tokens.weight"], old, expansion)
+    head = new["lm_head.weight"]
+    assert torch.equal(head[:OLD], old)
+    want = torch.stack([old[p[0]] for p in expansion.pieces]) + calibration.shift()
+    assert torch.allclose(head[OLD:], want, atol=1e-6)
+    assert torch.allclose(
+        hf_logits(out, setup["tokens"])[..., :OLD], hf_logits(tied, setup["tokens"]), atol=1e-5
+    )
+    # The same calibration from the Megatron checkpoint of the same model.
+    mcore = convert_hf_to_megatron(tied, tmp_path / "mcore", make_vocab_size_divisible_by=64)
+    from_megatron = calibration_for(mcore, expansion, read_meta(mcore))
+    assert torch.allclose(from_megatron.direction, calibration.direction, rtol=1e-3, atol=1e-5)
+    kept = resize_megatron(
+        mcore, tmp_path / "kept", expansion, ("subword_mean", "subword_first"), calibration=from_megatron
+    )
+    assert read_meta(kept)["model"]["tie_embeddings"] is True and OUT not in tensor_shapes(kept)
+    untied = resize_megatron(
+        mcore,
+        tmp_path / "untied",
+        expansion,
+        ("subword_mean", "subword_first"),
+        calibration=from_megatron,
+        untie=True,
+    )
+    tables = read_tensors(untied, [EMB, OUT])
+    assert read_meta(untied)["model"]["tie_embeddings"] is False
+    assert torch.equal(tables[OUT][:OLD], tables[EMB][:OLD])
+    assert torch.allclose(tables[OUT][OLD : expansion.new_size], want, atol=1e-4)

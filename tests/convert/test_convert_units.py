@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from megacpt.atomic import atomic_directory
+from megacpt.config.validate import check_model_split
 from megacpt.convert import families as fam
-from megacpt.convert.layout import check_layout
+from megacpt.convert.cli import convert_main, resize_main
 from megacpt.convert.resize import PRESETS, Expansion, new_rows, resize_table, resolve_methods
-from megacpt.convert.safetensors_io import atomic_directory
 from megacpt.errors import UserError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import convert_checkpoint
-import resize_embeddings
 
 LLAMA3 = {
     "model_type": "llama",
@@ -84,8 +80,8 @@ def test_unsupported_models(change: dict, message: str) -> None:
 )
 def test_layout_errors(tp: int, pp: int, message: str) -> None:
     with pytest.raises(UserError, match=message):
-        check_layout(fam.model_config(LLAMA3), tp, pp)
-    check_layout(fam.model_config(LLAMA3), 2, 2)
+        check_model_split(fam.model_config(LLAMA3), tp, pp)
+    check_model_split(fam.model_config(LLAMA3), 2, 2)
 
 
 def test_init_formulas() -> None:
@@ -152,7 +148,7 @@ def test_convert_tool_errors(
     }
     (paths["broken"] / "model.safetensors").write_bytes(b"\x10garbage")
     with pytest.raises(SystemExit) as exit_info:
-        convert_checkpoint.main([a.format(**paths) for a in argv])
+        convert_main([a.format(**paths) for a in argv])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
@@ -170,7 +166,7 @@ def test_resize_tool_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
         "t",
     ]
     with pytest.raises(SystemExit) as exit_info:
-        resize_embeddings.main(argv)
+        resize_main(argv)
     assert exit_info.value.code == 2 and "is not a directory" in capsys.readouterr().err
 
 

@@ -107,8 +107,10 @@ def test_a_bad_token_keeps_the_documents_before_it(tmp_path: Path, long_document
     with IndexedWriter(tmp_path / "ours", np.uint16) as w:
         w.add_documents(np.concatenate(docs[:10]), np.array([d.size for d in docs[:10]]))
         with pytest.raises(UserError, match="token id 70000 does not fit"):
-            w.add_documents(np.concatenate([*docs[10:20], bad, docs[20]]),
-                            np.array([*(d.size for d in docs[10:20]), bad.size, docs[20].size]))  # fmt: skip
+            w.add_documents(
+                np.concatenate([*docs[10:20], bad, docs[20]]),
+                np.array([*(d.size for d in docs[10:20]), bad.size, docs[20].size]),
+            )
         with pytest.raises(UserError, match="token id -1 does not fit"):
             w.add_lists([docs[20].tolist(), [5, -1], docs[21].tolist()])
         w.add_lists([d.tolist() for d in docs[21:]])
@@ -275,10 +277,21 @@ def test_writer_memory_is_flat(tmp_path: Path) -> None:
 def test_core_under_address_sanitizer(tmp_path: Path, dtype) -> None:
     exe = tmp_path / "asan_driver"
     subprocess.run(
-        ["g++", "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-         "-fno-sanitize-recover=all", f"-I{CSRC}", str(HERE / "asan_driver.cpp"), "-o", str(exe)],
+        [
+            "g++",
+            "-std=c++17",
+            "-O1",
+            "-g",
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all",
+            f"-I{CSRC}",
+            str(HERE / "asan_driver.cpp"),
+            "-o",
+            str(exe),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     high = 65535 if dtype == np.uint16 else 2**31 - 1
     # more than the writer's 4 MiB buffer, and one document longer than it on its own
     docs = [*random_docs(6, 20_000, high), np.random.default_rng(7).integers(0, high, 2_200_000)]
@@ -288,8 +301,10 @@ def test_core_under_address_sanitizer(tmp_path: Path, dtype) -> None:
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
     run = subprocess.run(
         [str(exe), str(tmp_path / "tokens"), str(tmp_path / "lengths"), str(tmp_path / "ds"), code],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
     numpy_reference(tmp_path / "ref", docs, dtype)
     assert same_files(tmp_path / "ds", tmp_path / "ref")

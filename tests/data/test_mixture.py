@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ import sentencepiece as spm
 import yaml
 from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
+from megacpt.data.cli import mix_main
 from megacpt.data.mixture import (
     DataMixture,
     build_gpt_datasets,
@@ -27,10 +27,6 @@ from megacpt.data.mixture import (
 from megacpt.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
-_TOOL_SPEC = importlib.util.spec_from_file_location("data_mixture_tool", REPO / "tools" / "data_mixture.py")
-assert _TOOL_SPEC is not None and _TOOL_SPEC.loader is not None
-tool = importlib.util.module_from_spec(_TOOL_SPEC)
-_TOOL_SPEC.loader.exec_module(tool)
 CORPORA = REPO / "examples" / "corpora"
 SP_MODEL = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
 EOD, PAD = 2, 0  # Mistral SentencePiece </s>; <unk> never ends a real document's pieces here
@@ -87,7 +83,7 @@ def test_example_spec_budget_table(spec_dir: Path, capsys: pytest.CaptureFixture
     for entry, w, r in zip(mixture.entries, whole, rows):
         assert w.dataset_tokens == os.path.getsize(entry.bin_path) // 2  # uint16 tokens
         assert 0.95 * w.dataset_tokens < r.dataset_tokens < w.dataset_tokens  # ~98% of documents
-    tool.main([str(spec_dir / "mixture.yaml"), "--tokens", "50M", "--split", "98,2,0"])
+    mix_main([str(spec_dir / "mixture.yaml"), "--tokens", "50M", "--split", "98,2,0"])
     out = capsys.readouterr().out
     assert "ko_klue" in out and "45.00%" in out and "22,500,000" in out and "50,000,000" in out
 
@@ -210,7 +206,7 @@ def test_bad_spec_files(tmp_path: Path, spec_dir: Path, capsys: pytest.CaptureFi
     with pytest.raises(UserError, match=f"missing file {missing}"):
         token_budget_table(DataMixture.from_yaml(spec), 10)
     with pytest.raises(SystemExit) as code:
-        tool.main([str(spec), "--tokens", "10"])
+        mix_main([str(spec), "--tokens", "10"])
     assert code.value.code == 2 and f"error: dataset 'ko': missing file {missing}" in capsys.readouterr().err
     bad = tmp_path / "bad"
     (tmp_path / "bad.bin").write_bytes(b"")

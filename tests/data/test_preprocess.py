@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from megacpt.data import readers
+from megacpt.data import doc_bytes, readers
 from megacpt.data.indexed import read_documents, read_index
 from megacpt.data.preprocess import PreprocessConfig, run
 from megacpt.errors import UserError
@@ -35,8 +35,11 @@ def mistral_model() -> str:
 def corpus_lines(n_per_file: int = 150) -> list[str]:
     """Korean, Japanese and English lines (English documents are long: a tenth as many)."""
     lines = []
-    for name, n in (("ko/klue_dev.jsonl", n_per_file), ("ja/jsquad_valid_wiki.jsonl", n_per_file),
-                    ("en/wikitext2_valid.jsonl", max(1, n_per_file // 10))):  # fmt: skip
+    for name, n in (
+        ("ko/klue_dev.jsonl", n_per_file),
+        ("ja/jsquad_valid_wiki.jsonl", n_per_file),
+        ("en/wikitext2_valid.jsonl", max(1, n_per_file // 10)),
+    ):
         with open(CORPORA / name, encoding="utf-8") as f:
             lines += list(itertools.islice(f, n))
     return lines
@@ -74,18 +77,32 @@ def tool(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_tool_is_byte_identical_to_megatron_builder(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    tool("--input", str(corpus), "--output-prefix", str(out), "--tokenizer", mistral_model(),
-         "--append-eod", "--workers", "2", "--shard-mb", "0.1")  # fmt: skip
+    tool(
+        "--input",
+        str(corpus),
+        "--output-prefix",
+        str(out),
+        "--tokenizer",
+        mistral_model(),
+        "--append-eod",
+        "--workers",
+        "2",
+        "--shard-mb",
+        "0.1",
+    )
     texts = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
     megatron_reference(tmp_path / "ref", texts, mistral_model(), eod=True)
     assert same_files(f"{out}_text_document", tmp_path / "ref")
     stats = json.loads(Path(f"{out}.stats.json").read_text())
     assert stats["documents"] == len(texts) and stats["shards"] > 2 and stats["skipped_total"] == 0
+    assert stats["backend"] == "gigatoken"  # and its ids are the reference's: the files are identical
     assert stats["tokens"] == int(read_index(f"{out}_text_document").sequence_lengths.sum())
     assert stats["settings"]["vocab_size"] == 32000 and stats["settings"]["eod_id"] == 2
     assert stats["characters"] == sum(len(t) for t in texts)
     assert stats["bytes"] == sum(len(t.encode()) for t in texts)
     assert not Path(f"{out}.shards").exists()
+    sizes = doc_bytes.read(f"{out}_text_document")  # in dataset order, across shard boundaries
+    assert sizes is not None and sizes.tolist() == [len(t.encode("utf-8")) for t in texts]
 
 
 def test_shard_boundaries_never_lose_or_repeat_a_line(corpus: Path, tmp_path: Path) -> None:
@@ -165,13 +182,18 @@ def test_bad_input_is_counted_and_skipped(tmp_path: Path) -> None:
         mistral_model(),
         "--shard-mb",
         "30",
-    )  # fmt: skip  (shard boundaries fall inside the 100 MB line)
+    )  # shard boundaries fall inside the 100 MB line
     stats = json.loads(Path(f"{out}.stats.json").read_text())
     assert stats["documents"] == 3
     assert stats["skipped"] == {
-        "blank_line": 1, "empty": 2, "invalid_utf8": 2, "malformed_json": 2, "missing_key": 1,
-        "not_a_string": 1, "too_long": 1,
-    }  # fmt: skip
+        "blank_line": 1,
+        "empty": 2,
+        "invalid_utf8": 2,
+        "malformed_json": 2,
+        "missing_key": 1,
+        "not_a_string": 1,
+        "too_long": 1,
+    }
     sp = spm.SentencePieceProcessor(model_file=mistral_model())
     want = [sp.encode(json.loads(g)["text"]) for g in good]
     assert [d.tolist() for d in read_documents(f"{out}_text_document")] == want
@@ -200,8 +222,11 @@ def test_killed_run_resumes_to_identical_bytes(corpus: Path, tmp_path: Path) -> 
     assert same_files(f"{out}_text_document", f"{tmp_path / 'whole'}_text_document")
     assert json.loads(Path(f"{out}.stats.json").read_text())["documents"] == 2 * len(corpus_lines(400))
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("resumed")) == [
-        "resumed.stats.json", "resumed_text_document.bin", "resumed_text_document.idx",
-    ]  # fmt: skip
+        "resumed.stats.json",
+        "resumed_text_document.bin",
+        "resumed_text_document.doc_bytes.npy",
+        "resumed_text_document.idx",
+    ]
 
 
 def test_resume_refuses_changed_settings_and_skips_finished_runs(corpus: Path, tmp_path: Path) -> None:
@@ -234,7 +259,11 @@ def test_hf_tokenizers_file_directory_and_int32_vocabulary(corpus: Path, tmp_pat
     texts = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
     bpe = _bpe_tokenizer(tmp_path, texts)
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
-    want = [[*e.ids, 1] for e in Tokenizer.from_file(str(bpe)).encode_batch(texts, add_special_tokens=False)]
+    reference = Tokenizer.from_file(str(bpe))
+    reference.encode_special_tokens = True  # the text's literal "<unk>" and "</s>" are text
+    want = [[*e.ids, 1] for e in reference.encode_batch(texts, add_special_tokens=False)]
+    with_unk = [ids for text, ids in zip(texts, want) if "<unk>" in text]
+    assert with_unk and not any(0 in ids for ids in with_unk)  # id 0 is the special "<unk>"
     for name, path in (("file", bpe), ("dir", tmp_path)):
         stats = run(
             PreprocessConfig([str(corpus)], str(tmp_path / name), str(path), append_eod=True, progress=False)
@@ -296,11 +325,12 @@ def test_hf_directory_without_tokenizer_json_goes_through_transformers(corpus: P
         "unk_token": "<unk>",
     }
     (hf / "tokenizer_config.json").write_text(json.dumps(config))
-    lines = corpus_lines(5)[:10]  # ko and ja: the English text holds a literal "<unk>", which HF maps to id 0
+    lines = corpus_lines(10)  # the English text holds literal "<unk>": text, as the .model encodes it
     small = tmp_path / "small.jsonl"
     small.write_text("".join(lines), encoding="utf-8")
     stats = run(PreprocessConfig([str(small)], str(tmp_path / "o"), str(hf), append_eod=True, progress=False))
     assert stats["settings"]["vocab_size"] == 32000 and stats["settings"]["eod_id"] == 2
+    assert "<unk>" in small.read_text() and stats["backend"] == "transformers"
     sp = spm.SentencePieceProcessor(model_file=mistral_model())
     want = [[*sp.encode(json.loads(line)["text"]), 2] for line in lines]
     assert [d.tolist() for d in read_documents(tmp_path / "o_text_document")] == want
@@ -312,8 +342,15 @@ def test_several_json_keys_give_one_aligned_dataset_each(tmp_path: Path) -> None
 
     records = [{"title": f"제목 {i}", "text": f"本文 {i} body"} for i in range(7)] + [{"title": "no text"}]
     (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n")
-    stats = run(PreprocessConfig([str(tmp_path / "r.jsonl")], str(tmp_path / "o"), mistral_model(),
-                                 json_keys=["title", "text"], progress=False))  # fmt: skip
+    stats = run(
+        PreprocessConfig(
+            [str(tmp_path / "r.jsonl")],
+            str(tmp_path / "o"),
+            mistral_model(),
+            json_keys=["title", "text"],
+            progress=False,
+        )
+    )
     sp = spm.SentencePieceProcessor(model_file=mistral_model())
     for key in ("title", "text"):
         want = [sp.encode(r[key]) for r in records[:7]]
@@ -321,8 +358,10 @@ def test_several_json_keys_give_one_aligned_dataset_each(tmp_path: Path) -> None
         assert stats["per_key"][key]["tokens"] == sum(map(len, want))
     assert stats["documents"] == 7 and stats["skipped"] == {"missing_key": 1}
     pq.write_table(pa.table({"body": ["a", "b"]}), tmp_path / "p.parquet")
-    stats = run(
-        PreprocessConfig([str(tmp_path / "p.parquet")], str(tmp_path / "p"), mistral_model(), progress=False)
-    )
-    assert stats["documents"] == 0 and stats["skipped"] == {"missing_key": 2}
-    assert read_index(tmp_path / "p_text_document").document_indices.tolist() == [0]
+    with pytest.raises(UserError, match=r"no document written: every line was skipped \(missing_key: 2\)"):
+        run(
+            PreprocessConfig(
+                [str(tmp_path / "p.parquet")], str(tmp_path / "p"), mistral_model(), progress=False
+            )
+        )
+    assert not list(tmp_path.glob("p_*"))

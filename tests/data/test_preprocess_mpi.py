@@ -16,6 +16,7 @@ REPO = Path(__file__).parents[2]
 TOOL = REPO / "tools" / "preprocess_data.py"
 
 pytestmark = [
+    pytest.mark.multiproc,
     pytest.mark.skipif(
         shutil.which("mpirun") is None, reason="no mpirun (scripts/test-deps.sh installs openmpi-bin)"
     ),
@@ -43,8 +44,12 @@ def test_two_ranks_match_one_process(tmp_path: Path) -> None:
         "0.02",
     ]
     mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2"]
-    run = subprocess.run([*mpirun, sys.executable, str(TOOL), *args, "--output-prefix", str(tmp_path / "mpi")],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [*mpirun, sys.executable, str(TOOL), *args, "--output-prefix", str(tmp_path / "mpi")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     subprocess.run([sys.executable, str(TOOL), *args, "--output-prefix", str(tmp_path / "one")], check=True)
     for ext in (".bin", ".idx"):
@@ -64,9 +69,21 @@ def test_a_failing_rank_fails_the_run_cleanly(tmp_path: Path) -> None:
     corpus.write_text('{"text": "x"}\n')
     mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2"]
     run = subprocess.run(
-        [*mpirun, sys.executable, str(TOOL), "--no-progress", "--input", str(corpus),
-         "--tokenizer", str(tmp_path / "missing.model"), "--output-prefix", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            *mpirun,
+            sys.executable,
+            str(TOOL),
+            "--no-progress",
+            "--input",
+            str(corpus),
+            "--tokenizer",
+            str(tmp_path / "missing.model"),
+            "--output-prefix",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode != 0 and "error: tokenizer" in run.stderr
     assert not list(tmp_path.glob("o*"))

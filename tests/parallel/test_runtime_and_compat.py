@@ -9,16 +9,16 @@ import sys
 import pytest
 import torch
 
+from megacpt.compat import cpu as cpu_compat
 from megacpt.config import load_config
 from megacpt.config.megatron import transformer_config
 from megacpt.errors import UserError
-from megacpt.parallel import cpu_compat
 
 
 def test_nothing_is_patched_when_a_gpu_is_present():
     code = (
         "import torch; cuda = torch.Tensor.cuda; torch.cuda.is_available = lambda: True\n"
-        "from megacpt.parallel import cpu_compat; import megatron.core.tensor_parallel.random as r\n"
+        "from megacpt.compat import cpu as cpu_compat; import megatron.core.tensor_parallel.random as r\n"
         "print(cpu_compat.apply(), r.torch is torch, torch.Tensor.cuda is cuda)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

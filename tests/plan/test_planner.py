@@ -20,7 +20,7 @@ from megacpt.plan import flops
 from megacpt.plan.layouts import candidates, check_layout, with_layout
 from megacpt.plan.memory import estimate_memory, params_on_rank
 from megacpt.plan.meta_build import meta_params_on_rank
-from tests.helpers import REPO
+from tests.helpers import REPO, load_shipped
 
 EXAMPLES = sorted((REPO / "examples").rglob("*.yaml"))
 PLAN_COMMAND = re.compile(r"megacpt plan (\S+) --nodes (\d+) --gpus-per-node (\d+)")
@@ -37,13 +37,16 @@ def _planned_world(path) -> tuple[int, bool]:
     if match:
         assert match.group(1) == str(path.relative_to(REPO)), "the plan command names another file"
         return int(match.group(2)) * int(match.group(3)), True
-    p = load_config(path, []).parallel
+    p = yaml.safe_load(path.read_text()).get("parallel", {})
+    return p.get("tensor_model_parallel_size", 1) * p.get("pipeline_model_parallel_size", 1) * p.get(
+        "context_parallel_size", 1
+    ), False
     return p.tensor_model_parallel_size * p.pipeline_model_parallel_size * p.context_parallel_size, False
 
 
 @pytest.mark.parametrize("path", _training_configs(), ids=lambda p: str(p.relative_to(REPO)))
-def test_every_shipped_config_passes_the_planner(path):
-    config = load_config(path, [])
+def test_every_shipped_config_passes_the_planner(path, tmp_path):
+    config = load_config(path, load_shipped(path, tmp_path / "pretrained"))
     world, at_scale = _planned_world(path)
     check_layout(config, world)
     if at_scale:
@@ -216,7 +219,7 @@ def test_plan_of_the_70b_configs_runs_under_a_minute(name):
         [
             sys.executable,
             "-m",
-            "megacpt.cli",
+            "megacpt",
             "plan",
             f"examples/{name}",
             "--nodes",

@@ -57,11 +57,12 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sbatch")
     prefix = write_byte_dataset(root / "en_bytes", CORPORA / "en" / "wikitext2_valid.jsonl")
     values = tiny_config(
-        prefix, root / "unused",  # the template sets logging.run_dir from RUN_DIR
+        prefix,
+        root / "unused",  # the template sets logging.run_dir from RUN_DIR
         parallel={"tensor_model_parallel_size": 2},
         training={"train_steps": STEPS, "global_batch_size": 16, "log_interval": 1},
         checkpoint={"save_interval": SAVE_INTERVAL},
-    )  # fmt: skip
+    )
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
@@ -70,9 +71,13 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def submit(env: dict[str, str], run_dir: Path, config: Path, *overrides: str) -> str:
     """``sbatch`` the 70B template shrunk to 2 CPU tasks on this node; the job id."""
     job_env = dict(
-        env, CONFIG=str(config), RUN_DIR=str(run_dir), PYTHON=sys.executable, OMP_NUM_THREADS="1",
+        env,
+        CONFIG=str(config),
+        RUN_DIR=str(run_dir),
+        PYTHON=sys.executable,
+        OMP_NUM_THREADS="1",
         PYTHONWARNINGS="ignore",
-    )  # fmt: skip
+    )
     resources = ["--nodes=1", "--ntasks-per-node=2", "--gpus-per-node=0", "--cpus-per-task=1"]
     output = f"--output={run_dir}.out"  # the template's default would write into the repository
     cmd = ["sbatch", "--parsable", *resources, output, str(TEMPLATE), *overrides]
@@ -177,29 +182,14 @@ def test_preempted_job_saves_requeues_and_resumes_exactly(
     assert [r["loss"] for r in read_metrics(run_dir)] == [r["loss"] for r in read_metrics(reference_dir)]
 
 
-def multiprocessing_helpers(job: str) -> list[int]:
-    """Processes of ``job`` spawned by Python's multiprocessing: the checkpoint writer's helpers."""
-    tag = f"\0SLURM_JOB_ID={job}\0".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if (
-                b"multiprocessing.spawn" in (proc / "cmdline").read_bytes()
-                and tag in b"\0" + (proc / "environ").read_bytes()
-            ):
-                found.append(int(proc.name))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
 def test_signal_during_a_checkpoint_save_still_saves_and_requeues(
     slurm_env: dict[str, str], config: Path, tmp_path: Path
 ):
     run_dir, steps = tmp_path / "run", 8
     job = submit(slurm_env, run_dir, config, "checkpoint.save_interval=1", f"training.train_steps={steps}")
-    # The helpers exist only while a checkpoint is being written.
-    wait_while_running(slurm_env, job, run_dir, lambda: bool(multiprocessing_helpers(job)), 0.05)
+    # iter_N.tmp exists only while a checkpoint is being written.
+    saving = lambda: any((run_dir / "checkpoints").glob("iter_*.tmp"))  # noqa: E731
+    wait_while_running(slurm_env, job, run_dir, saving, 0.01)
     subprocess.run(["scancel", "--signal=USR1", job], env=slurm_env, check=True)
     info = wait_until_finished(slurm_env, job)
     assert outcome(info) == ("COMPLETED", "0:0", "1"), describe(run_dir)

@@ -6,7 +6,7 @@ import pytest
 from tok_helpers import EN, JA, KO, SP_BASE, TEKKEN_BASE, texts, write_jsonl
 
 from megacpt.tokenizer import ExpansionConfig, ExpansionResult, SelectConfig, TrainConfig, expand_vocab
-from megacpt.tokenizer.base import load_base
+from megacpt.tokenizer.load import load_base
 from megacpt.tokenizer.merge_bpe import ByteLevelVocab
 
 
@@ -37,7 +37,7 @@ def tekken_japanese(tmp_path_factory: pytest.TempPathFactory) -> ExpansionResult
         output_dir=tmp / "tok",
         language="ja",
         heldout={"en": [EN]},
-        train=TrainConfig(trainer="hf_bpe", vocab_size=6000),
+        train=TrainConfig(vocab_size=6000),  # the trainer follows the base: hf_bpe
         select=SelectConfig(max_new_tokens=3000),
         pad_to_multiple_of=128,
     )

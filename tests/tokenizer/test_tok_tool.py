@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-from tok_helpers import EN, KO, REPO, SP_BASE, texts, write_jsonl
+from tok_helpers import EN, KO, SP_BASE, texts, write_jsonl
 
 from megacpt.tokenizer import SelectConfig
-from megacpt.tokenizer.base import load_base
+from megacpt.tokenizer import cli as expand_cli
 from megacpt.tokenizer.corpus import load_split
+from megacpt.tokenizer.load import load_base
 from megacpt.tokenizer.select import count_new, select_tokens
 from megacpt.tokenizer.train import TrainConfig, train_candidates
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("expand_vocab_tool", REPO / "tools" / "expand_vocab.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_tool_writes_a_loadable_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,15 +21,23 @@ def test_tool_writes_a_loadable_directory(tmp_path: Path, capsys: pytest.Capture
     out = tmp_path / "tok"
     argv = ["--base", str(SP_BASE), "--corpus", str(corpus), "--output", str(out), "--language", "ko"]
     argv += ["--heldout", f"en={EN}", "--train-vocab-size", "3000", "--vocab-size", "33000"]
-    _tool().main([*argv, "--pad-to-multiple-of", "128"])
+    expand_cli.main([*argv, "--pad-to-multiple-of", "128"])
     stdout = capsys.readouterr().out
     meta = json.loads((out / "expansion.json").read_text())
     assert meta["new_vocab_size"] <= 33000 and meta["padded_vocab_size"] == 33024
     assert "| ko |" in stdout and "| en |" in stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "id_map.json", "new_tokens.tsv",
-         "expansion.json", "report.md", "report.png"]
-    )  # fmt: skip
+        [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "tokenizer.model",
+            "id_map.json",
+            "new_tokens.tsv",
+            "expansion.json",
+            "report.md",
+            "report.png",
+        ]
+    )
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tok")]
 
 

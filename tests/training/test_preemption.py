@@ -42,9 +42,11 @@ def data(tmp_path_factory):
 
 def _config(data_prefix: str, run_dir: Path) -> dict:
     return tiny_config(
-        data_prefix, run_dir, parallel={"tensor_model_parallel_size": 2},
+        data_prefix,
+        run_dir,
+        parallel={"tensor_model_parallel_size": 2},
         training={"train_steps": STEPS, "global_batch_size": 32, "micro_batch_size": 4},
-    )  # fmt: skip
+    )
 
 
 def _children(pid: int) -> list[int]:
@@ -101,8 +103,10 @@ def test_signal_to_one_rank_saves_exits_75_and_resumes_exactly(data):
     path.write_text(yaml.safe_dump(config))
     # Launched like srun launches tasks: each rank is its own process with RANK/WORLD_SIZE set.
     port = str(29500 + os.getpid() % 1000)
-    procs = [_launch(path, {"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r), "MASTER_PORT": port})
-             for r in range(2)]  # fmt: skip
+    procs = [
+        _launch(path, {"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r), "MASTER_PORT": port})
+        for r in range(2)
+    ]
     _wait_for_step(run_dir, 3, procs[1])
     procs[1].send_signal(signal.SIGUSR1)  # rank 1 only
     outputs = [p.communicate(timeout=300)[0] for p in procs]
@@ -121,16 +125,23 @@ def test_signal_to_one_rank_saves_exits_75_and_resumes_exactly(data):
 def test_nonfinite_losses_are_skipped_then_stop_the_run_with_a_clear_error(data):
     root, prefix = data
     config = tiny_config(
-        prefix, root / "diverges", optimizer={"lr": 1e30, "min_lr": 1e30, "warmup_steps": 0},
-        training={"train_steps": 10, "exit_on_nonfinite_steps": 3}, checkpoint={"save_interval": 1},
-    )  # fmt: skip
+        prefix,
+        root / "diverges",
+        optimizer={"lr": 1e30, "min_lr": 1e30, "warmup_steps": 0},
+        training={"train_steps": 10, "exit_on_nonfinite_steps": 3},
+        checkpoint={"save_interval": 1},
+    )
     run_dir = Path(config["logging"]["run_dir"])
     run_dir.mkdir(parents=True)
     (root / "diverges.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(  # one plain process, as on a laptop: the error is the last thing printed
         [sys.executable, "-m", "megacpt.train", str(root / "diverges.yaml")],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     records = read_metrics(Path(config["logging"]["run_dir"]))
     last = records[-1]["step"]

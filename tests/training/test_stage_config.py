@@ -105,3 +105,30 @@ def test_a_preset_stage_is_adjusted_by_name():
                 None, [*BASE, *eeve, "schedule.stages=[{name: 6-all-parameters, train: {layers: odd}}]"]
             )
         )
+
+
+def test_tied_embeddings_fold_eeve_as_its_paper_says():
+    tied = [*BASE, "model.tie_embeddings=true", "schedule.preset=eeve"]
+    stages = resolve_stages(load_config(None, tied))
+    assert [(s.name, s.steps) for s in stages] == [
+        ("3-new-input-and-output-rows", 30),  # stages 1, 2 and 3: three sevenths
+        ("4-all-output-rows", 20),  # stages 4 and 5: two sevenths
+        ("6-all-parameters", 10),
+        ("7-transformer-layers", 10),
+    ]
+    rows = [(s.train.input_embeddings, s.train.output_layer) for s in stages]
+    assert rows == [("new", "new"), ("all", "all"), ("all", "all"), ("none", "none")]
+    adjusted = resolve_stages(
+        load_config(None, [*tied, "schedule.stages=[{name: 4-all-output-rows, lr: 1.0e-5}]"])
+    )
+    assert adjusted[1].optimizer.lr == 1e-5
+    with pytest.raises(UserError, match="'1-new-input-rows' is folded into '3-new-input-and-output-rows'"):
+        resolve_stages(load_config(None, [*tied, "schedule.stages=[{name: 1-new-input-rows, steps: 3}]"]))
+    assert len(resolve_stages(load_config(None, [*BASE, "schedule.preset=eeve"]))) == 7  # untied: all seven
+
+
+def test_tied_embeddings_refuse_stages_that_train_input_and_output_apart():
+    stage = "schedule.stages=[{name: in, steps: 2, train: {input_embeddings: new, output_layer: none, layers: none}}]"
+    with pytest.raises(UserError, match="model.tie_embeddings makes them one matrix"):
+        resolve_stages(load_config(None, [*BASE, "model.tie_embeddings=true", stage]))
+    resolve_stages(load_config(None, [*BASE, stage]))  # untied: fine

@@ -42,8 +42,13 @@ def setup(tmp_path_factory):
     pretrained = root / "init" / "checkpoints" / "iter_0000000"
 
     def config(name: str, parallel: dict, preset: str, steps: int, **checkpoint: object) -> dict:
-        cfg = tiny_config(data, root / name, parallel=parallel, training={"train_steps": steps},
-                          checkpoint={"pretrained": str(pretrained), **checkpoint})  # fmt: skip
+        cfg = tiny_config(
+            data,
+            root / name,
+            parallel=parallel,
+            training={"train_steps": steps},
+            checkpoint={"pretrained": str(pretrained), **checkpoint},
+        )
         cfg["model"]["num_layers"] = LAYERS
         cfg["schedule"] = {"preset": preset, "old_vocab_size": OLD_VOCAB}
         return cfg
@@ -135,3 +140,36 @@ def test_resume_mid_stage_and_between_stages_reproduces_losses(setup):
         shutil.copytree(source, ckpt_dir / source.name)
         (ckpt_dir / "latest").write_text(source.name)
         assert train_losses(resumed, 1) == full[resume_at:], name
+
+
+def test_tied_eeve_folds_to_four_stages_that_freeze_bit_for_bit_at_tp2_pp2_dp2(setup, tmp_path):
+    root = setup[0]
+    data = str(root / "en_bytes")
+    init = tiny_config(data, root / "tied_init", training={"train_steps": 0})
+    init["model"].update(num_layers=LAYERS, tie_embeddings=True)
+    train_losses(init, 1)
+    pretrained = root / "tied_init" / "checkpoints" / "iter_0000000"
+    cfg = tiny_config(
+        data,
+        root / "tied_eeve",
+        parallel=TP2_PP2_DP2,
+        training={"train_steps": 7},
+        checkpoint={"pretrained": str(pretrained)},
+    )
+    cfg["model"].update(num_layers=LAYERS, tie_embeddings=True)
+    cfg["schedule"] = {"preset": "eeve", "old_vocab_size": OLD_VOCAB}
+    train_losses(cfg, 8)
+    plan = json.loads((root / "tied_eeve" / "stages.json").read_text())
+    assert [(s["name"], s["steps"]) for s in plan] == [
+        ("3-new-input-and-output-rows", 3),
+        ("4-all-output-rows", 2),
+        ("6-all-parameters", 1),
+        ("7-transformer-layers", 1),
+    ]
+    before, step = _load(pretrained, tmp_path), 0
+    for stage in plan:
+        step += stage["steps"]
+        after = _load(root / "tied_eeve" / "checkpoints" / f"iter_{step:07d}", tmp_path)
+        assert "output_layer.weight" not in after  # one matrix: the embedding
+        _check_stage(stage["name"], TrainableConfig(**stage["train"]), before, after)
+        before = after

@@ -13,6 +13,9 @@ use. ``apply()`` installs the one patch; the trainer's checkpoint code calls the
    state key, ``step`` included, from a source that deliberately omits ``step`` (``KeyError``).
 4. patch ``state_dict_without_parameters`` - a rank whose stage trains none of its parameters (a
    frozen pipeline stage) holds an empty Adam, and saving asserts that it found exactly one step.
+
+``param_range_start`` reads where a parameter starts in the distributed optimizer's flat buffer
+(a private method of ``DistributedOptimizer``), for freezing by vocabulary row.
 """
 
 from __future__ import annotations
@@ -104,3 +107,8 @@ def apply() -> None:
 
     DistributedOptimizer.state_dict = state_dict_without_parameters
     _applied = True
+
+
+def param_range_start(optimizer: Any, param: torch.nn.Parameter) -> int:
+    """Where ``param`` starts in the flattened buffer of a ``DistributedOptimizer``."""
+    return optimizer._get_model_param_range_map(param)["param"].start

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from megacpt.errors import UserError
-from megacpt.pipeline.runner import python, run_step
+from megacpt.recipes.runner import python, run_step
 
 TRAINER_LIKE = "for i in (1, 2, 3): print(f'step {i:>6} | loss {10 - i:.3f} | lr 0.001')"
 

@@ -1,4 +1,4 @@
-"""Let Megatron-core 0.16-0.19 train, pipeline, shard its optimizer and checkpoint with no GPU.
+"""Let Megatron-core 0.16 train, pipeline, shard its optimizer and checkpoint with no GPU.
 
 Megatron-core assumes CUDA in a handful of places that have nothing to do with the maths: it
 allocates buffers on ``torch.cuda.current_device()``, builds scale tensors with ``device='cuda'``,

@@ -1,7 +1,7 @@
 """Run one pipeline step as a subprocess: its output goes to a log file, training shows a progress bar.
 
-Every step of the quickstart is one of megacpt's own command lines (a tool under ``tools/`` or a
-training launch), so the pipeline exercises exactly what a user would type. The console gets one
+Every step of the quickstart is one of megacpt's own command lines (``python -m megacpt VERB`` or
+a training launch), so the pipeline exercises exactly what a user would type. The console gets one
 line per step; a training step instead gets a ``tqdm`` bar fed by the trainer's ``step N | loss ...``
 lines. The full output is kept in ``<out>/logs/<step>.log`` and its tail is shown when a step fails.
 """
@@ -47,8 +47,15 @@ def run_step(
     tail: deque[str] = deque(maxlen=25)
     with log.open("w", encoding="utf-8") as sink:
         sink.write("$ " + " ".join(argv) + "\n")
-        proc = subprocess.Popen(argv, cwd=REPO, env=_env(threads), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=_env(threads),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             sink.write(line)
@@ -72,6 +79,11 @@ def run_step(
 def python(*args: str | Path) -> list[str]:
     """A command line running this interpreter."""
     return [sys.executable, *map(str, args)]
+
+
+def megacpt(verb: str, *args: str | Path) -> list[str]:
+    """A command line running ``megacpt VERB`` with this interpreter."""
+    return python("-m", "megacpt", verb, *args)
 
 
 def torchrun(nproc: int, *args: str | Path) -> list[str]:

@@ -1,0 +1,73 @@
+"""Clean a JSONL corpus: normalise Unicode, drop boilerplate lines, filter by language and quality,
+remove exact and near duplicates; write the kept documents and a JSON report of every removal.
+
+    python tools/clean_corpus.py raw/ko.jsonl clean/ko.jsonl --lang ko --workers 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from megacpt.clean.filters import FILTERS, QualityConfig
+from megacpt.clean.normalize import FORMS
+from megacpt.clean.pipeline import CleanConfig, clean_corpus
+from megacpt.errors import exits_on_user_error
+
+
+@exits_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="JSONL file, one document per line")
+    p.add_argument("output", help="cleaned JSONL file (written atomically)")
+    p.add_argument("--report", help="JSON report path (default: OUTPUT.report.json)")
+    p.add_argument("--text-key", default="text", help="JSON key holding the text (default: text)")
+    p.add_argument(
+        "--lang", action="append", default=[], help="keep only this language (repeatable), e.g. ko"
+    )
+    p.add_argument("--min-lang-prob", type=float, default=0.5, help="minimum language-id probability")
+    p.add_argument("--normalization", choices=FORMS, default="NFKC", help="Unicode normalisation form")
+    p.add_argument("--min-chars", type=int, default=20)
+    p.add_argument("--max-chars", type=int, default=1_000_000)
+    p.add_argument(
+        "--min-script-share", type=float, default=0.5, help="share of letters in the language's script"
+    )
+    p.add_argument("--max-symbol-ratio", type=float, default=0.3)
+    p.add_argument("--max-digit-ratio", type=float, default=0.3)
+    p.add_argument("--max-dup-line-fraction", type=float, default=0.3)
+    p.add_argument("--max-dup-ngram-fraction", type=float, default=0.5)
+    p.add_argument(
+        "--disable", action="append", default=[], choices=sorted(FILTERS), help="turn a quality filter off"
+    )
+    p.add_argument("--no-exact-dedup", action="store_true")
+    p.add_argument("--no-near-dedup", action="store_true")
+    p.add_argument(
+        "--near-dup-threshold",
+        type=float,
+        default=0.8,
+        help="MinHash Jaccard above which a document is a near duplicate",
+    )
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    a = p.parse_args(argv)
+    quality = QualityConfig(
+        min_script_share=a.min_script_share,
+        min_chars=a.min_chars,
+        max_chars=a.max_chars,
+        max_symbol_ratio=a.max_symbol_ratio,
+        max_digit_ratio=a.max_digit_ratio,
+        max_dup_line_fraction=a.max_dup_line_fraction,
+        max_dup_ngram_fraction=a.max_dup_ngram_fraction,
+        disabled=frozenset(a.disable),
+    )
+    config = CleanConfig(
+        text_key=a.text_key,
+        normalization=a.normalization,
+        languages=tuple(a.lang),
+        min_lang_prob=a.min_lang_prob,
+        quality=quality,
+        exact_dedup=not a.no_exact_dedup,
+        near_dedup=not a.no_near_dedup,
+        near_dup_threshold=a.near_dup_threshold,
+    )
+    report = clean_corpus(a.input, a.output, a.report, config, workers=max(1, a.workers))
+    print(report.summary())

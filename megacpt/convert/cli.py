@@ -1,0 +1,174 @@
+"""``megacpt convert`` (checkpoints between GGUF, Hugging Face and Megatron) and ``megacpt resize``
+(embedding rows for an expanded tokenizer): the command-line faces of ``megacpt.convert``."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from megacpt.checkpoint_meta import META, read_meta
+from megacpt.config.loader import from_dict
+from megacpt.config.schema import ModelConfig
+from megacpt.config.validate import check_model_split
+from megacpt.convert import families
+from megacpt.convert.gguf import import_gguf
+from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
+from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
+from megacpt.convert.resize import METHODS, PRESETS, expansion_from_tokenizers, resolve_methods
+from megacpt.convert.resize_checkpoint import calibration_for, describe, resize_hf, resize_megatron
+from megacpt.convert.safetensors_io import HFReader
+from megacpt.errors import UserError, exits_on_user_error
+
+CONVERT_DOC = """Convert a model between Hugging Face safetensors, GGUF and a megacpt Megatron-core checkpoint.
+
+Examples:
+
+    python tools/convert_checkpoint.py gguf-to-hf --input SmolLM2-135M-Instruct.Q4_1.gguf --output models/smollm2
+    python tools/convert_checkpoint.py gguf-to-megatron --input model.gguf --output ckpt/base --target-tp 2
+
+    python tools/convert_checkpoint.py hf-to-megatron --input models/Llama-2-7b-hf --output ckpt/llama2 \\
+        --target-tp 2 --target-pp 2
+    python tools/convert_checkpoint.py megatron-to-hf --input runs/ko/checkpoints/iter_0025000 \\
+        --output export/llama2-ko --tokenizer out/tokenizer-ko
+
+Families: Llama 2/3 (and SOLAR-style deep Llamas, SmolLM), Mistral, Qwen2. GGUF files are read with
+transformers' GGUF loader and dequantised (``megacpt.convert.gguf``). The Megatron checkpoint loads at
+any TP/PP (``checkpoint.pretrained=<dir>``); its vocabulary rows are padded for ``--target-tp``.
+"""
+
+
+def _convert_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=CONVERT_DOC.split("\n")[0])
+    sub = p.add_subparsers(dest="direction", required=True)
+    gguf_to_hf = sub.add_parser("gguf-to-hf", help="GGUF file -> Hugging Face directory (dequantised)")
+    gguf_to_hf.add_argument("--input", required=True, type=Path, help="a .gguf file")
+    gguf_to_hf.add_argument("--output", required=True, type=Path, help="new Hugging Face model directory")
+    gguf_to_hf.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    for name, source in (("hf-to-megatron", "Hugging Face directory"), ("gguf-to-megatron", "GGUF file")):
+        to_mcore = sub.add_parser(name, help=f"{source} -> megacpt checkpoint")
+        to_mcore.add_argument("--input", required=True, type=Path, help=source)
+        to_mcore.add_argument("--output", required=True, type=Path, help="new checkpoint directory")
+        to_mcore.add_argument("--make-vocab-size-divisible-by", type=int, default=128)
+        to_mcore.add_argument(
+            "--target-tp", type=int, default=1, help="TP the model will train at (padding, checks)"
+        )
+        to_mcore.add_argument("--target-pp", type=int, default=1, help="PP the model will train at (checks)")
+    to_hf = sub.add_parser("megatron-to-hf", help="megacpt checkpoint (any layout) -> Hugging Face directory")
+    to_hf.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        help="megacpt checkpoint (iter_N), or a run's checkpoint root (its latest)",
+    )
+    to_hf.add_argument("--output", required=True, type=Path, help="new Hugging Face model directory")
+    to_hf.add_argument(
+        "--tokenizer", type=Path, default=None, help="tokenizer dir (default: the one converted in)"
+    )
+    to_hf.add_argument("--max-shard-size-mb", type=int, default=2048)
+    return p.parse_args(argv)
+
+
+def _to_megatron(hf_dir: Path, args: argparse.Namespace) -> Path:
+    model = families.model_config(HFReader(hf_dir).config, args.make_vocab_size_divisible_by)
+    check_model_split(model, args.target_tp, args.target_pp)
+    return convert_hf_to_megatron(hf_dir, args.output, args.make_vocab_size_divisible_by, args.target_tp)
+
+
+@exits_on_user_error
+def convert_main(argv: list[str] | None = None) -> None:
+    args = _convert_args(argv)
+    if args.direction == "gguf-to-hf":
+        out = import_gguf(args.input, args.output, args.dtype)
+    elif args.direction == "gguf-to-megatron":
+        if args.output.exists():
+            raise UserError(f"output {args.output} already exists; choose a new directory")
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=args.output.parent) as tmp:
+            hf_dir = import_gguf(args.input, Path(tmp) / "hf")
+            out = _to_megatron(hf_dir, args)
+    elif args.direction == "hf-to-megatron":
+        out = _to_megatron(args.input, args)
+    else:
+        out = convert_megatron_to_hf(
+            args.input, args.output, args.tokenizer, args.max_shard_size_mb * 1024**2
+        )
+    print(f"wrote {out}")
+
+
+RESIZE_DOC = """Grow a model's embedding and output layer for an expanded tokenizer, initialising the new rows.
+
+Example (EEVE: input rows = mean of sub-token rows, output rows = first sub-token's row):
+
+    python tools/resize_embeddings.py --input ckpt/solar --output ckpt/solar-ko \\
+        --base-tokenizer models/SOLAR-10.7B --tokenizer out/tokenizer-ko --preset eeve --target-tp 8
+
+``--input`` is a Hugging Face model directory or a megacpt Megatron checkpoint (then only the two
+vocabulary tensors are read and rewritten). Methods: random, mean, subword_mean, subword_first;
+presets: swallow, eeve, redwhale. By default the new output rows are also logit-calibrated from
+the new tokens' frequencies (``megacpt.convert.calibrate``; this runs the base model once over a
+few hundred tokens). A model with tied embeddings stays tied unless ``--untie-embeddings``. The input
+is never modified.
+"""
+
+
+def _resize_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=RESIZE_DOC.split("\n")[0])
+    p.add_argument("--input", required=True, type=Path, help="Hugging Face model dir or megacpt checkpoint")
+    p.add_argument("--output", required=True, type=Path, help="new checkpoint directory")
+    p.add_argument(
+        "--base-tokenizer", required=True, type=Path, help="the tokenizer the input model was trained with"
+    )
+    p.add_argument(
+        "--tokenizer", required=True, type=Path, help="the expanded tokenizer (only appends tokens)"
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    p.add_argument("--input-init", choices=METHODS, default=None, help="method for new embedding rows")
+    p.add_argument("--output-init", choices=METHODS, default=None, help="method for new output-layer rows")
+    p.add_argument(
+        "--logit-calibration",
+        choices=("frequency", "none"),
+        default="frequency",
+        help="shift each new output row's logit by its token's log frequency (runs the base model once)",
+    )
+    p.add_argument(
+        "--untie-embeddings",
+        action="store_true",
+        help="give a tied model its own output layer (old rows copied, new rows from --output-init)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random method")
+    p.add_argument("--target-tp", type=int, default=1, help="Megatron: TP the padding is computed for")
+    return p.parse_args(argv)
+
+
+@exits_on_user_error
+def resize_main(argv: list[str] | None = None) -> None:
+    args = _resize_args(argv)
+    if not args.input.is_dir():
+        raise UserError(f"input {args.input} is not a directory")
+    methods = resolve_methods(args.preset, args.input_init, args.output_init)
+    expansion = expansion_from_tokenizers(args.base_tokenizer, args.tokenizer)
+    if args.output.exists():
+        raise UserError(f"output {args.output} already exists; choose a new directory")
+    meta = read_meta(args.input) if (args.input / META).is_file() else None
+    if meta is not None:
+        check_model_split(from_dict(ModelConfig, meta["model"], "model"), args.target_tp, 1)
+        tied = bool(meta["model"]["tie_embeddings"])
+    else:
+        tied = families.HF_OUTPUT not in HFReader(args.input)
+    calibration = None
+    if args.logit_calibration == "frequency":
+        print("calibrating the new rows' logits (one forward pass of the base model) ...", flush=True)
+        calibration = calibration_for(args.input, expansion, meta)
+    common = dict(
+        seed=args.seed, tokenizer_dir=args.tokenizer, calibration=calibration, untie=args.untie_embeddings
+    )
+    if meta is not None:
+        out = resize_megatron(
+            args.input, args.output, expansion, methods, tensor_parallel_size=args.target_tp, **common
+        )
+    else:
+        out = resize_hf(args.input, args.output, expansion, methods, **common)
+    added = expansion.new_size - expansion.old_size
+    print(f"wrote {out}: {expansion.old_size} -> {expansion.new_size} tokens ({added} new)")
+    print(describe(tied, args.untie_embeddings, methods, calibration))

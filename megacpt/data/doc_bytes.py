@@ -1,0 +1,73 @@
+"""Each document's UTF-8 size, kept beside its dataset: ``<prefix>.doc_bytes.npy``.
+
+Bits per byte divides a text's negative log-likelihood by its UTF-8 bytes, which must be the
+documents' own: tokens cannot always give them back (normalisers, SentencePiece's dummy-prefix
+space, dropped characters). Preprocessing records one int64 per document, in dataset order, and
+validation reads the sizes of exactly the documents it scores. A dataset made elsewhere (Megatron-
+LM's own script) has no such file; its validation then reports loss without bits per byte.
+Shards write raw int64 files while they stream; the merged file is a NumPy ``.npy``, written
+through a memory map so that memory stays flat for any number of documents.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from megacpt.atomic import atomic_path
+
+SUFFIX = ".doc_bytes.npy"
+SHARD_SUFFIX = ".doc_bytes"
+
+
+def path_of(prefix: str | os.PathLike[str]) -> str:
+    return os.fspath(prefix) + SUFFIX
+
+
+class ShardDocBytes:
+    """Appends document sizes to ``<prefix>.doc_bytes`` (raw int64), complete only after ``finalize``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.path = prefix + SHARD_SUFFIX
+        self._partial = self.path + ".partial"
+        self._file = open(self._partial, "wb")  # noqa: SIM115 (closed by finalize or abort)
+
+    def add(self, texts: Sequence[str]) -> list[int]:
+        """Record the sizes of ``texts``; returns them."""
+        sizes = [len(t.encode("utf-8")) for t in texts]
+        np.asarray(sizes, dtype=np.int64).tofile(self._file)
+        return sizes
+
+    def finalize(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._partial, self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        if os.path.exists(self._partial):
+            os.remove(self._partial)
+
+
+def merge(output_prefix: str, shard_prefixes: Sequence[str]) -> None:
+    """Concatenate shards' raw sizes into ``output_prefix``'s ``.npy`` (written under a temporary name)."""
+    counts = [os.path.getsize(p + SHARD_SUFFIX) // 8 for p in shard_prefixes]
+    with atomic_path(path_of(output_prefix)) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int64, shape=(sum(counts),))
+        start = 0
+        for prefix, count in zip(shard_prefixes, counts, strict=True):
+            out[start : start + count] = np.fromfile(prefix + SHARD_SUFFIX, dtype=np.int64)
+            start += count
+        out.flush()
+        del out
+
+
+def read(prefix: str | os.PathLike[str]) -> np.ndarray | None:
+    """The sizes of ``prefix``'s documents (memory-mapped), or None when the dataset has no such file."""
+    path = path_of(prefix)
+    if not os.path.isfile(path):
+        return None
+    return np.load(path, mmap_mode="r")
