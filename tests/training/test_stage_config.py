@@ -44,7 +44,7 @@ def test_explicit_stages_with_budgets_and_overrides():
             *BASE,
             "data.seq_length=16",
             "training.global_batch_size=4",
-            "schedule.stages=[{name: warm, tokens: 100, lr: 1.0e-5, train: {input_embeddings: new, "
+            "schedule.stages=[{name: warm, tokens: 100, lr: 1.0e-5, min_lr: 1.0e-6, train: {input_embeddings: new, "
             "output_layer: none, layers: none}}, {name: rest, steps: 3, train: {layers: [0, 2]}}]",
         ],
     )
@@ -119,9 +119,13 @@ def test_tied_embeddings_fold_eeve_as_its_paper_says():
     rows = [(s.train.input_embeddings, s.train.output_layer) for s in stages]
     assert rows == [("new", "new"), ("all", "all"), ("all", "all"), ("none", "none")]
     adjusted = resolve_stages(
-        load_config(None, [*tied, "schedule.stages=[{name: 4-all-output-rows, lr: 1.0e-5}]"])
+        load_config(None, [*tied, "schedule.stages=[{name: 4-all-output-rows, lr: 1.0e-5, min_lr: 1.0e-6}]"])
     )
     assert adjusted[1].optimizer.lr == 1e-5
+    with pytest.raises(
+        UserError, match=r"stage 1 \(4-all-output-rows\): min_lr \(3e-05\) must not be above lr"
+    ):
+        resolve_stages(load_config(None, [*tied, "schedule.stages=[{name: 4-all-output-rows, lr: 1.0e-5}]"]))
     with pytest.raises(UserError, match="'1-new-input-rows' is folded into '3-new-input-and-output-rows'"):
         resolve_stages(load_config(None, [*tied, "schedule.stages=[{name: 1-new-input-rows, steps: 3}]"]))
     assert len(resolve_stages(load_config(None, [*BASE, "schedule.preset=eeve"]))) == 7  # untied: all seven
