@@ -50,14 +50,21 @@ def logits_of(ckpt: str, tp: int, pp: int, tokens: torch.Tensor) -> torch.Tensor
 def main() -> None:
     from megatron.core import parallel_state
 
-    from megacpt.config.schema import Config, ParallelConfig
+    from megacpt.checkpoint_meta import read_meta
+    from megacpt.config.loader import from_dict
+    from megacpt.config.schema import Config, ModelConfig, ParallelConfig
     from megacpt.parallel.runtime import init_runtime, shutdown
 
     tp, pp, tokens_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     pairs = list(zip(sys.argv[4::2], sys.argv[5::2]))
     tokens = torch.load(tokens_file)
+    # the layout is checked against the (first) checkpoint's own architecture
+    model = from_dict(ModelConfig, read_meta(pairs[0][0])["model"], "model")
     init_runtime(
-        Config(parallel=ParallelConfig(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp))
+        Config(
+            model=model,
+            parallel=ParallelConfig(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp),
+        )
     )
     for ckpt, out in pairs:
         logits = logits_of(ckpt, tp, pp, tokens)
