@@ -410,6 +410,11 @@ def builders(prefix: str, tmp: Path, repeats: int, batch: int = 256, shards: int
             f.unlink()
 
 
+def _median_run(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """The run of median wall time."""
+    return sorted(runs)[len(runs) // 2]
+
+
 def ours_cmd(corpus: Path, prefix: Path, workers: int) -> list[str]:
     return [
         sys.executable,
@@ -435,6 +440,7 @@ def main() -> None:
     p.add_argument("--tmp", default="/tmp/megacpt-bench-preprocess")
     p.add_argument("--builder-docs", type=int, default=200_000, help="documents for (d) and (e)")
     p.add_argument("--builder-repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3, help="runs of ours and of gigatoken raw (medians)")
     p.add_argument("--only-builders", action="store_true", help="run only (d) and (e)")
     p.add_argument(
         "--megatron-lm", type=Path, default=None, help="a Megatron-LM checkout: time its script too"
@@ -462,7 +468,17 @@ def main() -> None:
         builders(builder_tokens(corpus, args.builder_docs, args.workers), tmp, args.builder_repeats)
         return
 
-    ours_s, ours_cpu, ours_mem = timed_tree(ours_cmd(corpus, tmp / "ours", args.workers))
+    # ours and gigatoken's raw encoding alternate, --repeats times each: medians of the same minutes
+    ours_runs, giga_runs = [], []
+    for _ in range(args.repeats):
+        for f in tmp.glob("ours*"):
+            f.unlink()
+        ours_runs.append(timed_tree(ours_cmd(corpus, tmp / "ours", args.workers)))
+        giga_runs.append(timed_tree(gigatoken_raw(corpus)))
+    ours_s, ours_cpu, ours_mem = _median_run(ours_runs)
+    giga_s, giga_cpu, giga_mem = _median_run(giga_runs)
+    print(f"ours, wall seconds of {args.repeats} runs: {[round(r[0], 2) for r in ours_runs]}")
+    print(f"gigatoken raw, wall seconds of {args.repeats} runs: {[round(r[0], 2) for r in giga_runs]}")
     stats = json.loads((tmp / "ours.stats.json").read_text())
     docs, tokens = stats["documents"], stats["tokens"]
     print(
@@ -499,8 +515,7 @@ def main() -> None:
         f"CPU seconds raw limit {raw_cpu:.1f}: x{raw_cpu / ours_cpu:.2f}"
     )
 
-    giga_s, giga_cpu, giga_mem = timed_tree(gigatoken_raw(corpus))
-    print(f"gigatoken raw encode_files (whole process): {giga_s:.1f} s, peak RSS {giga_mem:.0f} MiB")
+    print(f"gigatoken raw encode_files (whole process, median): {giga_s:.1f} s, peak RSS {giga_mem:.0f} MiB")
     print(
         f"(b') ours / gigatoken raw time: x{ours_s / giga_s:.2f} (goal <= 1.25); "
         f"CPU seconds {ours_cpu:.1f} vs {giga_cpu:.1f}"

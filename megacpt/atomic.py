@@ -77,7 +77,7 @@ def atomic_directory(target: str | os.PathLike, replace: bool = False) -> Iterat
 
     final = Path(target)
     if final.exists() and not replace:
-        raise UserError(f"output {final} already exists; choose a new directory")
+        raise UserError(f"{final} already exists; pass --overwrite to replace it")
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -2,6 +2,8 @@
 remove exact and near duplicates; write the kept documents and a JSON report of every removal.
 
     python tools/clean_corpus.py raw/ko.jsonl clean/ko.jsonl --lang ko --workers 8
+
+An existing output is an error unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from megacpt.clean.filters import FILTERS, QualityConfig
 from megacpt.clean.normalize import FORMS
 from megacpt.clean.pipeline import CleanConfig, clean_corpus
 from megacpt.errors import exits_on_user_error
+from megacpt.options import add_json_key, add_overwrite, add_workers
 
 
 @exits_on_user_error
@@ -21,21 +24,32 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("input", help="JSONL file, one document per line")
     p.add_argument("output", help="cleaned JSONL file (written atomically)")
     p.add_argument("--report", help="JSON report path (default: OUTPUT.report.json)")
-    p.add_argument("--text-key", default="text", help="JSON key holding the text (default: text)")
+    add_json_key(p, CleanConfig.text_key, old_name="--text-key")
     p.add_argument(
         "--lang", action="append", default=[], help="keep only this language (repeatable), e.g. ko"
     )
-    p.add_argument("--min-lang-prob", type=float, default=0.5, help="minimum language-id probability")
-    p.add_argument("--normalization", choices=FORMS, default="NFKC", help="Unicode normalisation form")
-    p.add_argument("--min-chars", type=int, default=20)
-    p.add_argument("--max-chars", type=int, default=1_000_000)
     p.add_argument(
-        "--min-script-share", type=float, default=0.5, help="share of letters in the language's script"
+        "--min-lang-prob",
+        type=float,
+        default=CleanConfig.min_lang_prob,
+        help="minimum language-id probability",
     )
-    p.add_argument("--max-symbol-ratio", type=float, default=0.3)
-    p.add_argument("--max-digit-ratio", type=float, default=0.3)
-    p.add_argument("--max-dup-line-fraction", type=float, default=0.3)
-    p.add_argument("--max-dup-ngram-fraction", type=float, default=0.5)
+    p.add_argument(
+        "--normalization", choices=FORMS, default=CleanConfig.normalization, help="Unicode normalisation form"
+    )
+    q = QualityConfig
+    p.add_argument("--min-chars", type=int, default=q.min_chars)
+    p.add_argument("--max-chars", type=int, default=q.max_chars)
+    p.add_argument(
+        "--min-script-share",
+        type=float,
+        default=q.min_script_share,
+        help="share of letters in the language's script",
+    )
+    p.add_argument("--max-symbol-ratio", type=float, default=q.max_symbol_ratio)
+    p.add_argument("--max-digit-ratio", type=float, default=q.max_digit_ratio)
+    p.add_argument("--max-dup-line-fraction", type=float, default=q.max_dup_line_fraction)
+    p.add_argument("--max-dup-ngram-fraction", type=float, default=q.max_dup_ngram_fraction)
     p.add_argument(
         "--disable", action="append", default=[], choices=sorted(FILTERS), help="turn a quality filter off"
     )
@@ -44,10 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--near-dup-threshold",
         type=float,
-        default=0.8,
+        default=CleanConfig.near_dup_threshold,
         help="MinHash Jaccard above which a document is a near duplicate",
     )
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    add_workers(p, os.cpu_count() or 1, "worker processes")
+    add_overwrite(p)
     a = p.parse_args(argv)
     quality = QualityConfig(
         min_script_share=a.min_script_share,
@@ -60,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         disabled=frozenset(a.disable),
     )
     config = CleanConfig(
-        text_key=a.text_key,
+        text_key=a.json_key,
         normalization=a.normalization,
         languages=tuple(a.lang),
         min_lang_prob=a.min_lang_prob,
@@ -69,5 +84,5 @@ def main(argv: list[str] | None = None) -> None:
         near_dedup=not a.no_near_dedup,
         near_dup_threshold=a.near_dup_threshold,
     )
-    report = clean_corpus(a.input, a.output, a.report, config, workers=max(1, a.workers))
+    report = clean_corpus(a.input, a.output, a.report, config, workers=a.workers, overwrite=a.overwrite)
     print(report.summary())

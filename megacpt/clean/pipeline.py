@@ -206,9 +206,11 @@ def clean_corpus(
     report_path: str | None = None,
     config: CleanConfig | None = None,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> CleanReport:
     """Clean ``input_path`` (JSONL) into ``output_path``; write the JSON report beside it
-    (``<output>.report.json``) unless ``report_path`` says where. Returns the report."""
+    (``<output>.report.json``) unless ``report_path`` says where. Returns the report. An existing
+    output is replaced only with ``overwrite`` (and only once the new one is complete)."""
     config = config or CleanConfig()
     workers = workers or os.cpu_count() or 1
     if workers < 1:
@@ -219,6 +221,8 @@ def clean_corpus(
     paths = {os.path.realpath(p) for p in (input_path, output_path, report_path)}
     if len(paths) < 3:
         raise UserError("input, output and report must be three different files")
+    if os.path.exists(output_path) and not overwrite:
+        raise UserError(f"{output_path} already exists; pass --overwrite to replace it")
     dedup = Deduplicator(
         config.near_dup_threshold, config.num_perm, exact=config.exact_dedup, near=config.near_dedup
     )

@@ -19,6 +19,7 @@ from megacpt.convert.resize import METHODS, PRESETS, expansion_from_tokenizers, 
 from megacpt.convert.resize_checkpoint import calibration_for, describe, resize_hf, resize_megatron
 from megacpt.convert.safetensors_io import HFReader
 from megacpt.errors import UserError, exits_on_user_error
+from megacpt.options import add_overwrite, refuse_to_replace
 
 CONVERT_DOC = """Convert a model between Hugging Face safetensors, GGUF and a megacpt Megatron-core checkpoint.
 
@@ -45,11 +46,13 @@ def _convert_args(argv: list[str] | None = None) -> argparse.Namespace:
     gguf_to_hf.add_argument("--input", required=True, type=Path, help="a .gguf file")
     gguf_to_hf.add_argument("--output", required=True, type=Path, help="new Hugging Face model directory")
     gguf_to_hf.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    add_overwrite(gguf_to_hf)
     for name, source in (("hf-to-megatron", "Hugging Face directory"), ("gguf-to-megatron", "GGUF file")):
         to_mcore = sub.add_parser(name, help=f"{source} -> megacpt checkpoint")
         to_mcore.add_argument("--input", required=True, type=Path, help=source)
         to_mcore.add_argument("--output", required=True, type=Path, help="new checkpoint directory")
         to_mcore.add_argument("--make-vocab-size-divisible-by", type=int, default=128)
+        add_overwrite(to_mcore)
         to_mcore.add_argument(
             "--target-tp", type=int, default=1, help="TP the model will train at (padding, checks)"
         )
@@ -66,23 +69,25 @@ def _convert_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tokenizer", type=Path, default=None, help="tokenizer dir (default: the one converted in)"
     )
     to_hf.add_argument("--max-shard-size-mb", type=int, default=2048)
+    add_overwrite(to_hf)
     return p.parse_args(argv)
 
 
 def _to_megatron(hf_dir: Path, args: argparse.Namespace) -> Path:
     model = families.model_config(HFReader(hf_dir).config, args.make_vocab_size_divisible_by)
     check_model_split(model, args.target_tp, args.target_pp)
-    return convert_hf_to_megatron(hf_dir, args.output, args.make_vocab_size_divisible_by, args.target_tp)
+    return convert_hf_to_megatron(
+        hf_dir, args.output, args.make_vocab_size_divisible_by, args.target_tp, overwrite=args.overwrite
+    )
 
 
 @exits_on_user_error
 def convert_main(argv: list[str] | None = None) -> None:
     args = _convert_args(argv)
+    refuse_to_replace(args.input, args.output, args.overwrite)
     if args.direction == "gguf-to-hf":
-        out = import_gguf(args.input, args.output, args.dtype)
+        out = import_gguf(args.input, args.output, args.dtype, overwrite=args.overwrite)
     elif args.direction == "gguf-to-megatron":
-        if args.output.exists():
-            raise UserError(f"output {args.output} already exists; choose a new directory")
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=args.output.parent) as tmp:
             hf_dir = import_gguf(args.input, Path(tmp) / "hf")
@@ -91,7 +96,11 @@ def convert_main(argv: list[str] | None = None) -> None:
         out = _to_megatron(args.input, args)
     else:
         out = convert_megatron_to_hf(
-            args.input, args.output, args.tokenizer, args.max_shard_size_mb * 1024**2
+            args.input,
+            args.output,
+            args.tokenizer,
+            args.max_shard_size_mb * 1024**2,
+            overwrite=args.overwrite,
         )
     print(f"wrote {out}")
 
@@ -138,6 +147,7 @@ def _resize_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random method")
     p.add_argument("--target-tp", type=int, default=1, help="Megatron: TP the padding is computed for")
+    add_overwrite(p)
     return p.parse_args(argv)
 
 
@@ -148,8 +158,7 @@ def resize_main(argv: list[str] | None = None) -> None:
         raise UserError(f"input {args.input} is not a directory")
     methods = resolve_methods(args.preset, args.input_init, args.output_init)
     expansion = expansion_from_tokenizers(args.base_tokenizer, args.tokenizer)
-    if args.output.exists():
-        raise UserError(f"output {args.output} already exists; choose a new directory")
+    refuse_to_replace(args.input, args.output, args.overwrite)
     meta = read_meta(args.input) if (args.input / META).is_file() else None
     if meta is not None:
         check_model_split(from_dict(ModelConfig, meta["model"], "model"), args.target_tp, 1)
@@ -161,7 +170,11 @@ def resize_main(argv: list[str] | None = None) -> None:
         print("calibrating the new rows' logits (one forward pass of the base model) ...", flush=True)
         calibration = calibration_for(args.input, expansion, meta)
     common = dict(
-        seed=args.seed, tokenizer_dir=args.tokenizer, calibration=calibration, untie=args.untie_embeddings
+        seed=args.seed,
+        tokenizer_dir=args.tokenizer,
+        calibration=calibration,
+        untie=args.untie_embeddings,
+        overwrite=args.overwrite,
     )
     if meta is not None:
         out = resize_megatron(

@@ -45,8 +45,11 @@ def gguf_architecture(path: Path) -> str:
     return str(field.contents())
 
 
-def import_gguf(gguf_file: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
-    """Write ``out_dir`` (weights, ``config.json``, generation config, tokenizer) from ``gguf_file``."""
+def import_gguf(
+    gguf_file: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32", overwrite: bool = False
+) -> Path:
+    """Write ``out_dir`` (weights, ``config.json``, generation config, tokenizer) from ``gguf_file``; an
+    existing ``out_dir`` is replaced only with ``overwrite``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
@@ -72,7 +75,7 @@ def import_gguf(gguf_file: str | os.PathLike, out_dir: str | os.PathLike, dtype:
     config["architectures"] = [type(model).__name__]
     config["dtype"] = dtype
     tied = bool(config.get("tie_word_embeddings", False))
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replace=overwrite) as tmp:
         writer = HFWriter(tmp)
         for name, tensor in model.state_dict().items():
             if tied and name == fam.HF_OUTPUT:

@@ -186,10 +186,12 @@ def convert_hf_to_megatron(
     out_dir: str | os.PathLike,
     make_vocab_size_divisible_by: int = 128,
     tensor_parallel_size: int = 1,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``out_dir`` from ``hf_dir``; vocabulary rows padded for ``tensor_parallel_size`` with zeros."""
+    """Write ``out_dir`` from ``hf_dir``; vocabulary rows padded for ``tensor_parallel_size`` with zeros.
+    An existing ``out_dir`` is replaced only with ``overwrite`` (``megacpt.options``)."""
     plan = plan_conversion(hf_dir, make_vocab_size_divisible_by, tensor_parallel_size)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replace=overwrite) as tmp:
         write_checkpoint(plan.state, tmp, plan.meta, plan.loaders)
         (tmp / HF_SUBDIR).mkdir()
         copy_side_files(Path(hf_dir), tmp / HF_SUBDIR)

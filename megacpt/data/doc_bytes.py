@@ -34,11 +34,10 @@ class ShardDocBytes:
         self._partial = self.path + ".partial"
         self._file = open(self._partial, "wb")  # noqa: SIM115 (closed by finalize or abort)
 
-    def add(self, texts: Sequence[str]) -> list[int]:
-        """Record the sizes of ``texts``; returns them."""
-        sizes = [len(t.encode("utf-8")) for t in texts]
+    def add(self, sizes: np.ndarray) -> int:
+        """Record documents' sizes in bytes; returns their sum."""
         np.asarray(sizes, dtype=np.int64).tofile(self._file)
-        return sizes
+        return int(sizes.sum())
 
     def finalize(self) -> None:
         self._file.flush()

@@ -200,8 +200,13 @@ def validate(prefix: str | os.PathLike[str]) -> Index:
     return index
 
 
-def max_token_id(prefix: str | os.PathLike[str], chunk: int = 1 << 26) -> int:
-    """The largest token id in ``prefix.bin`` (memory-mapped, read in chunks)."""
-    index = read_index(prefix)
-    tokens = np.memmap(os.fspath(prefix) + ".bin", dtype=index.dtype, mode="r")
-    return max((int(tokens[i : i + chunk].max()) for i in range(0, len(tokens), chunk)), default=-1)
+def max_token_id(prefix: str | os.PathLike[str], chunk: int = 1 << 22) -> int:
+    """The largest token id in ``prefix.bin``, read in chunks into one buffer (a memory map of the
+    whole file would count every page in the process's memory)."""
+    dtype = read_index(prefix).dtype
+    buffer = np.empty(chunk, dtype=dtype)
+    largest = -1
+    with open(os.fspath(prefix) + ".bin", "rb", buffering=0) as f:
+        while count := f.readinto(memoryview(buffer.view(np.uint8))) // buffer.itemsize:  # type: ignore[arg-type]
+            largest = max(largest, int(buffer[:count].max()))
+    return largest

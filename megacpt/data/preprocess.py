@@ -8,10 +8,12 @@ When every shard is done, the shard datasets are merged in input order into
 ``<output_prefix>.stats.json``. A rerun skips the shards already recorded, so a run killed at any
 point and rerun yields the same bytes as one that was never interrupted.
 
-Parallelism is one shard per worker process (``multiprocessing``, spawn), so token ids never
-cross a process boundary; under ``mpirun`` (``mpi4py``), ranks take shards round-robin and rank 0
-merges. Tokenisers come from ``text_tokenizers``; ``append_eod`` appends the tokenizer's
-end-of-sequence id after each document.
+Shards are read in blocks of whole records (``columns``: pyarrow parses JSONL into string
+columns). With gigatoken, parsing and encoding run on ``workers`` threads of one process and the
+shards are done in order; with the other tokenizers, which hold the GIL, each worker process
+(``multiprocessing``, spawn) takes one shard at a time. Under ``mpirun`` (``mpi4py``), ranks take
+shards round-robin and rank 0 merges. Tokenisers come from ``text_tokenizers``; ``append_eod``
+appends the tokenizer's end-of-sequence id after each document.
 """
 
 from __future__ import annotations
@@ -24,168 +26,23 @@ import queue
 import shutil
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from megacpt.atomic import write_json_atomic
 from megacpt.config.validate import check_writable
 from megacpt.data import doc_bytes, readers
-from megacpt.data.indexed import IndexedWriter, max_token_id, merge, optimal_dtype, validate
+from megacpt.data.config import MiB, PreprocessConfig
+from megacpt.data.indexed import max_token_id, merge, optimal_dtype, validate
+from megacpt.data.shards import ProgressBar, ShardStats, process_shard, shard_done, shard_prefix
 from megacpt.data.text_tokenizers import TextTokenizer, load_tokenizer
 from megacpt.errors import UserError
 from megacpt.processes import die_with_parent
-
-MiB = 1 << 20
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """What to tokenise, with what, and where to write it."""
-
-    inputs: list[str]
-    output_prefix: str
-    tokenizer: str
-    json_keys: list[str] = field(default_factory=lambda: ["text"])
-    append_eod: bool = False
-    workers: int = 1
-    tokenizer_kind: str = "auto"  # see megacpt.data.text_tokenizers.KINDS
-    tokenizer_backend: str = "auto"  # auto: gigatoken where it matches the reference, else the reference
-    merge_file: str | None = None  # GPT-2 BPE: ``tokenizer`` is then the vocab.json
-    tiktoken_encoding: str | None = None  # a .tiktoken file's encoding (its split pattern)
-    shard_bytes: int | None = None  # None: about 8 shards per worker, between 1 and 64 MiB
-    min_shards: int = 1  # plain JSONL is cut into at least this many shards (Megatron-LM's --partitions)
-    log_interval: int | None = None  # also print a progress line every this many documents
-    max_document_bytes: int = 32 * MiB
-    batch_documents: int = 4096  # gigatoken spends ~8 ms per call: large batches amortise it
-    batch_characters: int = 4_000_000  # a batch is also cut at this many characters (bounds memory)
-    keep_shards: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise UserError("--workers must be at least 1")
-        if self.min_shards < 1 or (self.log_interval is not None and self.log_interval < 1):
-            raise UserError("--partitions and --log-interval must be at least 1")
-        if not self.json_keys or len(set(self.json_keys)) != len(self.json_keys):
-            raise UserError("--json-keys must name at least one key, each once")
-        if min(self.batch_documents, self.batch_characters, self.max_document_bytes) < 1:
-            raise UserError("the batch size and the maximum document size must be positive")
-
-
-# ---------------------------------------------------------------- one shard
-
-
-@dataclass
-class ShardStats:
-    """What one shard produced; summed over shards into the stats file."""
-
-    documents: int = 0
-    tokens: dict[str, int] = field(default_factory=dict)
-    bytes: dict[str, int] = field(default_factory=dict)
-    characters: dict[str, int] = field(default_factory=dict)
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def add(self, other: ShardStats) -> None:
-        self.documents += other.documents
-        for name in ("tokens", "bytes", "characters", "skipped"):
-            mine = getattr(self, name)
-            for key, value in getattr(other, name).items():
-                mine[key] = mine.get(key, 0) + value
-
-
-Progress = Callable[[int, int, int], None]  # documents, tokens, bytes since the last call
-
-
-def shard_prefix(work_dir: str, index: int, key: str) -> str:
-    return os.path.join(work_dir, f"shard-{index:05d}_{key}")
-
-
-def _record_path(work_dir: str, index: int) -> str:
-    return os.path.join(work_dir, f"shard-{index:05d}.json")
-
-
-def process_shard(
-    cfg: PreprocessConfig,
-    shard: readers.Shard,
-    index: int,
-    work_dir: str,
-    tok: TextTokenizer,
-    progress: Progress,
-) -> ShardStats:
-    """Tokenise one shard into one dataset per key, then record it as done."""
-    keys = cfg.json_keys
-    dtype = optimal_dtype(tok.vocab_size)
-    eod = tok.eod_id if cfg.append_eod else None
-    stats = ShardStats(
-        tokens=dict.fromkeys(keys, 0), bytes=dict.fromkeys(keys, 0), characters=dict.fromkeys(keys, 0)
-    )
-    skipped: Counter[str] = Counter()
-    writers = [IndexedWriter(shard_prefix(work_dir, index, key), dtype) for key in keys]
-    sizes = [doc_bytes.ShardDocBytes(shard_prefix(work_dir, index, key)) for key in keys]
-    batch: list[list[str]] = []
-    batch_chars = 0
-
-    def flush() -> None:
-        tokens = text_bytes = 0
-        for column, (key, writer) in enumerate(zip(keys, writers)):
-            texts = [record[column] for record in batch]
-            before = writer.tokens
-            if tok.encode_flat is not None:
-                writer.add_documents(*tok.encode_flat(texts), eod)
-            else:
-                writer.add_lists(tok.encode_batch(texts), eod)
-            size = sum(sizes[column].add(texts))
-            stats.tokens[key] += writer.tokens - before
-            stats.bytes[key] += size
-            stats.characters[key] += sum(len(t) for t in texts)
-            tokens += writer.tokens - before
-            text_bytes += size
-        stats.documents += len(batch)
-        progress(len(batch), tokens, text_bytes)
-        batch.clear()
-
-    try:
-        for texts, reason in readers.read_shard(shard, keys, cfg.max_document_bytes):
-            if texts is None:
-                skipped[str(reason)] += 1
-                continue
-            batch.append(texts)
-            batch_chars += sum(len(t) for t in texts)
-            if len(batch) >= cfg.batch_documents or batch_chars >= cfg.batch_characters:
-                batch_chars = 0
-                flush()
-        if batch:
-            flush()
-        for writer, recorder in zip(writers, sizes):
-            writer.finalize()
-            recorder.finalize()
-    except BaseException:
-        for writer, recorder in zip(writers, sizes):
-            writer.abort()
-            recorder.abort()
-        raise
-    stats.skipped = dict(sorted(skipped.items()))
-    write_json_atomic(_record_path(work_dir, index), {"shard": asdict(shard), **asdict(stats)})
-    return stats
-
-
-def _shard_done(cfg: PreprocessConfig, work_dir: str, index: int) -> ShardStats | None:
-    try:
-        with open(_record_path(work_dir, index), encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return None
-    for key in cfg.json_keys:
-        prefix = shard_prefix(work_dir, index, key)
-        if not all(os.path.isfile(prefix + ext) for ext in (".idx", ".bin", doc_bytes.SHARD_SUFFIX)):
-            return None
-    record.pop("shard")
-    return ShardStats(**record)
-
 
 # ---------------------------------------------------------------- worker pool
 
@@ -209,13 +66,18 @@ def _load(cfg: PreprocessConfig, backend: str, sample: list[str] | None = None) 
     )
 
 
-def _sample(paths: list[str], keys: list[str], max_bytes: int, count: int = 64) -> list[str]:
-    """The first ``count`` documents of the first input: what gigatoken is checked on at start-up."""
+def _sample(
+    paths: list[str], keys: list[str], max_bytes: int, count: int = 64, characters: int = 100_000
+) -> list[str]:
+    """The first ``count`` documents of the first input, cut to ``characters`` in all: what gigatoken
+    is checked on at start-up (the reference tokenizer is slow, and this is a fixed cost)."""
     first = readers.plan_shards(paths[:1], 1 << 20)[0]
     texts: list[str] = []
     for record, _reason in readers.read_shard(first, keys, max_bytes):
-        texts += record or []
-        if len(texts) >= count:
+        for text in record or []:
+            texts.append(text[:characters])
+            characters -= len(texts[-1])
+        if len(texts) >= count or characters <= 0:
             break
     return texts
 
@@ -229,45 +91,9 @@ def _worker_shard(task: tuple[int, readers.Shard]) -> tuple[int, ShardStats]:
     return index, stats
 
 
-class _Bar:
-    """Progress as documents/s, tokens/s and MB/s (tqdm) on stderr, and a plain line every
-    ``log_interval`` documents (Megatron-LM's ``--log-interval``)."""
-
-    def __init__(self, enabled: bool, shards: int, log_interval: int | None = None) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=shards, unit="shard", disable=not enabled, dynamic_ncols=True)
-        self._start = self._shown = time.monotonic()
-        self.documents = self.tokens = self.bytes = 0
-        self._log_interval = log_interval if enabled else None
-        self._logged = 0
-
-    def __call__(self, documents: int, tokens: int, nbytes: int) -> None:
-        self.documents += documents
-        self.tokens += tokens
-        self.bytes += nbytes
-        elapsed = max(time.monotonic() - self._start, 1e-9)
-        if self._log_interval and self.documents // self._log_interval > self._logged:
-            self._logged = self.documents // self._log_interval
-            print(
-                f"processed {self.documents:,} documents ({self.documents / elapsed:,.0f} docs/s, "
-                f"{self.bytes / elapsed / 1e6:.1f} MB/s)",
-                file=sys.stderr,
-                flush=True,
-            )
-        if time.monotonic() - self._shown < 0.5:
-            return
-        self._shown = time.monotonic()
-        self._bar.set_postfix_str(
-            f"{self.documents / elapsed:,.0f} docs/s, {self.tokens / elapsed:,.0f} tok/s, "
-            f"{self.bytes / elapsed / 1e6:.1f} MB/s"
-        )
-
-    def shard_done(self) -> None:
-        self._bar.update(1)
-
-    def close(self) -> None:
-        self._bar.close()
+def threaded(tok: TextTokenizer) -> bool:
+    """Whether ``tok`` encodes on threads (gigatoken), so that one process uses every worker."""
+    return tok.backend == "gigatoken"
 
 
 def run_shards(
@@ -275,14 +101,18 @@ def run_shards(
     tasks: list[tuple[int, readers.Shard]],
     work_dir: str,
     tok: TextTokenizer,
-    bar: _Bar,
+    bar: ProgressBar,
 ) -> None:
-    """Process ``tasks`` in this process (one worker) or a pool of ``cfg.workers`` processes.
+    """Process ``tasks`` in this process, or in a pool of ``cfg.workers`` processes.
+
+    gigatoken and pyarrow run on ``cfg.workers`` threads of this process (``run`` sizes their pools),
+    so with them the shards are done here, one after the other; the other tokenizers hold the GIL
+    and get a process pool.
 
     A pool worker that dies (killed, out of memory) fails the run with BrokenProcessPool rather
     than hanging it; the shards finished so far stay recorded for the rerun.
     """
-    if cfg.workers == 1 or len(tasks) <= 1:
+    if cfg.workers == 1 or len(tasks) <= 1 or threaded(tok):
         for index, shard in tasks:
             process_shard(cfg, shard, index, work_dir, tok, bar)
             bar.shard_done()
@@ -393,7 +223,7 @@ def _load_json(path: str) -> Any:
 
 
 def _plan(
-    cfg: PreprocessConfig, settings: dict[str, Any], paths: list[str], work_dir: str, ranks: int
+    cfg: PreprocessConfig, settings: dict[str, Any], paths: list[str], work_dir: str, processes: int
 ) -> list[readers.Shard]:
     """The shard plan: the one recorded by an unfinished run with the same settings, or a new one."""
     plan_path = os.path.join(work_dir, "plan.json")
@@ -409,7 +239,7 @@ def _plan(
     shard_bytes = cfg.shard_bytes
     total = sum(os.path.getsize(p) for p in paths)
     if shard_bytes is None:  # enough shards to keep every worker busy to the end
-        shard_bytes = min(max(total // (8 * cfg.workers * ranks), MiB), 64 * MiB)
+        shard_bytes = min(max(total // (8 * processes), MiB), 64 * MiB)
     shard_bytes = max(1, min(shard_bytes, -(-total // cfg.min_shards)))
     shards = readers.plan_shards(paths, shard_bytes)
     write_json_atomic(plan_path, {"settings": settings, "shards": [asdict(s) for s in shards]})
@@ -451,7 +281,7 @@ def _finish(
     """Merge the shard datasets in order, then write the stats file (the run's completion mark)."""
     total = ShardStats()
     for index in range(shards):
-        done = _shard_done(cfg, work_dir, index)
+        done = shard_done(cfg, work_dir, index)
         if done is None:
             raise RuntimeError(f"shard {index} has no record in {work_dir}")
         total.add(done)
@@ -514,6 +344,8 @@ def run(cfg: PreprocessConfig) -> dict[str, Any]:
     paths = readers.expand_inputs(cfg.inputs)
     if len(cfg.json_keys) > 1 and any(readers.kind_of(p) == "text" for p in paths):
         raise UserError("plain-text inputs hold one text per file: use a single --json-keys")
+    os.environ.setdefault("RAYON_NUM_THREADS", str(cfg.workers))  # gigatoken's pool, built on first use
+    pa.set_cpu_count(cfg.workers)
     tok = _load(cfg, cfg.tokenizer_backend, _sample(paths, cfg.json_keys, cfg.max_document_bytes))
     if rank == 0 and cfg.progress:
         print(
@@ -526,16 +358,26 @@ def run(cfg: PreprocessConfig) -> dict[str, Any]:
     work_dir = cfg.output_prefix + ".shards"
     stats_path = cfg.output_prefix + ".stats.json"
     finished = _load_json(stats_path)
-    if finished is not None and finished.get("settings") == settings and _published(cfg, finished):
+    if cfg.overwrite:
+        finished = None
+        if rank == 0:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    elif finished is not None and finished.get("settings") != settings:
+        raise UserError(
+            f"{stats_path} records a finished run with other inputs or settings; "
+            "pass --overwrite to replace its datasets"
+        )
+    if finished is not None and _published(cfg, finished):
         if rank == 0 and not cfg.keep_shards:
             shutil.rmtree(work_dir, ignore_errors=True)
         return finished
     out_dir = Path(os.path.dirname(cfg.output_prefix) or ".")
     check_writable(out_dir)  # before any work is done
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan = _together(comm, lambda: _plan(cfg, settings, paths, work_dir, size), root_only=True)
-    tasks = [(i, s) for i, s in enumerate(plan) if i % size == rank and _shard_done(cfg, work_dir, i) is None]
-    bar = _Bar(cfg.progress and rank == 0, len(tasks), cfg.log_interval)
+    processes = size * (1 if threaded(tok) else cfg.workers)
+    plan = _together(comm, lambda: _plan(cfg, settings, paths, work_dir, processes), root_only=True)
+    tasks = [(i, s) for i, s in enumerate(plan) if i % size == rank and shard_done(cfg, work_dir, i) is None]
+    bar = ProgressBar(cfg.progress and rank == 0, len(tasks), cfg.log_interval)
     try:
         _together(comm, lambda: run_shards(cfg, tasks, work_dir, tok, bar), root_only=False)
     finally:

@@ -34,6 +34,8 @@ EMPTY = "empty"
 TOO_LONG = "too_long"
 BLANK_LINE = "blank_line"
 
+BLOCK_BYTES = 16 << 20  # JSONL is read in blocks of whole lines of about this size
+
 
 # One record read: (one text per key, None), or (None, the reason it was skipped).
 Record = tuple[list[str] | None, str | None]
@@ -178,7 +180,14 @@ def _skip_line(f: io.BufferedIOBase, limit: int | None = None) -> tuple[int, boo
     return skipped, False
 
 
-def _read_jsonl(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
+def too_long(line: bytes, max_bytes: int) -> bool:
+    """Whether a JSONL line is over ``max_bytes`` (its newline not counted)."""
+    return len(line) - line.endswith(b"\n") > max_bytes
+
+
+def jsonl_blocks(shard: Shard, max_bytes: int, block_bytes: int) -> Iterator[bytes | Record]:
+    """The shard's lines in file order, in blocks of whole lines of about ``block_bytes``; a line over
+    ``max_bytes`` that ends a block is not held whole but comes as ``(None, TOO_LONG)``."""
     with _open_binary(shard.path) as f:
         end = shard.end if shard.end >= 0 else None
         pos = 0
@@ -189,15 +198,38 @@ def _read_jsonl(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Recor
                 return
             pos = shard.start - 1 + skipped
         while end is None or pos < end:
-            line = f.readline(max_bytes + 1)
-            if not line:
+            block = f.read(block_bytes if end is None else min(block_bytes, end - pos))
+            if not block:
                 return
-            pos += len(line)
-            if len(line) > max_bytes and not line.endswith(b"\n"):
-                pos += _skip_line(f)[0]
-                yield None, TOO_LONG
+            pos += len(block)
+            cut = block.rfind(b"\n") + 1
+            if cut == len(block):
+                yield block
                 continue
-            yield _json_record(line, keys, max_bytes)
+            # The last line began in this block (and so belongs to the shard): read it to its end.
+            partial = block[cut:]
+            line = partial + f.readline(max(max_bytes + 1 - len(partial), 0))
+            pos += len(line) - len(partial)
+            if too_long(line, max_bytes) and not line.endswith(b"\n"):
+                pos += _skip_line(f)[0]
+                if cut:
+                    yield block[:cut]
+                yield None, TOO_LONG
+            else:
+                yield block[:cut] + line
+
+
+def line_record(line: bytes, keys: list[str], max_bytes: int) -> Record:
+    """One JSONL line (read whole) as a record."""
+    return (None, TOO_LONG) if too_long(line, max_bytes) else _json_record(line, keys, max_bytes)
+
+
+def _read_jsonl(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
+    for block in jsonl_blocks(shard, max_bytes, BLOCK_BYTES):
+        if isinstance(block, bytes):
+            yield from (line_record(line, keys, max_bytes) for line in io.BytesIO(block))
+        else:
+            yield block
 
 
 def _read_text(shard: Shard, max_bytes: int) -> Iterator[Record]:

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from megacpt.compat import gigatoken as gigatoken_compat
+from megacpt.data import columns
 from megacpt.errors import UserError
 
 KINDS = ("auto", "sentencepiece", "huggingface", "tekken", "tiktoken", "gpt2")
@@ -48,8 +50,9 @@ class TextTokenizer:
     encode: Encode
     gigatoken_source: tuple[str, Any] | None = None  # how gigatoken would load the same file
     specials: tuple[str, ...] = ()  # special-token strings, which documents hold as text
-    # one flat array of ids and each document's length: no Python int per token (gigatoken)
-    encode_flat: Callable[[list[str]], tuple[np.ndarray, np.ndarray]] | None = None
+    # one flat array of ids and each document's length from the column's UTF-8 buffers: no Python
+    # object per document or token (gigatoken)
+    encode_flat: Callable[[pa.LargeStringArray], tuple[np.ndarray, np.ndarray]] | None = None
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self.encode(texts)
@@ -247,9 +250,16 @@ def _gigatoken(reference: TextTokenizer) -> Any:
         return None
 
 
-def _flat(tok: Any) -> Callable[[list[str]], tuple[np.ndarray, np.ndarray]]:
-    def encode_flat(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        layout = tok.encode_batch(texts).layout  # an awkward ListOffsetArray: offsets and content
+def _flat(tok: Any) -> Callable[[pa.LargeStringArray], tuple[np.ndarray, np.ndarray]]:
+    import awkward as ak
+
+    def encode_flat(column: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
+        offsets, data = columns.utf8_buffers(column)
+        chars = ak.contents.NumpyArray(data, parameters={"__array__": "char"})
+        strings = ak.contents.ListOffsetArray(
+            ak.index.Index64(offsets), chars, parameters={"__array__": "string"}
+        )
+        layout = tok.encode_batch(ak.Array(strings)).layout  # a ListOffsetArray: offsets and ids
         return np.asarray(layout.content.data), np.diff(np.asarray(layout.offsets.data))
 
     return encode_flat

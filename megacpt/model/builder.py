@@ -2,7 +2,8 @@
 
 The Transformer Engine layer spec is used when TE imports (FP8 settings travel in the
 ``TransformerConfig``); otherwise the local spec, with ``SequenceParallelTorchNorm`` for every
-norm so that sequence parallelism works without apex or TE. Asking for TE or FP8 without TE is a
+norm so that sequence parallelism works without apex or TE, and PyTorch's fused SDPA as core
+attention (``megacpt.model.attention``). Asking for TE or FP8 without TE is a
 ``UserError``. With virtual pipeline stages a rank holds several chunks, one per stage.
 """
 
@@ -26,6 +27,7 @@ from megacpt.config.megatron import padded_vocab_size
 from megacpt.config.schema import Config
 from megacpt.config.validate import transformer_engine_available
 from megacpt.errors import UserError
+from megacpt.model.attention import SDPADotProductAttention
 from megacpt.model.norms import SequenceParallelTorchNorm
 
 
@@ -48,10 +50,16 @@ def _local_block_spec(
     config: Config, tf_config: TransformerConfig, vp_stage: int | None
 ) -> TransformerBlockSubmodules:
     layer = get_gpt_layer_local_spec(normalization=config.model.normalization)
+    attention = layer.submodules.self_attention
+    attention = dataclasses.replace(
+        attention,
+        submodules=dataclasses.replace(attention.submodules, core_attention=SDPADotProductAttention),
+    )
     layer = dataclasses.replace(
         layer,
         submodules=dataclasses.replace(
             layer.submodules,
+            self_attention=attention,
             input_layernorm=SequenceParallelTorchNorm,
             pre_mlp_layernorm=SequenceParallelTorchNorm,
         ),

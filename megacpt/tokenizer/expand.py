@@ -91,7 +91,10 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
     start = time.perf_counter()
     base = load_base(config.base)
     cap = _cap(config, base.base_size)
-    splits = {lang: load_split(paths, config.heldout_fraction) for lang, paths in config.corpora.items()}
+    splits = {
+        lang: load_split(paths, config.heldout_fraction, config.json_key)
+        for lang, paths in config.corpora.items()
+    }
     train = [text for split in splits.values() for text in split.train]
     clock["load"] = time.perf_counter() - start
     log.info(
@@ -120,7 +123,7 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
     padded = -(-new_size // config.pad_to_multiple_of) * config.pad_to_multiple_of
     start = time.perf_counter()
     reports = {lang: split.heldout for lang, split in splits.items() if split.heldout}
-    reports.update({lang: list(iter_texts(paths)) for lang, paths in config.heldout.items()})
+    reports.update({lang: list(iter_texts(paths, config.json_key)) for lang, paths in config.heldout.items()})
     stats = [measure(base, selection.keys, lang, texts) for lang, texts in reports.items() if texts]
     clock["report"] = time.perf_counter() - start
 

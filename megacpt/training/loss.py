@@ -11,37 +11,56 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 import torch
-from megatron.core import parallel_state
+from torch.distributed import ProcessGroup
 
 from megacpt.training.batches import split_for_context_parallel
 
 
-def masked_lm_loss(
-    loss_mask_bs: torch.Tensor, losses_bs: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Mean token loss over the unmasked tokens of one micro-batch (over the whole sequence under CP).
-
-    Under context parallelism each rank holds part of every sequence: sums and counts are added over
-    the CP group (the schedule then scales by the CP size, as gradients are averaged over DP x CP).
-    The reported value is a copy: the schedule divides the returned loss in place.
-    """
+def token_loss_sums(
+    cp_group: ProcessGroup, loss_mask_bs: torch.Tensor, losses_bs: torch.Tensor
+) -> torch.Tensor:
+    """``[summed loss, token count]`` over the unmasked tokens of one micro-batch, over the whole
+    sequence under context parallelism (each CP rank holds part of every sequence)."""
     mask = loss_mask_bs.float().view(-1)
     total = torch.stack([(losses_bs.float().reshape(-1) * mask).sum(), mask.sum()])
-    if parallel_state.get_context_parallel_world_size() > 1:
-        torch.distributed.all_reduce(total, group=parallel_state.get_context_parallel_group())
+    if cp_group.size() > 1:
+        torch.distributed.all_reduce(total, group=cp_group)
+    return total
+
+
+def masked_lm_loss(
+    cp_group: ProcessGroup, loss_mask_bs: torch.Tensor, losses_bs: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mean token loss of one micro-batch (the schedule then scales by the CP size, as gradients
+    are averaged over DP x CP). The reported value is a copy: the schedule divides the loss in place."""
+    total = token_loss_sums(cp_group, loss_mask_bs, losses_bs)
     loss = total[0] / total[1].clamp(min=1.0)
     return loss, {"lm_loss": loss.detach().clone()}
 
 
+def summed_lm_loss(
+    cp_group: ProcessGroup, loss_mask_bs: torch.Tensor, losses_bs: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Summed loss and token count of one micro-batch (validation adds them over the whole set)."""
+    total = token_loss_sums(cp_group, loss_mask_bs, losses_bs)
+    return total[0], {"sums": total.detach().clone()}
+
+
+LossFunction = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
 def forward_step(
-    data_iterator: Iterator[dict[str, torch.Tensor]], model: torch.nn.Module
+    data_iterator: Iterator[dict[str, torch.Tensor]],
+    model: torch.nn.Module,
+    *,
+    cp_group: ProcessGroup,
+    loss: LossFunction = masked_lm_loss,
 ) -> tuple[torch.Tensor, Callable]:
-    """Run one micro-batch through one model chunk; the loss function applies on the last stage."""
+    """Run one micro-batch through one model chunk; ``loss`` applies on the last stage. Megatron's
+    schedules call it with two arguments: bind the rest with ``functools.partial``."""
     batch = next(data_iterator)
-    batch = split_for_context_parallel(
-        batch, parallel_state.get_context_parallel_rank(), parallel_state.get_context_parallel_world_size()
-    )
+    batch = split_for_context_parallel(batch, cp_group.rank(), cp_group.size())
     device = next(model.parameters()).device
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     losses_bs = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
-    return losses_bs, partial(masked_lm_loss, batch["loss_mask"])
+    return losses_bs, partial(loss, cp_group, batch["loss_mask"])

@@ -7,11 +7,10 @@ train decides what Megatron DDP allocates gradient buffers for and what the opti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from megatron.core.distributed import DistributedDataParallel, finalize_model_grads
-from megatron.core.optimizer import get_megatron_optimizer
+from megatron.core.optimizer import MegatronOptimizer, get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from megacpt.config import megatron as mapping
@@ -27,7 +26,7 @@ class StageModel:
     """The trainable state of one stage on this rank."""
 
     models: list[DistributedDataParallel]
-    optimizer: Any
+    optimizer: MegatronOptimizer
     scheduler: OptimizerParamScheduler
     freeze: FreezePlan
 
@@ -63,7 +62,7 @@ def build_stage_model(config: Config, stage: Stage) -> StageModel:
     return StageModel(models=models, optimizer=optimizer, scheduler=scheduler, freeze=freeze)
 
 
-def lr_schedule(optimizer: Any, o: OptimizerConfig, steps: int) -> OptimizerParamScheduler:
+def lr_schedule(optimizer: MegatronOptimizer, o: OptimizerConfig, steps: int) -> OptimizerParamScheduler:
     """Warmup then decay to ``min_lr`` over the stage; step k (1-based) runs at the schedule's value for k."""
     decay_steps = o.decay_steps or steps
     scheduler = OptimizerParamScheduler(
@@ -111,8 +110,8 @@ def build_datasets(
 
 
 def release(stage_model: StageModel) -> None:
-    """Drop a finished stage's model, gradient buffers and optimizer state."""
+    """Drop a finished stage's model chunks and gradient buffers; its optimizer state goes with the
+    last reference to ``stage_model``, which the caller drops."""
     stage_model.models.clear()
-    stage_model.optimizer = None
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -13,6 +13,7 @@ step boundary and raises ``PreemptedError`` (see ``preemption``).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -22,7 +23,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megacpt.checkpoint_meta import HF_SUBDIR, resolve, resume_checkpoint
@@ -34,6 +34,7 @@ from megacpt.parallel.runtime import init_runtime, shutdown
 from megacpt.plan.flops import device_peak_flops, flops_per_step
 from megacpt.training import checkpoint as ckpt
 from megacpt.training.batches import step_microbatches
+from megacpt.training.checkpointer import Checkpointer
 from megacpt.training.curves import bounds_of, write_loss_png
 from megacpt.training.loss import forward_step
 from megacpt.training.metrics import MetricsLogger
@@ -41,10 +42,6 @@ from megacpt.training.preemption import PreemptedError, PreemptionWatch
 from megacpt.training.setup import StageModel, build_datasets, build_stage_model, mixture, release
 from megacpt.training.stages import Stage, resolve_stages
 from megacpt.training.validation import Validator, build_validation_sets
-
-# Checkpoint metadata that travels from the pretrained checkpoint into every checkpoint of the run
-# (the original HF config and tokenizer, which the Megatron -> HF export needs).
-_LINEAGE = ("hf", "tokenizer")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,6 +77,7 @@ class Trainer:
             check_resumable(config, ckpt.read_meta(self.resume_from), self.resume_from)
         self.runtime = init_runtime(config)
         self.preemption = PreemptionWatch(config.checkpoint.preempt_signals, self.runtime.device)
+        self.checkpointer = Checkpointer(config.checkpoint, self.ckpt_dir, self.preemption)
         self.is_reporting_rank = self.runtime.rank == self.runtime.world_size - 1
         if self.runtime.rank == 0:
             dump_config(config, self.run_dir / "config.yaml")
@@ -95,9 +93,6 @@ class Trainer:
         self.forward_backward = get_forward_backward_func()
         self.state = TrainState()
         self._nonfinite_in_a_row = 0
-        self._validated_at: int | None = None
-        self.side_files: Path | None = None  # hf/ of the checkpoint the run started from
-        self.lineage: dict[str, Any] = {}  # what the first pretrained checkpoint says of its origin
         self._build_validation_data()
         self._start()
 
@@ -105,7 +100,7 @@ class Trainer:
     def _build_validation_data(self) -> None:
         t = self.config.training
         sets = build_validation_sets(self.config) if t.eval_interval or t.eval_at_start else {}
-        self.validator = Validator(self.config, sets, self.runtime.data_parallel_size)
+        self.validator = Validator(self.config, sets, self.runtime)
         if sets:
             self._log_rank0(self.validator.describe())
 
@@ -150,15 +145,16 @@ class Trainer:
         )
         self.train_data, self.data_fingerprint = train.train, train.fingerprint
         source = resume_from or init_from
-        if source is not None and (resolve(source) / HF_SUBDIR).is_dir():
-            self.side_files = resolve(source) / HF_SUBDIR
+        side_files = resolve(source) / HF_SUBDIR if source is not None else None
+        if side_files is not None and not side_files.is_dir():
+            side_files = None
         if resume_from is not None:
             meta = ckpt.load_checkpoint(resume_from, cur.models, cur.optimizer, cur.scheduler)
-            self.lineage = {k: meta[k] for k in _LINEAGE if k in meta}
+            self.checkpointer.inherit(meta, side_files)
         elif init_from is not None:
             keep_optimizer = not stage.reset_optimizer and index > 0
             meta = ckpt.load_pretrained(init_from, cur.models, self.config.model.vocab_size)
-            self.lineage = {k: meta[k] for k in _LINEAGE if k in meta}
+            self.checkpointer.inherit(meta, side_files)
             if keep_optimizer:
                 ckpt.load_optimizer_state(init_from, cur.models, cur.optimizer)
             cur.optimizer.reload_model_params()  # main (fp32) copies from the loaded weights
@@ -176,7 +172,7 @@ class Trainer:
         local = torch.tensor(
             [self.current.freeze.trainable_numel, self.current.freeze.frozen_numel], dtype=torch.int64
         )
-        if parallel_state.get_data_parallel_rank() != 0:
+        if self.runtime.data_parallel_rank != 0:
             local.zero_()
         dist.all_reduce(local)
         return {"trainable_params": int(local[0]), "frozen_params": int(local[1])}
@@ -195,12 +191,12 @@ class Trainer:
             step=step,
             global_batch_size=t.global_batch_size,
             micro_batch_size=t.micro_batch_size,
-            dp_rank=parallel_state.get_data_parallel_rank(),
+            dp_rank=self.runtime.data_parallel_rank,
             dp_size=self.runtime.data_parallel_size,
         )
         iterators = [iter(microbatches) for _ in models]
         losses = self.forward_backward(
-            forward_step_func=forward_step,
+            forward_step_func=functools.partial(forward_step, cp_group=self.runtime.groups.cp),
             data_iterator=iterators if len(iterators) > 1 else iterators[0],
             model=models if len(models) > 1 else models[0],
             num_microbatches=len(microbatches),
@@ -211,14 +207,14 @@ class Trainer:
         return self._reduce_loss(losses, len(microbatches))
 
     def _reduce_loss(self, losses: list[dict[str, torch.Tensor]], num_microbatches: int) -> float:
-        value = torch.zeros(1, dtype=torch.float64, device=self.runtime.device)
-        if parallel_state.is_pipeline_last_stage(ignore_virtual=True):
+        rt = self.runtime
+        value = torch.zeros(1, dtype=torch.float64, device=rt.device)
+        if rt.is_last_pipeline_stage:
             value[0] = sum(float(x["lm_loss"]) for x in losses) / num_microbatches
-            dist.all_reduce(value, group=parallel_state.get_data_parallel_group())
-            value /= self.runtime.data_parallel_size
+            dist.all_reduce(value, group=rt.groups.dp)
+            value /= rt.data_parallel_size
         # Every rank learns the loss from the last pipeline stage (it decides whether to step).
-        last = parallel_state.get_pipeline_model_parallel_last_rank()
-        dist.broadcast(value, src=last, group=parallel_state.get_pipeline_model_parallel_group())
+        dist.broadcast(value, src=rt.last_pipeline_rank, group=rt.groups.pp)
         return float(value[0])
 
     def train_step(self) -> dict[str, Any]:
@@ -259,15 +255,13 @@ class Trainer:
 
     def _validate(self) -> None:
         self.metrics.log(self.state.step, self.evaluate())
-        self._validated_at = self.state.step
 
     def evaluate(self) -> dict[str, float]:
         """Validation loss and bits per byte per language (``megacpt.training.validation``)."""
-        return self.validator.run(self.current.models, self.forward_backward, self.runtime.device)
+        return self.validator.run(self.current.models, self.forward_backward, self.state.step)
 
     def save(self) -> Path:
         meta = {
-            **self.lineage,
             "model": to_dict(self.config)["model"],
             "vocab_size": self.config.model.vocab_size,
             "skipped_steps": self.state.skipped_steps,
@@ -277,23 +271,12 @@ class Trainer:
             "stage_step": self.state.stage_step,
             "distributed_optimizer": self.config.parallel.use_distributed_optimizer,
         }
-        cur = self.current
-        with self.preemption.deferred():
-            return ckpt.save_checkpoint(
-                self.ckpt_dir,
-                self.state.step,
-                cur.models,
-                cur.optimizer,
-                cur.scheduler,
-                meta,
-                self.config.checkpoint.keep_last,
-                self.side_files,
-            )
+        return self.checkpointer.save(self.state.step, self.current, meta)
 
     def train(self) -> TrainState:
         """Run the remaining stages; checkpoints at the configured interval and at every stage end."""
-        t, c = self.config.training, self.config.checkpoint
-        if t.eval_at_start and self.validator.sets and self.state.step == 0:
+        t = self.config.training
+        if self.validator.due(self.state.step, at_start=True):
             self._validate()
         while True:
             for model in self.current.models:
@@ -310,9 +293,9 @@ class Trainer:
                         f"{self._nonfinite_in_a_row} non-finite losses in a row at step {self.state.step}; "
                         f"stopping with the last checkpoint in {self.ckpt_dir} intact"
                     )
-                if t.eval_interval and self.validator.sets and self.state.step % t.eval_interval == 0:
+                if self.validator.due(self.state.step):
                     self._validate()
-                saved = c.save_interval and self.state.step % c.save_interval == 0
+                saved = self.checkpointer.due(self.state.step)
                 if saved:
                     self.save()
                 preempted_by = self.preemption.agreed()
@@ -321,19 +304,18 @@ class Trainer:
                         self.save()
                     raise PreemptedError(preempted_by.name, self.state.step)
             last_stage = self.state.stage + 1 == len(self.stages)
-            done = self.ckpt_dir / ckpt.checkpoint_name(self.state.step)
-            if (c.save_at_end or not last_stage) and ckpt.latest_checkpoint(self.ckpt_dir) != done:
+            if self.checkpointer.due_at_stage_end(self.state.step, last_stage):
                 self.save()
             if last_stage:
-                validates = t.eval_interval or t.eval_at_start or self.config.data.valid_datasets
-                if validates and self.validator.sets and self._validated_at != self.state.step:
-                    self._validate()  # a run that validates at all is validated at its end
+                if self.validator.due(self.state.step, at_end=True):
+                    self._validate()
                 if self.is_reporting_rank:
                     write_loss_png(self.run_dir, bounds_of([(s.name, s.steps) for s in self.stages]))
                 return self.state
             release(self.current)
+            del self.current  # the optimizer state goes before the next stage allocates its own
             self.state.stage, self.state.stage_step = self.state.stage + 1, 0
-            self._enter_stage(self.state.stage, init_from=done)
+            self._enter_stage(self.state.stage, init_from=self.checkpointer.path(self.state.step))
 
     def close(self, wait_for_others: bool = True) -> None:
         self.preemption.close()

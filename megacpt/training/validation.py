@@ -21,20 +21,20 @@ cost little.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-from megatron.core import parallel_state
 
 from megacpt.config.schema import Config, DatasetEntry
 from megacpt.data import doc_bytes
 from megacpt.data.mixture import split_bounds
 from megacpt.evaluate.windows import Score, Window, document_windows
-from megacpt.training.batches import split_for_context_parallel
+from megacpt.parallel.runtime import Runtime
+from megacpt.training.loss import forward_step, summed_lm_loss
 
 
 @dataclass
@@ -102,28 +102,6 @@ def build_validation_sets(config: Config) -> dict[str, ValidationSet]:
     return sets
 
 
-def summed_lm_loss(
-    loss_mask_bs: torch.Tensor, losses_bs: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Summed NLL and token count of one micro-batch (over the whole sequence under CP)."""
-    mask = loss_mask_bs.float().view(-1)
-    total = torch.stack([(losses_bs.float().reshape(-1) * mask).sum(), mask.sum()])
-    if parallel_state.get_context_parallel_world_size() > 1:
-        torch.distributed.all_reduce(total, group=parallel_state.get_context_parallel_group())
-    return total[0], {"sums": total.detach().clone()}
-
-
-def _eval_step(data_iterator: Any, model: torch.nn.Module) -> tuple[torch.Tensor, Callable]:
-    batch = next(data_iterator)
-    batch = split_for_context_parallel(
-        batch, parallel_state.get_context_parallel_rank(), parallel_state.get_context_parallel_world_size()
-    )
-    device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
-    losses_bs = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
-    return losses_bs, partial(summed_lm_loss, batch["loss_mask"])
-
-
 def _micro_batch(windows: list[Window], width: int) -> dict[str, torch.Tensor]:
     b = len(windows)
     tokens = torch.zeros(b, width, dtype=torch.long)
@@ -141,10 +119,12 @@ def _micro_batch(windows: list[Window], width: int) -> dict[str, torch.Tensor]:
 class Validator:
     """Scores the validation sets with the current model chunks; every rank calls ``run`` together."""
 
-    def __init__(self, config: Config, sets: dict[str, ValidationSet], data_parallel_size: int) -> None:
+    def __init__(self, config: Config, sets: dict[str, ValidationSet], runtime: Runtime) -> None:
         self.config = config
         self.sets = sets
-        self.dp = data_parallel_size
+        self.runtime = runtime
+        self.dp = runtime.data_parallel_size
+        self.validated_at: int | None = None
         p = config.parallel
         sp = p.sequence_parallel and p.tensor_model_parallel_size > 1
         self.multiple = (p.tensor_model_parallel_size if sp else 1) * (
@@ -173,22 +153,36 @@ class Validator:
         chunks = [mine[i : i + t.micro_batch_size] for i in range(0, per_rank, t.micro_batch_size)]
         return [_micro_batch(chunk, width) for chunk in chunks]
 
-    def run(self, models: list[Any], forward_backward: Callable, device: torch.device) -> dict[str, float]:
-        """``val_loss/<lang>`` and (where the bytes are known) ``val_bpb/<lang>``."""
+    def due(self, step: int, *, at_start: bool = False, at_end: bool = False) -> bool:
+        """Whether to validate at ``step``: at the start with ``eval_at_start``, every ``eval_interval``
+        steps, and at the end of a run that validates at all (once per step)."""
         t = self.config.training
+        if not self.sets or self.validated_at == step:
+            return False
+        if at_start:
+            return t.eval_at_start and step == 0
+        if at_end:
+            return bool(t.eval_interval or t.eval_at_start or self.config.data.valid_datasets)
+        return t.eval_interval is not None and t.eval_interval > 0 and step % t.eval_interval == 0
+
+    def run(self, models: list[Any], forward_backward: Callable, step: int) -> dict[str, float]:
+        """``val_loss/<lang>`` and (where the bytes are known) ``val_bpb/<lang>``, at ``step``."""
+        t, rt = self.config.training, self.runtime
+        step_func = functools.partial(forward_step, cp_group=rt.groups.cp, loss=summed_lm_loss)
+        self.validated_at = step
         results: dict[str, float] = {}
         for model in models:
             model.eval()
         with torch.no_grad():
             for lang, vset in self.sets.items():
-                sums = torch.zeros(2, dtype=torch.float64, device=device)
+                sums = torch.zeros(2, dtype=torch.float64, device=rt.device)
                 for start in range(0, len(vset.windows), t.global_batch_size):
                     batch = vset.windows[start : start + t.global_batch_size]
                     width = self._width(batch)
-                    micro = self._microbatches(batch, parallel_state.get_data_parallel_rank(), width)
+                    micro = self._microbatches(batch, rt.data_parallel_rank, width)
                     iterators = [iter(micro) for _ in models]
                     out = forward_backward(
-                        forward_step_func=_eval_step,
+                        forward_step_func=step_func,
                         data_iterator=iterators if len(iterators) > 1 else iterators[0],
                         model=models if len(models) > 1 else models[0],
                         num_microbatches=len(micro),
@@ -196,7 +190,7 @@ class Validator:
                         micro_batch_size=t.micro_batch_size,
                         forward_only=True,
                     )
-                    if parallel_state.is_pipeline_last_stage(ignore_virtual=True):
+                    if rt.is_last_pipeline_stage:
                         for record in out:
                             sums += record["sums"].to(sums)
                 sums = self._reduce(sums)
@@ -210,8 +204,8 @@ class Validator:
 
     def _reduce(self, sums: torch.Tensor) -> torch.Tensor:
         """Sum over data-parallel ranks on the last pipeline stage, then give every rank the result."""
-        if parallel_state.is_pipeline_last_stage(ignore_virtual=True):
-            torch.distributed.all_reduce(sums, group=parallel_state.get_data_parallel_group())
-        last = parallel_state.get_pipeline_model_parallel_last_rank()
-        torch.distributed.broadcast(sums, src=last, group=parallel_state.get_pipeline_model_parallel_group())
+        rt = self.runtime
+        if rt.is_last_pipeline_stage:
+            torch.distributed.all_reduce(sums, group=rt.groups.dp)
+        torch.distributed.broadcast(sums, src=rt.last_pipeline_rank, group=rt.groups.pp)
         return sums

@@ -110,7 +110,7 @@ def test_failed_run_leaves_existing_output_untouched(
     for workers in (1, 2):
         calls.clear()
         with pytest.raises(RuntimeError, match="disk on fire") as failure:
-            clean_corpus(str(messy), str(out), config=CONFIG, workers=workers)
+            clean_corpus(str(messy), str(out), config=CONFIG, workers=workers, overwrite=True)
         # While the traceback (and so the pipeline's frame) is still held, the pool is already gone.
         assert failure.tb is not None and not multiprocessing.active_children()
     assert out.read_text() == "precious earlier output\n"
@@ -147,6 +147,13 @@ def test_bad_paths_and_tool_exit_codes(
     assert out.startswith("42 documents in, 31 kept") and "near_duplicate" in out
     report = json.loads((tmp_path / "out.jsonl.report.json").read_text(encoding="utf-8"))
     assert report["config"]["quality"]["disabled"] == ["length"] and report["workers"] == 2
+    before = (tmp_path / "out.jsonl").read_bytes()
+    with pytest.raises(SystemExit) as code:  # an existing output needs --overwrite
+        clean_cli.main([str(messy), str(tmp_path / "out.jsonl"), "--lang", "ja"])
+    assert code.value.code == 2 and "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out.jsonl").read_bytes() == before
+    clean_cli.main([str(messy), str(tmp_path / "out.jsonl"), "--json-keys", "text", "--overwrite"])
+    assert (tmp_path / "out.jsonl").read_bytes() != before
 
 
 def test_unknown_language_codes_and_empty_outputs_are_errors(tmp_path: Path) -> None:

@@ -77,3 +77,22 @@ def test_bad_gguf_files_are_one_error_line(
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "hf").exists()
+
+
+def test_an_existing_output_needs_overwrite_and_never_is_the_input(gguf_file, tmp_path: Path, capsys) -> None:
+    path, _ = gguf_file
+    out = tmp_path / "hf"
+    argv = ["gguf-to-hf", "--input", str(path), "--output", str(out)]
+    convert_main(argv)
+    (out / "marker").write_text("the earlier output")
+    with pytest.raises(SystemExit) as code:
+        convert_main(argv)
+    assert code.value.code == 2 and "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (out / "marker").is_file()
+    convert_main([*argv, "--overwrite"])
+    assert not (out / "marker").exists() and (out / "config.json").is_file()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing left aside
+    with pytest.raises(SystemExit) as code:
+        convert_main(["gguf-to-hf", "--input", str(path), "--output", str(path), "--overwrite"])
+    assert code.value.code == 2 and "is the input" in capsys.readouterr().err
+    assert path.is_file()

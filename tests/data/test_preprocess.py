@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import itertools
 import json
@@ -238,8 +239,16 @@ def test_resume_refuses_changed_settings_and_skips_finished_runs(corpus: Path, t
     mtime = os.stat(f"{out}_text_document.bin").st_mtime_ns
     assert run(cfg) == first and os.stat(f"{out}_text_document.bin").st_mtime_ns == mtime
     os.remove(f"{out}.stats.json")  # as if killed before the end, with every shard done
+    other = PreprocessConfig([str(corpus)], out, mistral_model(), append_eod=True, progress=False)
     with pytest.raises(UserError, match="unfinished run with other inputs or settings"):
-        run(PreprocessConfig([str(corpus)], out, mistral_model(), append_eod=True, progress=False))
+        run(other)
+    assert run(cfg)["documents"] == first["documents"]  # resumed: every shard was done
+    finished = Path(f"{out}_text_document.bin").read_bytes()
+    with pytest.raises(UserError, match="finished run with other inputs or settings; pass --overwrite"):
+        run(other)
+    assert Path(f"{out}_text_document.bin").read_bytes() == finished
+    replaced = run(dataclasses.replace(other, overwrite=True))
+    assert replaced["settings"]["append_eod"] and replaced["tokens"] == first["tokens"] + first["documents"]
 
 
 def _bpe_tokenizer(tmp_path: Path, texts: list[str], specials: tuple[str, ...] = ("<unk>", "</s>")) -> Path:

@@ -1,0 +1,43 @@
+"""What ``preprocess`` is asked to do: inputs, tokenizer, output, and how (validated on creation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from megacpt.errors import UserError
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What to tokenise, with what, and where to write it."""
+
+    inputs: list[str]
+    output_prefix: str
+    tokenizer: str
+    json_keys: list[str] = field(default_factory=lambda: ["text"])
+    append_eod: bool = False
+    workers: int = 1
+    tokenizer_kind: str = "auto"  # see megacpt.data.text_tokenizers.KINDS
+    tokenizer_backend: str = "auto"  # auto: gigatoken where it matches the reference, else the reference
+    merge_file: str | None = None  # GPT-2 BPE: ``tokenizer`` is then the vocab.json
+    tiktoken_encoding: str | None = None  # a .tiktoken file's encoding (its split pattern)
+    shard_bytes: int | None = None  # None: about 8 shards per worker, between 1 and 64 MiB
+    min_shards: int = 1  # plain JSONL is cut into at least this many shards (Megatron-LM's --partitions)
+    log_interval: int | None = None  # also print a progress line every this many documents
+    max_document_bytes: int = 32 * MiB
+    batch_bytes: int = 16 * MiB  # read, checked and encoded in batches of about this much input
+    keep_shards: bool = False
+    progress: bool = True
+    overwrite: bool = False  # start over, replacing the datasets of an earlier run with other settings
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise UserError("--workers must be at least 1")
+        if self.min_shards < 1 or (self.log_interval is not None and self.log_interval < 1):
+            raise UserError("--partitions and --log-interval must be at least 1")
+        if not self.json_keys or len(set(self.json_keys)) != len(self.json_keys):
+            raise UserError("--json-keys must name at least one key, each once")
+        if min(self.batch_bytes, self.max_document_bytes) < 1:
+            raise UserError("the batch size and the maximum document size must be positive")

@@ -1,0 +1,158 @@
+"""One shard of a preprocessing run: tokenised into its own datasets, then recorded as done.
+
+A shard's datasets live under the run's work directory (``shard-<index>_<key>.{bin,idx}`` and its
+document sizes); its record (``shard-<index>.json``, written last and atomically) is what makes it
+count as done, so a killed run redoes only the shards without one. ``ProgressBar`` reports the
+run's progress as documents/s, tokens/s and MB/s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from megacpt.atomic import write_json_atomic
+from megacpt.data import columns, doc_bytes, readers
+from megacpt.data.config import PreprocessConfig
+from megacpt.data.indexed import IndexedWriter, optimal_dtype
+from megacpt.data.text_tokenizers import TextTokenizer
+
+
+@dataclass
+class ShardStats:
+    """What one shard produced; summed over shards into the stats file."""
+
+    documents: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+    characters: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: ShardStats) -> None:
+        self.documents += other.documents
+        for name in ("tokens", "bytes", "characters", "skipped"):
+            mine = getattr(self, name)
+            for key, value in getattr(other, name).items():
+                mine[key] = mine.get(key, 0) + value
+
+
+Progress = Callable[[int, int, int], None]  # documents, tokens, bytes since the last call
+
+
+def shard_prefix(work_dir: str, index: int, key: str) -> str:
+    return os.path.join(work_dir, f"shard-{index:05d}_{key}")
+
+
+def record_path(work_dir: str, index: int) -> str:
+    return os.path.join(work_dir, f"shard-{index:05d}.json")
+
+
+def process_shard(
+    cfg: PreprocessConfig,
+    shard: readers.Shard,
+    index: int,
+    work_dir: str,
+    tok: TextTokenizer,
+    progress: Progress,
+) -> ShardStats:
+    """Tokenise one shard into one dataset per key, then record it as done."""
+    keys = cfg.json_keys
+    dtype = optimal_dtype(tok.vocab_size)
+    eod = tok.eod_id if cfg.append_eod else None
+    stats = ShardStats(
+        tokens=dict.fromkeys(keys, 0), bytes=dict.fromkeys(keys, 0), characters=dict.fromkeys(keys, 0)
+    )
+    skipped: Counter[str] = Counter()
+    writers = [IndexedWriter(shard_prefix(work_dir, index, key), dtype) for key in keys]
+    sizes = [doc_bytes.ShardDocBytes(shard_prefix(work_dir, index, key)) for key in keys]
+    try:
+        for batch in columns.prefetched(
+            columns.batches(shard, keys, cfg.max_document_bytes, cfg.batch_bytes)
+        ):
+            skipped.update(batch.skipped)
+            tokens = text_bytes = 0
+            for key, column, writer, recorder in zip(keys, batch.columns, writers, sizes):
+                before = writer.tokens
+                if tok.encode_flat is not None:
+                    writer.add_documents(*tok.encode_flat(column), eod)
+                else:
+                    writer.add_lists(tok.encode_batch(column.to_pylist()), eod)
+                size = recorder.add(columns.byte_lengths(column))
+                stats.tokens[key] += writer.tokens - before
+                stats.bytes[key] += size
+                stats.characters[key] += columns.characters(column)
+                tokens += writer.tokens - before
+                text_bytes += size
+            stats.documents += len(batch)
+            progress(len(batch), tokens, text_bytes)
+        for writer, recorder in zip(writers, sizes):
+            writer.finalize()
+            recorder.finalize()
+    except BaseException:
+        for writer, recorder in zip(writers, sizes):
+            writer.abort()
+            recorder.abort()
+        raise
+    stats.skipped = dict(sorted(skipped.items()))
+    write_json_atomic(record_path(work_dir, index), {"shard": asdict(shard), **asdict(stats)})
+    return stats
+
+
+def shard_done(cfg: PreprocessConfig, work_dir: str, index: int) -> ShardStats | None:
+    try:
+        with open(record_path(work_dir, index), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    for key in cfg.json_keys:
+        prefix = shard_prefix(work_dir, index, key)
+        if not all(os.path.isfile(prefix + ext) for ext in (".idx", ".bin", doc_bytes.SHARD_SUFFIX)):
+            return None
+    record.pop("shard")
+    return ShardStats(**record)
+
+
+class ProgressBar:
+    """Progress as documents/s, tokens/s and MB/s (tqdm) on stderr, and a plain line every
+    ``log_interval`` documents (Megatron-LM's ``--log-interval``)."""
+
+    def __init__(self, enabled: bool, shards: int, log_interval: int | None = None) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=shards, unit="shard", disable=not enabled, dynamic_ncols=True)
+        self._start = self._shown = time.monotonic()
+        self.documents = self.tokens = self.bytes = 0
+        self._log_interval = log_interval if enabled else None
+        self._logged = 0
+
+    def __call__(self, documents: int, tokens: int, nbytes: int) -> None:
+        self.documents += documents
+        self.tokens += tokens
+        self.bytes += nbytes
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        if self._log_interval and self.documents // self._log_interval > self._logged:
+            self._logged = self.documents // self._log_interval
+            print(
+                f"processed {self.documents:,} documents ({self.documents / elapsed:,.0f} docs/s, "
+                f"{self.bytes / elapsed / 1e6:.1f} MB/s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        if time.monotonic() - self._shown < 0.5:
+            return
+        self._shown = time.monotonic()
+        self._bar.set_postfix_str(
+            f"{self.documents / elapsed:,.0f} docs/s, {self.tokens / elapsed:,.0f} tok/s, "
+            f"{self.bytes / elapsed / 1e6:.1f} MB/s"
+        )
+
+    def shard_done(self) -> None:
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
