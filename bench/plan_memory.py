@@ -4,8 +4,9 @@ Baseline: the measured peak resident memory that a real single-process training 
 this CPU: a fresh process per config imports everything, notes its resident size, resets the
 kernel's high-water mark (``/proc/self/clear_refs``), builds ``megacpt.training.trainer.Trainer``,
 runs a few steps, and reads the high-water mark (``VmHWM``) back. The planner's figure is
-``megacpt.plan.memory.estimate_memory(config, 1, fused=False)`` (the CPU runs
-Megatron's local spec, whose unfused attention keeps the softmax output). Printed per config:
+``megacpt.plan.memory.estimate_memory(config, 1, fused=False)`` (the CPU runs the local spec:
+unfused norms and SwiGLU; its SDPA attention keeps no ``s x s`` tensors unless attention dropout
+sends it to PyTorch's math kernel, which the dropout cases measure). Printed per config:
 estimate / measured (1.00 is perfect; the measurement also holds the data pipeline, the
 allocator's slack and temporaries that the estimate leaves to its headroom).
 
@@ -68,7 +69,11 @@ CASES = {
         "training": {"micro_batch_size": 2, "global_batch_size": 4},
     },
     "activation-heavy (seq 512 x mb 8)": {},
-    "activation-heavy, selective recompute": {"parallel": {"recompute_granularity": "selective"}},
+    "activation-heavy, attention dropout": {"model": {"attention_dropout": 0.1}},
+    "activation-heavy, attention dropout, selective recompute": {
+        "model": {"attention_dropout": 0.1},
+        "parallel": {"recompute_granularity": "selective"},
+    },
     "activation-heavy, full recompute": {
         "parallel": {
             "recompute_granularity": "full",

@@ -85,6 +85,13 @@ def params_on_rank(config: Config, pp_rank: int) -> int:
     return total
 
 
+def _materialises_scores(config: Config, fused: bool) -> bool:
+    """Whether core attention keeps ``[b, heads, s, s]`` tensors. TE's fused attention and the local
+    spec's SDPA (``megacpt.model.attention``) do not; SDPA with attention dropout on a CPU falls
+    back to PyTorch's math kernel, which does."""
+    return not fused and config.model.attention_dropout > 0
+
+
 def _layer_activation_bytes(config: Config, seq: int, micro_batch: int, fused: bool) -> float:
     """Bytes one layer keeps for backward for one microbatch (``seq`` already split by CP)."""
     m, p = config.model, config.parallel
@@ -107,8 +114,9 @@ def _layer_activation_bytes(config: Config, seq: int, micro_batch: int, fused: b
         # besides its output and FC1's output.
         elements += 2 * sb * h / sp_div + sb * 2 * ffn / tp
     total = elements * dtype
-    if p.recompute_granularity != "selective" and not fused:
-        # Unfused attention keeps the softmax output per head (Korthikanti's 5as^2b, less dropout).
+    if p.recompute_granularity != "selective" and _materialises_scores(config, fused):
+        # Attention that materialises the scores keeps the softmax output per head (Korthikanti's
+        # 5as^2b, less dropout).
         total += heads / tp * seq * seq * micro_batch * dtype
         if m.attention_dropout > 0:
             total += heads / tp * seq * seq * micro_batch * (1 + dtype)
@@ -146,8 +154,8 @@ def _stage_activation_bytes(config: Config, world_size: int, first: bool, fused:
     else:
         per_microbatch = layers * full_layer
         transient = 0.0
-    if not fused:
-        # Backward through unfused attention holds the gradients of the scores and probabilities
+    if _materialises_scores(config, fused):
+        # Backward through such attention holds the gradients of the scores and probabilities
         # (and, under selective recompute, the recomputed probabilities).
         score_tensors = 3 if p.recompute_granularity == "selective" else 2
         transient += score_tensors * m.num_attention_heads / tp * seq * seq * b * dtype

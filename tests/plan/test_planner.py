@@ -137,9 +137,17 @@ def test_activations_shrink_as_the_references_say():
     assert cp2 < estimate_memory(_70b(), 256).activations
     full = estimate_memory(_70b("parallel.recompute_granularity=full"), 256).activations
     assert full < estimate_memory(_70b(), 256).activations / 5
-    # Unfused attention keeps the s^2 softmax; selective recompute drops it again.
-    none = _70b("parallel.recompute_granularity=null")
+    # Attention that materialises scores (the local spec's SDPA under dropout falls back to the
+    # math kernel) keeps the s^2 softmax; selective recompute drops it again.
+    none = _70b("parallel.recompute_granularity=null", "model.attention_dropout=0.1")
+    sdpa = _70b("parallel.recompute_granularity=null")
+    selective = _70b("parallel.recompute_granularity=selective", "model.attention_dropout=0.1")
     assert estimate_memory(none, 256, fused=False).activations > estimate_memory(none, 256).activations * 2
+    assert estimate_memory(sdpa, 256, fused=False).activations < estimate_memory(none, 256).activations * 2
+    assert (
+        estimate_memory(selective, 256, fused=False).activations
+        < estimate_memory(none, 256, fused=False).activations / 2
+    )
 
 
 def test_interleaving_costs_activation_memory_like_megatron():
@@ -254,12 +262,18 @@ def test_cpu_estimate_tracks_the_measured_peak_of_real_steps():
         check=True,
     ).stdout
     rows = {r["case"]: r for r in map(json.loads, out.strip().splitlines())}
-    assert len(rows) == 3
+    assert len(rows) == 4
     for row in rows.values():
         assert 0.7 < row["estimate_bytes"] / row["measured_bytes"] < 1.05, row
-    # Recompute lowers the measured peak as it lowers the estimate.
-    none, selective, full = (
+    # Attention that keeps its s x s probabilities (SDPA's math kernel, under dropout) costs memory,
+    # selective recompute gives it back, full recompute lowers the peak further.
+    sdpa, dropout, selective, full = (
         rows[f"activation-heavy{suffix}"]["measured_bytes"]
-        for suffix in (" (seq 512 x mb 8)", ", selective recompute", ", full recompute")
+        for suffix in (
+            " (seq 512 x mb 8)",
+            ", attention dropout",
+            ", attention dropout, selective recompute",
+            ", full recompute",
+        )
     )
-    assert none > selective > full
+    assert dropout > selective > full and dropout > sdpa > full
