@@ -2,8 +2,8 @@
 
 A block of whole JSONL lines is parsed by pyarrow's JSON reader (C++, on all cores; chosen because
 pyarrow is already the Parquet reader, and its columns hand gigatoken their UTF-8 buffers without a
-Python string per document). The reference reader's record checks (``readers``: missing key, too
-long, empty) then run on whole columns. Where pyarrow could read a block differently from Python's
+Python string per document). The reference reader's record checks (``readers``: missing key,
+empty) then run on whole columns. Where pyarrow could read a block differently from Python's
 ``json`` (raw control bytes, a line with two objects, a non-string value, a duplicate key, a lone
 surrogate, invalid UTF-8, anything pyarrow refuses), the block goes through the reference reader
 line by line instead, so both give the same documents and the same skip counts.
@@ -25,7 +25,6 @@ import pyarrow.json as pa_json
 from megacpt.data import readers
 
 
-# Every character Python's str.strip() removes (all in the BMP): a document of only these is empty.
 def string_column(texts: list[str]) -> pa.LargeStringArray:
     """``texts`` as an Arrow column (built from its buffers: ``pa.array`` would import pandas)."""
     encoded = [text.encode("utf-8") for text in texts]
@@ -36,6 +35,7 @@ def string_column(texts: list[str]) -> pa.LargeStringArray:
     )
 
 
+# Every character Python's str.strip() removes (all in the BMP): a document of only these is empty.
 _WHITESPACE = string_column(["", *(c for c in map(chr, range(0x10000)) if c.isspace())])
 _PRINTABLE = bytes(range(0x20, 0x100))
 
@@ -68,9 +68,8 @@ def _offsets(column: pa.LargeStringArray) -> np.ndarray:
 def utf8_buffers(column: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
     """``(offsets, data)``: int64 offsets into the column's UTF-8 bytes, without a copy."""
     data = column.buffers()[2]
-    return _offsets(column), np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(
-        0, np.uint8
-    )
+    chars = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return _offsets(column), chars
 
 
 def from_records(records: Iterable[readers.Record], keys: list[str]) -> Batch:
@@ -178,32 +177,28 @@ def _arrow_columns(block: bytes, keys: list[str], max_bytes: int) -> Batch | Non
         return None
     if table.num_rows != lines - blank:  # some line held several objects: malformed for json
         return None
+    # No text is over max_bytes: no line is (_line_checks), and JSON spells no character in fewer
+    # bytes than UTF-8 does. Arrow's null is json's missing key or null value, both "missing_key".
     columns = [table.column(key).combine_chunks() for key in keys]
     missing = np.zeros(table.num_rows, dtype=bool)
-    over = np.zeros(table.num_rows, dtype=bool)
     maybe_empty = np.ones(table.num_rows, dtype=bool)
     for column in columns:
-        null = column.is_null().to_numpy(zero_copy_only=False)
-        missing |= null
-        over |= byte_lengths(column) > max_bytes
+        missing |= column.is_null().to_numpy(zero_copy_only=False)
         first = pc.utf8_slice_codeunits(column, 0, 1)
         maybe_empty &= pc.fill_null(pc.is_in(first, value_set=_WHITESPACE), False).to_numpy(
             zero_copy_only=False
         )
-    if len(keys) > 1 and np.any(missing & over):  # json tells a missing key from a null, arrow does not
-        return None
     empty = np.zeros(table.num_rows, dtype=bool)
-    for row in np.flatnonzero(maybe_empty & ~missing & ~over):
+    for row in np.flatnonzero(maybe_empty & ~missing):
         empty[row] = all(not column[row].as_py().strip() for column in columns)
     skipped = Counter(
         {
             readers.BLANK_LINE: blank,
             readers.MISSING_KEY: int(missing.sum()),
-            readers.TOO_LONG: int((over & ~missing).sum()),
             readers.EMPTY: int(empty.sum()),
         }
     )
-    dropped = missing | over | empty
+    dropped = missing | empty
     if not dropped.any():
         return Batch(columns, +skipped)
     keep = pa.py_buffer(np.packbits(~dropped, bitorder="little"))
