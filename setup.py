@@ -14,6 +14,13 @@ ext_modules = [
         cxx_std=17,
         extra_compile_args=["-O3"],
     ),
+    Pybind11Extension(
+        "megacpt.data._jsonl_scan",
+        ["csrc/jsonl_scan.cpp"],
+        depends=["csrc/jsonl_scan_core.h"],
+        cxx_std=17,
+        extra_compile_args=["-O3"],
+    ),
 ]
 
 setup(

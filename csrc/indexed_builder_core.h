@@ -9,7 +9,8 @@
 // Speed: tokens are converted straight into a 4 MiB buffer that goes to the file with write(2);
 // documents come in batches (one flat token array plus lengths), so there is no per-document
 // call overhead; on Linux the kernel is asked to start writing each 32 MiB to disk as soon as it
-// is written (sync_file_range), so the fsync at the end has less left to wait for.
+// is written (sync_file_range), so the fsync at the end has less left to wait for. Merging copies
+// a finished dataset's .bin inside the kernel (copy_file_range) where the filesystem allows it.
 //
 // Every file is written under a ".partial" name and renamed only when complete and fsynced (.bin
 // first, then .idx: an existing .idx marks a finished dataset). A writer destroyed without
@@ -160,6 +161,40 @@ class Sink {
 #endif
     queued_ = written_;
   }
+  // Appends the whole file at `path`: copied inside the kernel where it can be (copy_file_range,
+  // Linux), else read through the buffer.
+  void append_file(const std::string& path) {
+    flush();
+    const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) fail_io("cannot open", path);
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{in};
+#ifdef __linux__
+    for (;;) {
+      const ssize_t n = ::copy_file_range(in, nullptr, fd_, nullptr, size_t{1} << 30, 0);
+      if (n > 0) {
+        written_ += static_cast<uint64_t>(n);
+        if (written_ - queued_ >= kWritebackEvery) start_writeback();
+        continue;
+      }
+      if (n == 0) return;
+      if (errno == EINTR) continue;
+      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) fail_io("cannot copy", path);
+      break;  // not supported here: the offsets are unchanged, so copy the rest by hand
+    }
+#endif
+    for (;;) {
+      const ssize_t n = ::read(in, buffer_.get(), kBuffer);
+      if (n == 0) return;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail_io("cannot read", path);
+      }
+      write_fd(buffer_.get(), static_cast<size_t>(n));
+    }
+  }
   void discard() noexcept {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -302,7 +337,7 @@ class IndexedWriter {
       docs_.write(docs.data(), docs.size() * 8);
       done += docs.size();
     }
-    copy_all(other + ".bin", bin_);
+    bin_.append_file(other + ".bin");
     sequences_ += n_seq;
     documents_ += n_doc - 1;
     tokens_ += other_tokens;
@@ -325,7 +360,7 @@ class IndexedWriter {
       idx.write(&code_, 1);
       idx.write(&sequences_, 8);
       idx.write(&n_doc, 8);
-      copy_all(partial(".lengths"), idx);
+      idx.append_file(partial(".lengths"));
       Source lengths(partial(".lengths"));  // pointers computed straight into the .idx buffer
       std::vector<int32_t> chunk(static_cast<size_t>(std::min<uint64_t>(kBuffer / 8, sequences_ + 1)));
       int64_t pointer = 0;
@@ -337,7 +372,7 @@ class IndexedWriter {
         }
         idx.commit<int64_t>(got);
       }
-      copy_all(partial(".docs"), idx);
+      idx.append_file(partial(".docs"));
       idx.flush();
       bin_.close(true);
       idx.close(true);
@@ -426,10 +461,6 @@ class IndexedWriter {
       ++documents_;
       tokens_ += total;
     }
-  }
-  static void copy_all(const std::string& path, Sink& to) {
-    Source from(path);
-    for (size_t got; (got = from.read_some(to.room<char>(kBuffer), kBuffer)) > 0;) to.commit<char>(got);
   }
   void rename_into_place(const char* ext) const {
     const std::string to = prefix_ + ext;

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from megacpt.errors import UserError
+
 
 def _temporary(path: Path) -> Path:
     # keeps the suffix, which some writers (matplotlib, numpy) use to choose the format
@@ -94,3 +96,19 @@ def atomic_directory(target: str | os.PathLike, replace: bool = False) -> Iterat
     _fsync_directory(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def check_writable(directory: Path) -> None:
+    """Raise ``UserError`` unless files can be created in ``directory``, or ``directory`` can be made;
+    creates nothing that stays (a probe file in the nearest existing folder, removed at once)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write to {directory}: {existing} is not a directory")
+    probe = existing / f".megacpt-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write to {directory}: {err.strerror} ({existing})") from None

@@ -7,35 +7,13 @@ tokenizer's JSON first, and the converter that makes that JSON is a private func
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
-from megacpt.atomic import write_atomic
-from megacpt.cache import cache_dir
 
-
-def sentencepiece_json(model_file: str) -> dict[str, Any]:
-    """The HF ``tokenizer.json`` content gigatoken builds from a SentencePiece ``.model`` file.
-
-    The conversion is about a second of Python, so its result is cached by the model's content and
-    gigatoken's version (``megacpt.cache``; a cache that cannot be written is skipped).
-    """
-    from importlib.metadata import version
-
+def sentencepiece_json(model: bytes) -> dict[str, Any]:
+    """The HF ``tokenizer.json`` content gigatoken builds from a SentencePiece ``.model`` file's bytes
+    (about a second of Python: ``megacpt.data.text_tokenizers`` caches what it makes of it)."""
     from gigatoken._load.sentencepiece import sentencepiece_to_tokenizer_json
 
-    model = Path(model_file).read_bytes()
-    digest = hashlib.sha256(model).hexdigest()
-    cached = cache_dir() / "gigatoken" / f"{digest}-{version('gigatoken')}.json"
-    try:
-        return json.loads(cached.read_bytes())
-    except (OSError, ValueError):
-        pass
-    text = sentencepiece_to_tokenizer_json(model)
-    with contextlib.suppress(OSError):
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cached, text)
-    return json.loads(text)
+    return json.loads(sentencepiece_to_tokenizer_json(model))

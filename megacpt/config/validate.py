@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
+from megacpt.atomic import check_writable
 from megacpt.config.schema import Config, ModelConfig
 from megacpt.errors import UserError
 
@@ -183,22 +183,6 @@ def _same(mine: object, theirs: object) -> bool:
     if isinstance(mine, float) and isinstance(theirs, int | float) and not isinstance(theirs, bool):
         return abs(mine - theirs) <= 1e-9 * max(abs(theirs), 1.0)
     return mine == theirs
-
-
-def check_writable(directory: Path) -> None:
-    """Raise ``UserError`` unless files can be created in ``directory``, or ``directory`` can be made;
-    creates nothing that stays (a probe file in the nearest existing folder, removed at once)."""
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"cannot write to {directory}: {existing} is not a directory")
-    probe = existing / f".megacpt-write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"cannot write to {directory}: {err.strerror} ({existing})") from None
 
 
 def validate_checkpoints(config: Config) -> None:

@@ -8,7 +8,7 @@ When every shard is done, the shard datasets are merged in input order into
 ``<output_prefix>.stats.json``. A rerun skips the shards already recorded, so a run killed at any
 point and rerun yields the same bytes as one that was never interrupted.
 
-Shards are read in blocks of whole records (``columns``: pyarrow parses JSONL into string
+Shards are read in blocks of whole records (``columns``: a C++ scanner reads JSONL into text
 columns). With gigatoken, parsing and encoding run on ``workers`` threads of one process and the
 shards are done in order; with the other tokenizers, which hold the GIL, each worker process
 (``multiprocessing``, spawn) takes one shard at a time. Under ``mpirun`` (``mpi4py``), ranks take
@@ -32,14 +32,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from megacpt.atomic import write_json_atomic
-from megacpt.config.validate import check_writable
+from megacpt.atomic import check_writable, write_json_atomic
 from megacpt.data import doc_bytes, readers
 from megacpt.data.config import MiB, PreprocessConfig
 from megacpt.data.indexed import max_token_id, merge, optimal_dtype, validate
-from megacpt.data.shards import ProgressBar, ShardStats, process_shard, shard_done, shard_prefix
+from megacpt.data.shards import ProgressBar, ShardStats, process_shard, read_ahead, shard_done, shard_prefix
 from megacpt.data.text_tokenizers import TextTokenizer, load_tokenizer
 from megacpt.errors import UserError
 from megacpt.processes import die_with_parent
@@ -105,16 +102,16 @@ def run_shards(
 ) -> None:
     """Process ``tasks`` in this process, or in a pool of ``cfg.workers`` processes.
 
-    gigatoken and pyarrow run on ``cfg.workers`` threads of this process (``run`` sizes their pools),
-    so with them the shards are done here, one after the other; the other tokenizers hold the GIL
-    and get a process pool.
+    gigatoken runs on ``cfg.workers`` threads of this process (``run`` sizes its pool), so with it
+    the shards are done here, one after the other, the next batch read ahead on a thread; the other
+    tokenizers hold the GIL and get a process pool.
 
     A pool worker that dies (killed, out of memory) fails the run with BrokenProcessPool rather
     than hanging it; the shards finished so far stay recorded for the rerun.
     """
     if cfg.workers == 1 or len(tasks) <= 1 or threaded(tok):
-        for index, shard in tasks:
-            process_shard(cfg, shard, index, work_dir, tok, bar)
+        for (index, shard), batches in zip(tasks, read_ahead(cfg, [shard for _, shard in tasks])):
+            process_shard(cfg, shard, index, work_dir, tok, bar, batches)
             bar.shard_done()
         return
     ctx = mp.get_context("spawn")
@@ -223,9 +220,17 @@ def _load_json(path: str) -> Any:
 
 
 def _plan(
-    cfg: PreprocessConfig, settings: dict[str, Any], paths: list[str], work_dir: str, processes: int
+    cfg: PreprocessConfig,
+    settings: dict[str, Any],
+    paths: list[str],
+    work_dir: str,
+    processes: int,
+    whole_batches: bool,
 ) -> list[readers.Shard]:
-    """The shard plan: the one recorded by an unfinished run with the same settings, or a new one."""
+    """The shard plan: the one recorded by an unfinished run with the same settings, or a new one.
+    With ``whole_batches`` (one process, no MPI, reads and encodes every shard, so shards serve only
+    to resume a killed run), the automatic size is 64 MiB in whole batches: each shard's end costs an fsync,
+    and a short batch a read-ahead wait."""
     plan_path = os.path.join(work_dir, "plan.json")
     recorded = _load_json(plan_path)
     if recorded is not None:
@@ -238,7 +243,9 @@ def _plan(
     os.makedirs(work_dir, exist_ok=True)
     shard_bytes = cfg.shard_bytes
     total = sum(os.path.getsize(p) for p in paths)
-    if shard_bytes is None:  # enough shards to keep every worker busy to the end
+    if shard_bytes is None and whole_batches:
+        shard_bytes = -(-64 * MiB // cfg.batch_bytes) * cfg.batch_bytes
+    elif shard_bytes is None:  # enough shards to keep every worker busy to the end
         shard_bytes = min(max(total // (8 * processes), MiB), 64 * MiB)
     shard_bytes = max(1, min(shard_bytes, -(-total // cfg.min_shards)))
     shards = readers.plan_shards(paths, shard_bytes)
@@ -345,7 +352,6 @@ def run(cfg: PreprocessConfig) -> dict[str, Any]:
     if len(cfg.json_keys) > 1 and any(readers.kind_of(p) == "text" for p in paths):
         raise UserError("plain-text inputs hold one text per file: use a single --json-keys")
     os.environ.setdefault("RAYON_NUM_THREADS", str(cfg.workers))  # gigatoken's pool, built on first use
-    pa.set_cpu_count(cfg.workers)
     tok = _load(cfg, cfg.tokenizer_backend, _sample(paths, cfg.json_keys, cfg.max_document_bytes))
     if rank == 0 and cfg.progress:
         print(
@@ -375,7 +381,11 @@ def run(cfg: PreprocessConfig) -> dict[str, Any]:
     check_writable(out_dir)  # before any work is done
     out_dir.mkdir(parents=True, exist_ok=True)
     processes = size * (1 if threaded(tok) else cfg.workers)
-    plan = _together(comm, lambda: _plan(cfg, settings, paths, work_dir, processes), root_only=True)
+    plan = _together(
+        comm,
+        lambda: _plan(cfg, settings, paths, work_dir, processes, threaded(tok) and size == 1),
+        root_only=True,
+    )
     tasks = [(i, s) for i, s in enumerate(plan) if i % size == rank and shard_done(cfg, work_dir, i) is None]
     bar = ProgressBar(cfg.progress and rank == 0, len(tasks), cfg.log_interval)
     try:

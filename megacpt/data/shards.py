@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from megacpt.atomic import write_json_atomic
@@ -52,6 +52,20 @@ def record_path(work_dir: str, index: int) -> str:
     return os.path.join(work_dir, f"shard-{index:05d}.json")
 
 
+def read_ahead(cfg: PreprocessConfig, shards: list[readers.Shard]) -> Iterator[Iterator[columns.Batch]]:
+    """Each shard's batches, shard after shard; the next batch, across shard ends, is read on a
+    thread while the caller encodes this one."""
+
+    def every_batch() -> Iterator[columns.Batch | None]:
+        for shard in shards:
+            yield from columns.batches(shard, cfg.json_keys, cfg.max_document_bytes, cfg.batch_bytes)
+            yield None  # the shard's end
+
+    stream = columns.prefetched(every_batch())
+    for _ in shards:
+        yield iter(stream.__next__, None)
+
+
 def process_shard(
     cfg: PreprocessConfig,
     shard: readers.Shard,
@@ -59,8 +73,10 @@ def process_shard(
     work_dir: str,
     tok: TextTokenizer,
     progress: Progress,
+    batches: Iterable[columns.Batch] | None = None,
 ) -> ShardStats:
-    """Tokenise one shard into one dataset per key, then record it as done."""
+    """Tokenise one shard (``batches``: its batches, read here when None) into one dataset per key,
+    then record it as done."""
     keys = cfg.json_keys
     dtype = optimal_dtype(tok.vocab_size)
     eod = tok.eod_id if cfg.append_eod else None
@@ -71,9 +87,9 @@ def process_shard(
     writers = [IndexedWriter(shard_prefix(work_dir, index, key), dtype) for key in keys]
     sizes = [doc_bytes.ShardDocBytes(shard_prefix(work_dir, index, key)) for key in keys]
     try:
-        for batch in columns.prefetched(
-            columns.batches(shard, keys, cfg.max_document_bytes, cfg.batch_bytes)
-        ):
+        if batches is None:
+            batches = next(read_ahead(cfg, [shard]))
+        for batch in batches:
             skipped.update(batch.skipped)
             tokens = text_bytes = 0
             for key, column, writer, recorder in zip(keys, batch.columns, writers, sizes):
@@ -81,11 +97,11 @@ def process_shard(
                 if tok.encode_flat is not None:
                     writer.add_documents(*tok.encode_flat(column), eod)
                 else:
-                    writer.add_lists(tok.encode_batch(column.to_pylist()), eod)
-                size = recorder.add(columns.byte_lengths(column))
+                    writer.add_lists(tok.encode_batch(column.texts()), eod)
+                size = recorder.add(column.byte_lengths())
                 stats.tokens[key] += writer.tokens - before
                 stats.bytes[key] += size
-                stats.characters[key] += columns.characters(column)
+                stats.characters[key] += column.characters
                 tokens += writer.tokens - before
                 text_bytes += size
             stats.documents += len(batch)

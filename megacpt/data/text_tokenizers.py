@@ -17,6 +17,8 @@ reference's ids on a sample of the input, it does the encoding (``backend``: whi
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -25,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
+from megacpt.atomic import write_atomic
+from megacpt.cache import cache_dir
 from megacpt.compat import gigatoken as gigatoken_compat
 from megacpt.data import columns
 from megacpt.errors import UserError
@@ -52,7 +55,7 @@ class TextTokenizer:
     specials: tuple[str, ...] = ()  # special-token strings, which documents hold as text
     # one flat array of ids and each document's length from the column's UTF-8 buffers: no Python
     # object per document or token (gigatoken)
-    encode_flat: Callable[[pa.LargeStringArray], tuple[np.ndarray, np.ndarray]] | None = None
+    encode_flat: Callable[[columns.TextColumn], tuple[np.ndarray, np.ndarray]] | None = None
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self.encode(texts)
@@ -224,40 +227,51 @@ def _gpt2(vocab_file: str, merge_file: str) -> TextTokenizer:
 
 
 def _gigatoken(reference: TextTokenizer) -> Any:
-    """gigatoken loaded from the same file, or None when it cannot load it. Its special tokens are
-    removed first: gigatoken would read their strings in a document as the tokens, the reference
-    reads them as text (the ids must be the reference's)."""
+    """gigatoken loaded from the same file, or None when it cannot load it."""
     try:
         import gigatoken
     except ImportError:
         return None
     assert reference.gigatoken_source is not None
-    kind, file = reference.gigatoken_source
     try:
-        spec = (
-            gigatoken_compat.sentencepiece_json(file)
-            if kind == "sentencepiece"
-            else json.loads(Path(file).read_bytes())
-        )
-        specials = set(reference.specials)
-        spec["added_tokens"] = [
-            t
-            for t in spec.get("added_tokens") or []
-            if not (t.get("special") or t.get("content") in specials)
-        ]
-        return gigatoken.Tokenizer.from_json(json.dumps(spec).encode())
+        return gigatoken.Tokenizer.from_json(_text_only_json(reference))
     except (RuntimeError, ValueError, OSError, KeyError, TypeError):
         return None
 
 
-def _flat(tok: Any) -> Callable[[pa.LargeStringArray], tuple[np.ndarray, np.ndarray]]:
+def _text_only_json(reference: TextTokenizer) -> bytes:
+    """The tokenizer's JSON for gigatoken, its special tokens removed: gigatoken would read their
+    strings in a document as the tokens, the reference reads them as text (the ids must be the
+    reference's). Cached by content and gigatoken's version (``megacpt.cache``; a cache that
+    cannot be written is skipped): converting a SentencePiece model is about a second of Python."""
+    from importlib.metadata import version
+
+    assert reference.gigatoken_source is not None
+    kind, file = reference.gigatoken_source
+    source = Path(file).read_bytes()
+    key = hashlib.sha256("\0".join([kind, version("gigatoken"), *reference.specials]).encode() + source)
+    cached = cache_dir() / "gigatoken" / f"{key.hexdigest()}.json"
+    with contextlib.suppress(OSError):
+        return cached.read_bytes()
+    spec = gigatoken_compat.sentencepiece_json(source) if kind == "sentencepiece" else json.loads(source)
+    specials = set(reference.specials)
+    spec["added_tokens"] = [
+        t for t in spec.get("added_tokens") or [] if not (t.get("special") or t.get("content") in specials)
+    ]
+    text = json.dumps(spec).encode()
+    with contextlib.suppress(OSError):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, text)
+    return text
+
+
+def _flat(tok: Any) -> Callable[[columns.TextColumn], tuple[np.ndarray, np.ndarray]]:
     import awkward as ak
 
-    def encode_flat(column: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
-        offsets, data = columns.utf8_buffers(column)
-        chars = ak.contents.NumpyArray(data, parameters={"__array__": "char"})
+    def encode_flat(column: columns.TextColumn) -> tuple[np.ndarray, np.ndarray]:
+        chars = ak.contents.NumpyArray(column.data, parameters={"__array__": "char"})
         strings = ak.contents.ListOffsetArray(
-            ak.index.Index64(offsets), chars, parameters={"__array__": "string"}
+            ak.index.Index64(column.offsets), chars, parameters={"__array__": "string"}
         )
         layout = tok.encode_batch(ak.Array(strings)).layout  # a ListOffsetArray: offsets and ids
         return np.asarray(layout.content.data), np.diff(np.asarray(layout.offsets.data))
