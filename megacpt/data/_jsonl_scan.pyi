@@ -3,6 +3,6 @@
 import numpy as np
 
 def scan(
-    block: bytes, keys: list[str], max_bytes: int
+    block: bytes | bytearray, keys: list[str], max_bytes: int
 ) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], dict[str, int], np.ndarray]:
     """(offsets, data, characters) per key; skip counts by reason; undecided lines as (start, end, position) rows."""

@@ -102,7 +102,7 @@ def batches(shard: readers.Shard, keys: list[str], max_bytes: int, batch_bytes: 
     """The shard's documents in batches of about ``batch_bytes`` of input."""
     if shard.kind == "jsonl":
         for block in readers.jsonl_blocks(shard, max_bytes, batch_bytes):
-            if isinstance(block, bytes):
+            if isinstance(block, bytearray):
                 yield parse_jsonl(block, keys, max_bytes)
             else:
                 yield from_records([block], keys)
@@ -130,14 +130,14 @@ def prefetched(items: Iterator[T], ahead: int = 2) -> Iterator[T]:
             yield item
 
 
-def parse_jsonl(block: bytes, keys: list[str], max_bytes: int) -> Batch:
+def parse_jsonl(block: bytes | bytearray, keys: list[str], max_bytes: int) -> Batch:
     """A block of whole JSONL lines as a batch: scanned in C++ where its answer is certainly the
     reference reader's, the other lines read by the reference reader and put in their place."""
     scanned, counts, undecided = _jsonl_scan.scan(block, keys, max_bytes)
     skipped: Counter[str] = +Counter(counts)
     inserted: list[tuple[int, list[str]]] = []
     for start, end, position in undecided.tolist():
-        texts, reason = readers.line_record(block[start:end], keys, max_bytes)
+        texts, reason = readers.line_record(bytes(block[start:end]), keys, max_bytes)
         if texts is None:
             skipped[str(reason)] += 1
         else:

@@ -185,9 +185,10 @@ def too_long(line: bytes, max_bytes: int) -> bool:
     return len(line) - line.endswith(b"\n") > max_bytes
 
 
-def jsonl_blocks(shard: Shard, max_bytes: int, block_bytes: int) -> Iterator[bytes | Record]:
-    """The shard's lines in file order, in blocks of whole lines of about ``block_bytes``; a line over
-    ``max_bytes`` that ends a block is not held whole but comes as ``(None, TOO_LONG)``."""
+def jsonl_blocks(shard: Shard, max_bytes: int, block_bytes: int) -> Iterator[bytearray | Record]:
+    """The shard's lines in file order, in blocks of whole lines of about ``block_bytes`` (a new
+    bytearray each); a line over ``max_bytes`` that ends a block is not held whole but comes as
+    ``(None, TOO_LONG)``."""
     with _open_binary(shard.path) as f:
         end = shard.end if shard.end >= 0 else None
         pos = 0
@@ -198,7 +199,9 @@ def jsonl_blocks(shard: Shard, max_bytes: int, block_bytes: int) -> Iterator[byt
                 return
             pos = shard.start - 1 + skipped
         while end is None or pos < end:
-            block = f.read(block_bytes if end is None else min(block_bytes, end - pos))
+            # A fresh bytearray, read into and grown in place: one copy of the data, not three.
+            block = bytearray(block_bytes if end is None else min(block_bytes, end - pos))
+            del block[f.readinto(block) :]
             if not block:
                 return
             pos += len(block)
@@ -207,16 +210,18 @@ def jsonl_blocks(shard: Shard, max_bytes: int, block_bytes: int) -> Iterator[byt
                 yield block
                 continue
             # The last line began in this block (and so belongs to the shard): read it to its end.
-            partial = block[cut:]
-            line = partial + f.readline(max(max_bytes + 1 - len(partial), 0))
-            pos += len(line) - len(partial)
-            if too_long(line, max_bytes) and not line.endswith(b"\n"):
+            partial = len(block) - cut
+            rest = f.readline(max(max_bytes + 1 - partial, 0))
+            pos += len(rest)
+            block += rest
+            if len(block) - cut > max_bytes and not block.endswith(b"\n"):  # too long, still unread
                 pos += _skip_line(f)[0]
+                del block[cut:]
                 if cut:
-                    yield block[:cut]
+                    yield block
                 yield None, TOO_LONG
             else:
-                yield block[:cut] + line
+                yield block
 
 
 def line_record(line: bytes, keys: list[str], max_bytes: int) -> Record:
@@ -226,7 +231,7 @@ def line_record(line: bytes, keys: list[str], max_bytes: int) -> Record:
 
 def _read_jsonl(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
     for block in jsonl_blocks(shard, max_bytes, BLOCK_BYTES):
-        if isinstance(block, bytes):
+        if isinstance(block, bytearray):
             yield from (line_record(line, keys, max_bytes) for line in io.BytesIO(block))
         else:
             yield block
