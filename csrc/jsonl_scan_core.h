@@ -220,7 +220,6 @@ class LineParser {
     return true;
   }
   const uint8_t* position() const { return p_; }
-  void rewind(const uint8_t* p) { p_ = p; }
 
  private:
   bool escape(uint32_t* cp) {

@@ -38,9 +38,8 @@ class TextColumn:
     @classmethod
     def of(cls, texts: list[str]) -> TextColumn:
         encoded = [text.encode("utf-8") for text in texts]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        return cls(offsets, np.frombuffer(b"".join(encoded), np.uint8), sum(map(len, texts)))
+        data = np.frombuffer(b"".join(encoded), np.uint8)
+        return cls(_offsets([len(e) for e in encoded]), data, sum(map(len, texts)))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -68,10 +67,15 @@ class TextColumn:
             previous = position
         pieces.append(self.data[self.offsets[previous] :])
         lengths = np.insert(self.byte_lengths(), positions, [len(text) for text in encoded])
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
         added = sum(len(text) for _, text in inserted)
-        return TextColumn(offsets, np.concatenate(pieces), self.characters + added)
+        return TextColumn(_offsets(lengths), np.concatenate(pieces), self.characters + added)
+
+
+def _offsets(lengths: list[int] | np.ndarray) -> np.ndarray:
+    """int64 offsets (from 0) of consecutive pieces of these lengths."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
 
 
 @dataclass
