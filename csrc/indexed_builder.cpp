@@ -100,10 +100,11 @@ PYBIND11_MODULE(_indexed_builder, m) {
   m.attr("CODE_UINT16") = megacpt::kCodeUInt16;
   m.attr("CODE_INT32") = megacpt::kCodeInt32;
   py::class_<IndexedWriter>(m, "IndexedWriter")
-      .def(py::init<std::string, uint8_t>(), py::arg("prefix"), py::arg("dtype_code"))
+      .def(py::init<std::string, uint8_t, std::string, uint64_t>(), py::arg("prefix"), py::arg("dtype_code"),
+           py::arg("tokens_file") = "", py::arg("tokens_at") = 0)
       .def("add_documents", &add_documents, py::arg("tokens"), py::arg("lengths"), py::arg("eod") = -1)
       .def("add_lists", &add_lists, py::arg("docs"), py::arg("eod") = -1)
-      .def("append_dataset", &IndexedWriter::append_dataset, py::arg("prefix"),
+      .def("append_dataset", &IndexedWriter::append_dataset, py::arg("prefix"), py::arg("tokens_in_place") = false,
            py::call_guard<py::gil_scoped_release>())
       .def("finalize", &IndexedWriter::finalize, py::call_guard<py::gil_scoped_release>())
       .def("abort", &IndexedWriter::abort)

@@ -13,7 +13,10 @@
 // a finished dataset's .bin inside the kernel (copy_file_range) where the filesystem allows it.
 //
 // Every file is written under a ".partial" name and renamed only when complete and fsynced (.bin
-// first, then .idx: an existing .idx marks a finished dataset). A writer destroyed without
+// first, then .idx: an existing .idx marks a finished dataset). A writer may instead put its tokens
+// into an existing file from a given byte offset (a run whose datasets follow one another in one
+// token file): that file is truncated to the offset first, fsynced by finalize() and never renamed;
+// merging such datasets appends their indices only. A writer destroyed without
 // finalize() removes its partial files. A batch with a bad token or length writes the documents
 // before the bad one and none after it, so the dataset stays consistent.
 //
@@ -118,6 +121,26 @@ class Sink {
     return *this;
   }
   ~Sink() { discard(); }
+
+  // Writes the existing (or new) file at `path` from byte `at` on, dropping what follows `at`; a
+  // file shorter than `at` is refused (its bytes before `at` are someone's finished tokens).
+  static Sink at(std::string path, uint64_t at) {
+    Sink sink;
+    sink.path_ = std::move(path);
+    sink.fd_ = ::open(sink.path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (sink.fd_ < 0) fail_io("cannot open", sink.path_);
+    const off_t end = ::lseek(sink.fd_, 0, SEEK_END);
+    if (end < 0) fail_io("cannot seek", sink.path_);
+    if (static_cast<uint64_t>(end) < at) {
+      throw std::runtime_error(sink.path_ + " holds " + std::to_string(end) + " bytes, fewer than the " +
+                               std::to_string(at) + " its finished datasets need (truncated or replaced)");
+    }
+    if (::ftruncate(sink.fd_, static_cast<off_t>(at)) != 0) fail_io("cannot truncate", sink.path_);
+    if (::lseek(sink.fd_, static_cast<off_t>(at), SEEK_SET) < 0) fail_io("cannot seek", sink.path_);
+    sink.written_ = sink.queued_ = at;
+    sink.buffer_.reset(new char[kBuffer]);
+    return sink;
+  }
 
   // Space for `count` items of T at the end of the buffer (count * sizeof(T) <= kBuffer); they
   // become part of the file only when commit()ed.
@@ -225,9 +248,11 @@ class Sink {
 
 class IndexedWriter {
  public:
-  IndexedWriter(std::string prefix, uint8_t dtype_code)
-      : prefix_(std::move(prefix)), code_(dtype_code), itemsize_(itemsize_of(dtype_code)) {
-    bin_ = Sink(partial(".bin"));
+  // With `tokens_file`, the tokens go into that file from byte `tokens_at` on (see the top).
+  IndexedWriter(std::string prefix, uint8_t dtype_code, const std::string& tokens_file = "", uint64_t tokens_at = 0)
+      : prefix_(std::move(prefix)), code_(dtype_code), itemsize_(itemsize_of(dtype_code)),
+        tokens_file_(tokens_file), tokens_at_(tokens_at) {
+    bin_ = tokens_file_.empty() ? Sink(partial(".bin")) : Sink::at(tokens_file_, tokens_at_);
     lengths_ = Sink(partial(".lengths"));
     docs_ = Sink(partial(".docs"));
     const int64_t zero = 0;
@@ -279,7 +304,9 @@ class IndexedWriter {
 
   // Appends every document of a finished dataset (Megatron's IndexedDatasetBuilder.add_index):
   // .bin bytes copied, lengths copied, document indices rebased by the sequences already written.
-  void append_dataset(const std::string& other) {
+  // With `tokens_in_place` the dataset's tokens already sit in this writer's token file, where it
+  // would put them (written there by a writer given that file): only its index is appended.
+  void append_dataset(const std::string& other, bool tokens_in_place = false) {
     check_open();
     Source idx(other + ".idx");
     char header[9];
@@ -318,7 +345,10 @@ class IndexedWriter {
         other_tokens += static_cast<uint64_t>(len);
       }
     });
-    if (Source(other + ".bin").size() != other_tokens * itemsize_) {
+    if (tokens_in_place && tokens_file_.empty()) {
+      throw std::invalid_argument("appending " + other + " in place needs a writer given its token file");
+    }
+    if (!tokens_in_place && Source(other + ".bin").size() != other_tokens * itemsize_) {
       throw std::invalid_argument(other + ".bin size does not match its .idx");
     }
     int64_t first_doc = -1;
@@ -337,7 +367,7 @@ class IndexedWriter {
       docs_.write(docs.data(), docs.size() * 8);
       done += docs.size();
     }
-    bin_.append_file(other + ".bin");
+    if (!tokens_in_place) bin_.append_file(other + ".bin");
     sequences_ += n_seq;
     documents_ += n_doc - 1;
     tokens_ += other_tokens;
@@ -377,7 +407,7 @@ class IndexedWriter {
       bin_.close(true);
       idx.close(true);
     }
-    rename_into_place(".bin");
+    if (tokens_file_.empty()) rename_into_place(".bin");
     rename_into_place(".idx");
     std::remove(partial(".lengths").c_str());
     std::remove(partial(".docs").c_str());
@@ -392,6 +422,7 @@ class IndexedWriter {
     lengths_.discard();
     docs_.discard();
     for (const char* ext : {".bin", ".lengths", ".docs", ".idx"}) std::remove(partial(ext).c_str());
+    if (!tokens_file_.empty()) (void)::truncate(tokens_file_.c_str(), static_cast<off_t>(tokens_at_));
   }
 
   std::string partial(const char* ext) const { return prefix_ + ext + ".partial"; }
@@ -472,6 +503,8 @@ class IndexedWriter {
   std::string prefix_;
   uint8_t code_;
   size_t itemsize_;
+  std::string tokens_file_;
+  uint64_t tokens_at_;
   Sink bin_, lengths_, docs_;
   uint64_t sequences_ = 0, documents_ = 0, tokens_ = 0;
   State state_ = State::kOpen;

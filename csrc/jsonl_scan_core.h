@@ -113,17 +113,6 @@ inline uint8_t* put_utf8(uint8_t* d, uint32_t cp) {
   return d;
 }
 
-inline constexpr uint64_t kOnes = ~uint64_t{0} / 255;  // 0x0101...01
-inline constexpr uint64_t kSpaces = kOnes * ' ';
-
-// Whether none of the 8 bytes of w is a quote, a backslash, under 0x20 or over 0x7F (SWAR: a
-// byte's high bit is set in `x - kOnes*n & ~x` only where that byte of x is below n).
-inline bool plain_ascii(uint64_t w) {
-  auto below = [](uint64_t x, uint8_t n) { return (x - kOnes * n) & ~x & (kOnes * 0x80); };
-  const uint64_t quote = w ^ (kOnes * '"'), backslash = w ^ (kOnes * '\\');
-  return ((w & (kOnes * 0x80)) | below(w, 0x20) | below(quote, 1) | below(backslash, 1)) == 0;
-}
-
 // A strict parser over one line [p, end). Every method returns false where the line is not
 // certainly read as Python's json reads it; the caller then leaves the line undecided.
 class LineParser {
@@ -139,36 +128,41 @@ class LineParser {
     bool visible = false;
     int64_t multibyte = 0;  // bytes beyond the first of each multi-byte character
     for (;;) {
+      // A run of characters that stand for themselves (printable ASCII other than the quote and
+      // the backslash, valid UTF-8), checked character by character and copied in one go.
+      const uint8_t* run = p_;
+      while (p_ < end_) {
+        const uint8_t c = *p_;
+        if (c < 0x80) {
+          if (c < 0x20 || c == '"' || c == '\\') break;
+          visible |= !str_space(c);
+          ++p_;
+        } else {
+          const size_t n = utf8_sequence(p_, end_);
+          if (n == 0) return false;
+          if (!visible) visible = !str_space(code_point(p_, n));
+          multibyte += static_cast<int64_t>(n) - 1;
+          p_ += n;
+        }
+      }
+      if (out) {
+        std::memcpy(d, run, static_cast<size_t>(p_ - run));
+        d += p_ - run;
+      }
       if (p_ >= end_) return false;
       const uint8_t c = *p_;
-      if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-        visible |= !str_space(c);
-        if (out) *d++ = c;
-        ++p_;
-      } else if (c == '"') {
+      if (c == '"') {
         ++p_;
         break;
-      } else if (c == '\\') {
-        uint32_t cp;
-        if (!escape(&cp)) return false;
-        visible |= !str_space(cp);
-        if (out) {
-          uint8_t* start = d;
-          d = put_utf8(d, cp);
-          multibyte += (d - start) - 1;
-        }
-      } else if (c >= 0x80) {
-        const size_t n = utf8_sequence(p_, end_);
-        if (n == 0) return false;
-        if (out) {
-          std::memcpy(d, p_, n);
-          d += n;
-        }
-        if (!visible) visible = !str_space(code_point(p_, n));
-        multibyte += static_cast<int64_t>(n) - 1;
-        p_ += n;
-      } else {
-        return false;  // a raw control character: json's strict mode refuses it
+      }
+      if (c != '\\') return false;  // a raw control character: json's strict mode refuses it
+      uint32_t cp;
+      if (!escape(&cp)) return false;
+      visible |= !str_space(cp);
+      if (out) {
+        uint8_t* start = d;
+        d = put_utf8(d, cp);
+        multibyte += (d - start) - 1;
       }
     }
     if (out) {

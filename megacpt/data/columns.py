@@ -102,23 +102,30 @@ def from_records(records: Iterable[readers.Record], keys: list[str]) -> Batch:
     return Batch([TextColumn.of(column) for column in kept], skipped)
 
 
-def batches(shard: readers.Shard, keys: list[str], max_bytes: int, batch_bytes: int) -> Iterator[Batch]:
-    """The shard's documents in batches of about ``batch_bytes`` of input."""
+def batches(
+    shard: readers.Shard,
+    keys: list[str],
+    max_bytes: int,
+    batch_bytes: int,
+    first_batch_bytes: int | None = None,
+) -> Iterator[Batch]:
+    """The shard's documents in batches of about ``batch_bytes`` of input (the first of about
+    ``first_batch_bytes`` when given)."""
     if shard.kind == "jsonl":
-        for block in readers.jsonl_blocks(shard, max_bytes, batch_bytes):
+        for block in readers.jsonl_blocks(shard, max_bytes, batch_bytes, first_batch_bytes):
             if isinstance(block, bytearray):
                 yield parse_jsonl(block, keys, max_bytes)
             else:
                 yield from_records([block], keys)
         return
     records: list[readers.Record] = []
-    size = 0
+    size, limit = 0, first_batch_bytes or batch_bytes
     for record in readers.read_shard(shard, keys, max_bytes):
         records.append(record)
         size += sum(len(t) for t in record[0] or ())
-        if size >= batch_bytes:
+        if size >= limit:
             yield from_records(records, keys)
-            records, size = [], 0
+            records, size, limit = [], 0, batch_bytes
     if records:
         yield from_records(records, keys)
 

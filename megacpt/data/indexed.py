@@ -43,15 +43,30 @@ class IndexedWriter:
     removes every partial file, so a dataset at ``prefix`` is either complete or absent.
     ``finalize`` fsyncs both files before renaming them into place. Not thread-safe: the
     extension releases the GIL while it writes, so use each writer from one thread.
+
+    With ``tokens_file``, the tokens go into that file from byte ``tokens_at`` on instead of
+    ``prefix.bin`` (what was after ``tokens_at`` is dropped; a shorter file is an error): datasets
+    written one after another into one file, so that ``merge(..., tokens_in_place=True)`` has no
+    tokens to copy. That file is fsynced by ``finalize`` and never renamed.
     """
 
-    def __init__(self, prefix: str | os.PathLike[str], dtype: type[np.integer]) -> None:
+    def __init__(
+        self,
+        prefix: str | os.PathLike[str],
+        dtype: type[np.integer],
+        tokens_file: str | os.PathLike[str] | None = None,
+        tokens_at: int = 0,
+    ) -> None:
         self.prefix = os.fspath(prefix)
         self.dtype = np.dtype(dtype).type
         parent = os.path.dirname(self.prefix) or "."
         if not os.path.isdir(parent):
             raise UserError(f"output directory {parent} does not exist")
-        self._writer = _ext.IndexedWriter(self.prefix, _code(self.dtype))
+        file = "" if tokens_file is None else os.fspath(tokens_file)
+        try:
+            self._writer = _ext.IndexedWriter(self.prefix, _code(self.dtype), file, tokens_at)
+        except RuntimeError as err:
+            raise UserError(str(err)) from err
 
     def add_document(self, tokens: Sequence[int] | np.ndarray, eod: int | None = None) -> None:
         """Append one document (one sequence), followed by ``eod`` when given."""
@@ -74,9 +89,11 @@ class IndexedWriter:
         """
         self._call(self._writer.add_lists, docs, -1 if eod is None else eod)
 
-    def append(self, prefix: str | os.PathLike[str]) -> None:
-        """Append every document of the finished dataset at ``prefix`` (streamed, not loaded)."""
-        self._call(self._writer.append_dataset, os.fspath(prefix))
+    def append(self, prefix: str | os.PathLike[str], tokens_in_place: bool = False) -> None:
+        """Append every document of the finished dataset at ``prefix`` (streamed, not loaded); with
+        ``tokens_in_place``, only its index: its tokens are already where they belong in this
+        writer's ``tokens_file``."""
+        self._call(self._writer.append_dataset, os.fspath(prefix), tokens_in_place)
 
     def finalize(self) -> None:
         """Write the ``.idx`` and rename both files into place."""
@@ -112,14 +129,36 @@ class IndexedWriter:
             self.abort()
 
 
-def merge(output_prefix: str | os.PathLike[str], input_prefixes: Iterable[str | os.PathLike[str]]) -> None:
-    """Concatenate finished datasets into one, streaming (Megatron's ``add_index``, byte for byte)."""
+def merge(
+    output_prefix: str | os.PathLike[str],
+    input_prefixes: Iterable[str | os.PathLike[str]],
+    tokens_in_place: bool = False,
+) -> None:
+    """Concatenate finished datasets into one, streaming (Megatron's ``add_index``, byte for byte).
+
+    ``tokens_in_place``: the inputs were written one after another into ``output_prefix.bin``
+    (``IndexedWriter(..., tokens_file=...)``), which must hold exactly their tokens; only their
+    indices are merged."""
     prefixes = [os.fspath(p) for p in input_prefixes]
     if not prefixes:
         raise UserError("nothing to merge: no input datasets")
-    with IndexedWriter(output_prefix, read_index(prefixes[0]).dtype) as writer:
+    dtype = read_index(prefixes[0]).dtype
+    if not tokens_in_place:
+        with IndexedWriter(output_prefix, dtype) as writer:
+            for prefix in prefixes:
+                writer.append(prefix)
+        return
+    tokens_file = os.fspath(output_prefix) + ".bin"
+    expected = sum(int(read_index(p).sequence_lengths.sum(dtype=np.int64)) for p in prefixes)
+    expected *= np.dtype(dtype).itemsize
+    size = os.path.getsize(tokens_file) if os.path.isfile(tokens_file) else -1
+    if size != expected:
+        raise UserError(
+            f"{tokens_file} holds {max(size, 0):,} bytes but the datasets written into it hold {expected:,}"
+        )
+    with IndexedWriter(output_prefix, dtype, tokens_file, size) as writer:
         for prefix in prefixes:
-            writer.append(prefix)
+            writer.append(prefix, tokens_in_place=True)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ tokenised in batches and streamed by the C++ writer into its own small dataset u
 When every shard is done, the shard datasets are merged in input order into
 ``<output_prefix>_<key>_document.{bin,idx}`` (Megatron-LM's naming) and the totals are written to
 ``<output_prefix>.stats.json``. A rerun skips the shards already recorded, so a run killed at any
-point and rerun yields the same bytes as one that was never interrupted.
+point and rerun yields the same bytes as one that was never interrupted. A run planned for one
+process (no MPI, shards in order) writes every shard's tokens into the merged ``.bin`` directly
+(``shards.merged_prefix``); a rerun cuts that file back to the end of its last recorded shard.
 
 Shards are read in blocks of whole records (``columns``: a C++ scanner reads JSONL into text
 columns). With gigatoken, parsing and encoding run on ``workers`` threads of one process and the
@@ -32,11 +34,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from megacpt.atomic import check_writable, write_json_atomic
 from megacpt.data import doc_bytes, readers
 from megacpt.data.config import MiB, PreprocessConfig
 from megacpt.data.indexed import max_token_id, merge, optimal_dtype, validate
-from megacpt.data.shards import ProgressBar, ShardStats, process_shard, read_ahead, shard_done, shard_prefix
+from megacpt.data.shards import (
+    ProgressBar,
+    ShardStats,
+    merged_prefix,
+    process_shard,
+    read_ahead,
+    record_path,
+    shard_done,
+    shard_prefix,
+)
 from megacpt.data.text_tokenizers import TextTokenizer, load_tokenizer
 from megacpt.errors import UserError
 from megacpt.processes import die_with_parent
@@ -99,19 +112,24 @@ def run_shards(
     work_dir: str,
     tok: TextTokenizer,
     bar: ProgressBar,
+    tokens_at: dict[str, int] | None = None,
 ) -> None:
     """Process ``tasks`` in this process, or in a pool of ``cfg.workers`` processes.
 
     gigatoken runs on ``cfg.workers`` threads of this process (``run`` sizes its pool), so with it
     the shards are done here, one after the other, the next batch read ahead on a thread; the other
-    tokenizers hold the GIL and get a process pool.
+    tokenizers hold the GIL and get a process pool. With ``tokens_at`` (the byte offset in each
+    key's one token file where the first task's tokens go), the tasks are done here, in order.
 
     A pool worker that dies (killed, out of memory) fails the run with BrokenProcessPool rather
     than hanging it; the shards finished so far stay recorded for the rerun.
     """
-    if cfg.workers == 1 or len(tasks) <= 1 or threaded(tok):
+    if tokens_at is not None or cfg.workers == 1 or len(tasks) <= 1 or threaded(tok):
+        itemsize = np.dtype(optimal_dtype(tok.vocab_size)).itemsize
         for (index, shard), batches in zip(tasks, read_ahead(cfg, [shard for _, shard in tasks])):
-            process_shard(cfg, shard, index, work_dir, tok, bar, batches)
+            stats = process_shard(cfg, shard, index, work_dir, tok, bar, batches, tokens_at)
+            if tokens_at is not None:
+                tokens_at = {key: at + stats.tokens[key] * itemsize for key, at in tokens_at.items()}
             bar.shard_done()
         return
     ctx = mp.get_context("spawn")
@@ -226,8 +244,10 @@ def _plan(
     work_dir: str,
     processes: int,
     whole_batches: bool,
-) -> list[readers.Shard]:
-    """The shard plan: the one recorded by an unfinished run with the same settings, or a new one.
+    one_token_file: bool,
+) -> tuple[list[readers.Shard], bool]:
+    """The shard plan and whether its shards put their tokens into one file per key: the one
+    recorded by an unfinished run with the same settings, or a new one (``one_token_file`` as given).
     With ``whole_batches`` (one process, no MPI, reads and encodes every shard, so shards serve only
     to resume a killed run), the automatic size is 64 MiB in whole batches: each shard's end costs an fsync,
     and a short batch a read-ahead wait."""
@@ -239,7 +259,7 @@ def _plan(
                 f"{work_dir} holds an unfinished run with other inputs or settings; "
                 f"rerun with those, or delete {work_dir} to start over"
             )
-        return [readers.Shard(**s) for s in recorded["shards"]]
+        return [readers.Shard(**s) for s in recorded["shards"]], recorded.get("one_token_file", False)
     os.makedirs(work_dir, exist_ok=True)
     shard_bytes = cfg.shard_bytes
     total = sum(os.path.getsize(p) for p in paths)
@@ -249,8 +269,9 @@ def _plan(
         shard_bytes = min(max(total // (8 * processes), MiB), 64 * MiB)
     shard_bytes = max(1, min(shard_bytes, -(-total // cfg.min_shards)))
     shards = readers.plan_shards(paths, shard_bytes)
-    write_json_atomic(plan_path, {"settings": settings, "shards": [asdict(s) for s in shards]})
-    return shards
+    plan = {"settings": settings, "one_token_file": one_token_file, "shards": [asdict(s) for s in shards]}
+    write_json_atomic(plan_path, plan)
+    return shards, one_token_file
 
 
 def _published(cfg: PreprocessConfig, stats: dict[str, Any]) -> bool:
@@ -284,11 +305,12 @@ def _finish(
     work_dir: str,
     stats_path: str,
     backend: str,
+    one_token_file: bool,
 ) -> dict[str, Any]:
     """Merge the shard datasets in order, then write the stats file (the run's completion mark)."""
     total = ShardStats()
     for index in range(shards):
-        done = shard_done(cfg, work_dir, index)
+        done = shard_done(cfg, work_dir, index, one_token_file)
         if done is None:
             raise RuntimeError(f"shard {index} has no record in {work_dir}")
         total.add(done)
@@ -302,9 +324,9 @@ def _finish(
         )
     # Merged under temporary names, then published: the stats file (the completion mark) goes first and
     # comes back last, so a reader or a rerun never takes a half-published .bin/.idx pair for a dataset.
-    staged = {key: os.path.join(work_dir, f"merged_{key}") for key in cfg.json_keys}
+    staged = {key: merged_prefix(work_dir, key) for key in cfg.json_keys}
     for key in cfg.json_keys:
-        merge(staged[key], [shard_prefix(work_dir, i, key) for i in range(shards)])
+        merge(staged[key], [shard_prefix(work_dir, i, key) for i in range(shards)], one_token_file)
         doc_bytes.merge(staged[key], [shard_prefix(work_dir, i, key) for i in range(shards)])
     eods = total.documents if cfg.append_eod else 0
     per_key = {
@@ -341,6 +363,32 @@ def _finish(
             os.replace(staged[key] + suffix, output_prefix(cfg, key) + suffix)
     write_json_atomic(stats_path, stats)
     return stats
+
+
+def _resume_in_order(
+    cfg: PreprocessConfig, plan: list[readers.Shard], work_dir: str, tok: TextTokenizer
+) -> tuple[list[tuple[int, readers.Shard]], dict[str, int]]:
+    """For a plan whose shards share one token file per key: the shards from the first one not
+    recorded as done, or whose tokens that file no longer holds, onwards (a later record is dropped:
+    its tokens would follow lost ones), and the byte offset in each token file where the first of
+    them starts."""
+    itemsize = np.dtype(optimal_dtype(tok.vocab_size)).itemsize
+    held = {}
+    for key in cfg.json_keys:
+        path = merged_prefix(work_dir, key) + ".bin"
+        held[key] = os.path.getsize(path) if os.path.isfile(path) else 0
+    tokens_at = dict.fromkeys(cfg.json_keys, 0)
+    first = 0
+    while first < len(plan) and (done := shard_done(cfg, work_dir, first, True)) is not None:
+        ends = {key: at + done.tokens[key] * itemsize for key, at in tokens_at.items()}
+        if any(ends[key] > held[key] for key in ends):
+            break
+        tokens_at = ends
+        first += 1
+    for index in range(first, len(plan)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(record_path(work_dir, index))
+    return list(enumerate(plan))[first:], tokens_at
 
 
 def run(cfg: PreprocessConfig) -> dict[str, Any]:
@@ -381,20 +429,42 @@ def run(cfg: PreprocessConfig) -> dict[str, Any]:
     check_writable(out_dir)  # before any work is done
     out_dir.mkdir(parents=True, exist_ok=True)
     processes = size * (1 if threaded(tok) else cfg.workers)
-    plan = _together(
+    in_order = size == 1 and (threaded(tok) or cfg.workers == 1)
+    plan, one_token_file = _together(
         comm,
-        lambda: _plan(cfg, settings, paths, work_dir, processes, threaded(tok) and size == 1),
+        lambda: _plan(
+            cfg,
+            settings,
+            paths,
+            work_dir,
+            processes,
+            threaded(tok) and size == 1,
+            in_order and not cfg.keep_shards,
+        ),
         root_only=True,
     )
-    tasks = [(i, s) for i, s in enumerate(plan) if i % size == rank and shard_done(cfg, work_dir, i) is None]
+    if one_token_file and size > 1:
+        raise UserError(
+            f"{work_dir} holds an unfinished run planned for one process; rerun it without mpirun, "
+            f"or delete {work_dir} to start over"
+        )
+    if one_token_file:
+        tasks, tokens_at = _resume_in_order(cfg, plan, work_dir, tok)
+    else:
+        tasks = [
+            (i, s)
+            for i, s in enumerate(plan)
+            if i % size == rank and shard_done(cfg, work_dir, i, False) is None
+        ]
+        tokens_at = None
     bar = ProgressBar(cfg.progress and rank == 0, len(tasks), cfg.log_interval)
     try:
-        _together(comm, lambda: run_shards(cfg, tasks, work_dir, tok, bar), root_only=False)
+        _together(comm, lambda: run_shards(cfg, tasks, work_dir, tok, bar, tokens_at), root_only=False)
     finally:
         bar.close()
     stats = _together(
         comm,
-        lambda: _finish(cfg, settings, len(plan), size, work_dir, stats_path, tok.backend),
+        lambda: _finish(cfg, settings, len(plan), size, work_dir, stats_path, tok.backend, one_token_file),
         root_only=True,
     )
     if rank == 0 and not cfg.keep_shards:

@@ -185,10 +185,12 @@ def too_long(line: bytes, max_bytes: int) -> bool:
     return len(line) - line.endswith(b"\n") > max_bytes
 
 
-def jsonl_blocks(shard: Shard, max_bytes: int, block_bytes: int) -> Iterator[bytearray | Record]:
-    """The shard's lines in file order, in blocks of whole lines of about ``block_bytes`` (a new
-    bytearray each); a line over ``max_bytes`` that ends a block is not held whole but comes as
-    ``(None, TOO_LONG)``."""
+def jsonl_blocks(
+    shard: Shard, max_bytes: int, block_bytes: int, first_block_bytes: int | None = None
+) -> Iterator[bytearray | Record]:
+    """The shard's lines in file order, in blocks of whole lines of about ``block_bytes`` (the
+    first of about ``first_block_bytes`` when given; a new bytearray each); a line over
+    ``max_bytes`` that ends a block is not held whole but comes as ``(None, TOO_LONG)``."""
     with _open_binary(shard.path) as f:
         end = shard.end if shard.end >= 0 else None
         pos = 0
@@ -198,9 +200,11 @@ def jsonl_blocks(shard: Shard, max_bytes: int, block_bytes: int) -> Iterator[byt
             if not found:  # no line starts in this shard
                 return
             pos = shard.start - 1 + skipped
+        size = first_block_bytes or block_bytes
         while end is None or pos < end:
             # A fresh bytearray, read into and grown in place: one copy of the data, not three.
-            block = bytearray(block_bytes if end is None else min(block_bytes, end - pos))
+            block = bytearray(size if end is None else min(size, end - pos))
+            size = block_bytes
             del block[f.readinto(block) :]
             if not block:
                 return

@@ -2,8 +2,11 @@
 
 A shard's datasets live under the run's work directory (``shard-<index>_<key>.{bin,idx}`` and its
 document sizes); its record (``shard-<index>.json``, written last and atomically) is what makes it
-count as done, so a killed run redoes only the shards without one. ``ProgressBar`` reports the
-run's progress as documents/s, tokens/s and MB/s.
+count as done, so a killed run redoes only the shards without one. A run that does its shards in
+order in one process puts their tokens one after another into one file per key
+(``merged_<key>.bin``, the merged dataset's), so that merging copies no token. Batch n is written
+on a thread while batch n + 1 is encoded. ``ProgressBar`` reports the run's progress as
+documents/s, tokens/s and MB/s.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from megacpt.atomic import write_json_atomic
 from megacpt.data import columns, doc_bytes, readers
@@ -48,17 +54,27 @@ def shard_prefix(work_dir: str, index: int, key: str) -> str:
     return os.path.join(work_dir, f"shard-{index:05d}_{key}")
 
 
+def merged_prefix(work_dir: str, key: str) -> str:
+    """The merged dataset for ``key`` before it is published (and the one token file of its shards)."""
+    return os.path.join(work_dir, f"merged_{key}")
+
+
 def record_path(work_dir: str, index: int) -> str:
     return os.path.join(work_dir, f"shard-{index:05d}.json")
 
 
+FIRST_BATCH_BYTES = 1 << 20
+
+
 def read_ahead(cfg: PreprocessConfig, shards: list[readers.Shard]) -> Iterator[Iterator[columns.Batch]]:
     """Each shard's batches, shard after shard; the next batch, across shard ends, is read on a
-    thread while the caller encodes this one."""
+    thread while the caller encodes this one. The first batch is small (``FIRST_BATCH_BYTES``), so
+    that encoding starts without waiting for a whole batch to be read."""
 
     def every_batch() -> Iterator[columns.Batch | None]:
-        for shard in shards:
-            yield from columns.batches(shard, cfg.json_keys, cfg.max_document_bytes, cfg.batch_bytes)
+        for i, shard in enumerate(shards):
+            first = min(FIRST_BATCH_BYTES, cfg.batch_bytes) if i == 0 else None
+            yield from columns.batches(shard, cfg.json_keys, cfg.max_document_bytes, cfg.batch_bytes, first)
             yield None  # the shard's end
 
     stream = columns.prefetched(every_batch())
@@ -74,9 +90,11 @@ def process_shard(
     tok: TextTokenizer,
     progress: Progress,
     batches: Iterable[columns.Batch] | None = None,
+    tokens_at: dict[str, int] | None = None,
 ) -> ShardStats:
     """Tokenise one shard (``batches``: its batches, read here when None) into one dataset per key,
-    then record it as done."""
+    then record it as done. With ``tokens_at``, each key's tokens go into ``merged_<key>.bin`` from
+    that byte offset on, not into the shard's own ``.bin``."""
     keys = cfg.json_keys
     dtype = optimal_dtype(tok.vocab_size)
     eod = tok.eod_id if cfg.append_eod else None
@@ -84,28 +102,52 @@ def process_shard(
         tokens=dict.fromkeys(keys, 0), bytes=dict.fromkeys(keys, 0), characters=dict.fromkeys(keys, 0)
     )
     skipped: Counter[str] = Counter()
-    writers = [IndexedWriter(shard_prefix(work_dir, index, key), dtype) for key in keys]
+    writers = [
+        IndexedWriter(shard_prefix(work_dir, index, key), dtype)
+        if tokens_at is None
+        else IndexedWriter(
+            shard_prefix(work_dir, index, key), dtype, merged_prefix(work_dir, key) + ".bin", tokens_at[key]
+        )
+        for key in keys
+    ]
     sizes = [doc_bytes.ShardDocBytes(shard_prefix(work_dir, index, key)) for key in keys]
+
+    def write(batch: columns.Batch, encoded: list[tuple[np.ndarray, np.ndarray] | list[list[int]]]) -> None:
+        skipped.update(batch.skipped)
+        tokens = text_bytes = 0
+        for key, column, ids, writer, recorder in zip(keys, batch.columns, encoded, writers, sizes):
+            before = writer.tokens
+            if isinstance(ids, tuple):
+                writer.add_documents(*ids, eod)
+            else:
+                writer.add_lists(ids, eod)
+            size = recorder.add(column.byte_lengths())
+            stats.tokens[key] += writer.tokens - before
+            stats.bytes[key] += size
+            stats.characters[key] += column.characters
+            tokens += writer.tokens - before
+            text_bytes += size
+        stats.documents += len(batch)
+        progress(len(batch), tokens, text_bytes)
+
     try:
         if batches is None:
             batches = next(read_ahead(cfg, [shard]))
-        for batch in batches:
-            skipped.update(batch.skipped)
-            tokens = text_bytes = 0
-            for key, column, writer, recorder in zip(keys, batch.columns, writers, sizes):
-                before = writer.tokens
-                if tok.encode_flat is not None:
-                    writer.add_documents(*tok.encode_flat(column), eod)
-                else:
-                    writer.add_lists(tok.encode_batch(column.texts()), eod)
-                size = recorder.add(column.byte_lengths())
-                stats.tokens[key] += writer.tokens - before
-                stats.bytes[key] += size
-                stats.characters[key] += column.characters
-                tokens += writer.tokens - before
-                text_bytes += size
-            stats.documents += len(batch)
-            progress(len(batch), tokens, text_bytes)
+        # Batch n is written on a thread while batch n + 1 is encoded.
+        with ThreadPoolExecutor(1, thread_name_prefix="megacpt-write") as pool:
+            written: Future[None] | None = None
+            for batch in batches:
+                encoded = [
+                    tok.encode_flat(column)
+                    if tok.encode_flat is not None
+                    else tok.encode_batch(column.texts())
+                    for column in batch.columns
+                ]
+                if written is not None:
+                    written.result()
+                written = pool.submit(write, batch, encoded)
+            if written is not None:
+                written.result()
         for writer, recorder in zip(writers, sizes):
             writer.finalize()
             recorder.finalize()
@@ -119,7 +161,8 @@ def process_shard(
     return stats
 
 
-def shard_done(cfg: PreprocessConfig, work_dir: str, index: int) -> ShardStats | None:
+def shard_done(cfg: PreprocessConfig, work_dir: str, index: int, one_token_file: bool) -> ShardStats | None:
+    """The stats of shard ``index`` if it is recorded as done (and its files are there), else None."""
     try:
         with open(record_path(work_dir, index), encoding="utf-8") as f:
             record = json.load(f)
@@ -127,7 +170,8 @@ def shard_done(cfg: PreprocessConfig, work_dir: str, index: int) -> ShardStats |
         return None
     for key in cfg.json_keys:
         prefix = shard_prefix(work_dir, index, key)
-        if not all(os.path.isfile(prefix + ext) for ext in (".idx", ".bin", doc_bytes.SHARD_SUFFIX)):
+        own = (".idx", doc_bytes.SHARD_SUFFIX) if one_token_file else (".idx", ".bin", doc_bytes.SHARD_SUFFIX)
+        if not all(os.path.isfile(prefix + ext) for ext in own):
             return None
     record.pop("shard")
     return ShardStats(**record)

@@ -2,7 +2,8 @@
 // usage: asan_driver TOKENS LENGTHS PREFIX CODE
 //   TOKENS: flat int64 token ids; LENGTHS: int64 length of each document.
 // Writes PREFIX (every document, one batch), PREFIX_a + PREFIX_b (two halves, a document at a
-// time) merged into PREFIX_merged, and checks that an out-of-range token throws (keeping the
+// time) merged into PREFIX_merged, the same halves written one after the other into PREFIX_one.bin
+// (the second writer first given an offset with stale bytes after it) and merged by index, and checks that an out-of-range token throws (keeping the
 // documents before its own) and that an abandoned writer leaves no file.
 #include <cstdint>
 #include <cstdio>
@@ -23,9 +24,10 @@ static std::vector<int64_t> read_int64(const char* path) {
   return out;
 }
 
-static void write_range(const std::string& prefix, uint8_t code, const std::vector<int64_t>& tokens,
-                        const std::vector<int64_t>& lengths, size_t first, size_t last) {
-  megacpt::IndexedWriter writer(prefix, code);
+static uint64_t write_range(const std::string& prefix, uint8_t code, const std::vector<int64_t>& tokens,
+                            const std::vector<int64_t>& lengths, size_t first, size_t last,
+                            const std::string& tokens_file = "", uint64_t tokens_at = 0) {
+  megacpt::IndexedWriter writer(prefix, code, tokens_file, tokens_at);
   size_t offset = 0;
   for (size_t i = 0; i < first; ++i) offset += static_cast<size_t>(lengths[i]);
   for (size_t i = first; i < last; ++i) {
@@ -33,6 +35,7 @@ static void write_range(const std::string& prefix, uint8_t code, const std::vect
     offset += static_cast<size_t>(lengths[i]);
   }
   writer.finalize();
+  return writer.tokens();
 }
 
 int main(int argc, char** argv) {
@@ -54,6 +57,22 @@ int main(int argc, char** argv) {
     megacpt::IndexedWriter merged(prefix + "_merged", code);
     merged.append_dataset(prefix + "_a");
     merged.append_dataset(prefix + "_b");
+    merged.finalize();
+  }
+  {
+    const std::string one = prefix + "_one";
+    const uint64_t itemsize = megacpt::itemsize_of(code);
+    const uint64_t first = write_range(one + "_a", code, tokens, lengths, 0, half, one + ".bin", 0) * itemsize;
+    {
+      megacpt::IndexedWriter killed(one + "_b", code, one + ".bin", first);
+      const int64_t three = 3;
+      killed.add_documents(tokens.data(), 3, &three, 1, -1);
+      killed.finalize();  // stale bytes after `first`, as a killed run would leave them
+    }
+    write_range(one + "_b", code, tokens, lengths, half, lengths.size(), one + ".bin", first);
+    megacpt::IndexedWriter merged(one, code, one + ".bin", tokens.size() * itemsize);
+    merged.append_dataset(one + "_a", true);
+    merged.append_dataset(one + "_b", true);
     merged.finalize();
   }
   {

@@ -175,6 +175,48 @@ def test_merge_matches_megatron_add_index(tmp_path: Path) -> None:
     assert same_files(tmp_path / "merged", tmp_path / "ref")
 
 
+def test_datasets_in_one_token_file_merge_to_the_copied_bytes(tmp_path: Path) -> None:
+    """Writers given one token file (each from where the last one ended) and an index-only merge
+    give the bytes of separate datasets merged by copying; what follows a writer's offset is
+    dropped, an aborted writer cuts the file back, and a file that lost tokens is refused."""
+    parts = [random_docs(seed, n, 32000) for seed, n in ((6, 40), (7, 0), (8, 55))]
+    tokens = tmp_path / "one.bin"
+    tokens.write_bytes(b"stale bytes of a killed writer")
+    at = 0
+    for i, docs in enumerate(parts):
+        with IndexedWriter(tmp_path / f"sep{i}", np.uint16) as w:
+            for d in docs:
+                w.add_document(d, eod=2)
+        with IndexedWriter(tmp_path / f"part{i}", np.uint16, tokens, at) as w:
+            for d in docs:
+                w.add_document(d, eod=2)
+        at += 2 * sum(d.size + 1 for d in docs)
+        assert tokens.stat().st_size == at and not (tmp_path / f"part{i}.bin").exists()
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        IndexedWriter(tmp_path / "killed", np.uint16, tokens, at) as w,
+    ):
+        w.add_document([5, 6, 7])
+        raise RuntimeError("boom")
+    assert tokens.stat().st_size == at and not list(tmp_path.glob("killed*"))
+    merge(tmp_path / "copied", [tmp_path / f"sep{i}" for i in range(3)])
+    merge(tmp_path / "one", [tmp_path / f"part{i}" for i in range(3)], tokens_in_place=True)
+    assert same_files(tmp_path / "one", tmp_path / "copied")
+    with pytest.raises(UserError, match="fewer than"):
+        IndexedWriter(tmp_path / "late", np.uint16, tokens, at + 2)
+    with open(tokens, "ab") as f:
+        f.write(b"xx")
+    with pytest.raises(
+        UserError, match=f"holds {at + 2:,} bytes but the datasets written into it hold {at:,}"
+    ):
+        merge(tmp_path / "one", [tmp_path / f"part{i}" for i in range(3)], tokens_in_place=True)
+    with (
+        pytest.raises(UserError, match="needs a writer given its token file"),
+        IndexedWriter(tmp_path / "x", np.uint16) as w,
+    ):
+        w.append(tmp_path / "part0", tokens_in_place=True)
+
+
 def test_megatron_reads_our_datasets(tmp_path: Path) -> None:
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
     from megatron.core.datasets.indexed_dataset import IndexedDataset
@@ -309,3 +351,4 @@ def test_core_under_address_sanitizer(tmp_path: Path, dtype) -> None:
     numpy_reference(tmp_path / "ref", docs, dtype)
     assert same_files(tmp_path / "ds", tmp_path / "ref")
     assert same_files(tmp_path / "ds_merged", tmp_path / "ref")
+    assert same_files(tmp_path / "ds_one", tmp_path / "ref")

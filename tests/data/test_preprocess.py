@@ -230,6 +230,59 @@ def test_killed_run_resumes_to_identical_bytes(corpus: Path, tmp_path: Path) -> 
     ]
 
 
+def test_one_process_run_writes_one_token_file_and_resumes_from_its_last_record(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run in one process writes every shard's tokens into the merged .bin; killed after a shard's
+    tokens are written but before its record (stale bytes after them too), or with that file gone,
+    a rerun gives the bytes of an uninterrupted run."""
+    from megacpt.data import shards
+
+    def config(name: str) -> PreprocessConfig:
+        return PreprocessConfig(
+            [str(corpus)],
+            str(tmp_path / name),
+            mistral_model(),
+            shard_bytes=20_000,
+            append_eod=True,
+            progress=False,
+        )
+
+    whole = run(config("whole"))
+    assert whole["shards"] >= 4 and whole["backend"] == "gigatoken"
+    record = shards.write_json_atomic
+    for damage in ("stale bytes", "no token file"):
+        calls = []
+
+        def killed_at_third_record(path, data, calls=calls):
+            calls.append(path)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            record(path, data)
+
+        monkeypatch.setattr(shards, "write_json_atomic", killed_at_third_record)
+        with pytest.raises(KeyboardInterrupt):
+            run(config("resumed"))
+        monkeypatch.undo()
+        work = tmp_path / "resumed.shards"
+        tokens = work / "merged_text.bin"
+        assert json.loads((work / "plan.json").read_text())["one_token_file"]
+        assert len(list(work.glob("shard-*.json"))) == 2 and not list(work.glob("shard-*_text.bin"))
+        if damage == "stale bytes":
+            with open(tokens, "ab") as f:
+                f.write(b"\x01\x02\x03")
+        else:
+            tokens.unlink()
+        resumed = run(config("resumed"))
+        for stats in (resumed, whole):
+            stats["settings"] = stats["per_key"]["text"]["dataset"] = None
+        assert resumed == whole
+        assert same_files(tmp_path / "resumed_text_document", tmp_path / "whole_text_document")
+        assert not work.exists()
+        for path in tmp_path.glob("resumed*"):
+            path.unlink()
+
+
 def test_resume_refuses_changed_settings_and_skips_finished_runs(corpus: Path, tmp_path: Path) -> None:
     out = str(tmp_path / "out")
     cfg = PreprocessConfig(

@@ -87,3 +87,44 @@ def test_a_failing_rank_fails_the_run_cleanly(tmp_path: Path) -> None:
     )
     assert run.returncode != 0 and "error: tokenizer" in run.stderr
     assert not list(tmp_path.glob("o*"))
+
+
+def test_a_one_process_run_is_not_resumed_by_several_ranks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unfinished run planned for one process (its shards' tokens in one file, in order) is
+    refused under mpirun with a one-line reason, and still resumes in one process."""
+    import mistral_common
+
+    from megacpt.data import shards
+    from megacpt.data.preprocess import PreprocessConfig, run
+
+    model = str(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1")
+    corpus = tmp_path / "c.jsonl"
+    with open(REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl", encoding="utf-8") as f:
+        corpus.write_text("".join(itertools.islice(f, 600)), encoding="utf-8")
+    record = shards.write_json_atomic
+
+    def killed_at_second_record(path, data, calls=[]):  # noqa: B006  (counts calls)
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        record(path, data)
+
+    monkeypatch.setattr(shards, "write_json_atomic", killed_at_second_record)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run(PreprocessConfig([str(corpus)], str(out), model, shard_bytes=int(0.02 * 2**20), progress=False))
+    monkeypatch.undo()
+    args = ["--no-progress", "--input", str(corpus), "--tokenizer", model, "--shard-mb", "0.02"]
+    mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2"]
+    refused = subprocess.run(
+        [*mpirun, sys.executable, str(TOOL), *args, "--output-prefix", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode != 0 and "planned for one process; rerun it without mpirun" in refused.stderr
+    assert not (tmp_path / "out_text_document.bin").exists()
+    subprocess.run([sys.executable, str(TOOL), *args, "--output-prefix", str(out)], check=True)
+    assert json.loads((tmp_path / "out.stats.json").read_text())["documents"] == 600
