@@ -422,6 +422,7 @@ class IndexedWriter {
     lengths_.discard();
     docs_.discard();
     for (const char* ext : {".bin", ".lengths", ".docs", ".idx"}) std::remove(partial(ext).c_str());
+    // Best effort: the next writer given this offset cuts the file there too (Sink::at).
     if (!tokens_file_.empty()) (void)::truncate(tokens_file_.c_str(), static_cast<off_t>(tokens_at_));
   }
 

@@ -125,11 +125,10 @@ def run_shards(
     than hanging it; the shards finished so far stay recorded for the rerun.
     """
     if tokens_at is not None or cfg.workers == 1 or len(tasks) <= 1 or threaded(tok):
-        itemsize = np.dtype(optimal_dtype(tok.vocab_size)).itemsize
         for (index, shard), batches in zip(tasks, read_ahead(cfg, [shard for _, shard in tasks])):
             stats = process_shard(cfg, shard, index, work_dir, tok, bar, batches, tokens_at)
             if tokens_at is not None:
-                tokens_at = {key: at + stats.tokens[key] * itemsize for key, at in tokens_at.items()}
+                tokens_at = _after(tokens_at, stats, tok)
             bar.shard_done()
         return
     ctx = mp.get_context("spawn")
@@ -365,6 +364,12 @@ def _finish(
     return stats
 
 
+def _after(tokens_at: dict[str, int], stats: ShardStats, tok: TextTokenizer) -> dict[str, int]:
+    """Where the next shard's tokens go in each key's token file, after a shard of ``stats``."""
+    itemsize = np.dtype(optimal_dtype(tok.vocab_size)).itemsize
+    return {key: at + stats.tokens[key] * itemsize for key, at in tokens_at.items()}
+
+
 def _resume_in_order(
     cfg: PreprocessConfig, plan: list[readers.Shard], work_dir: str, tok: TextTokenizer
 ) -> tuple[list[tuple[int, readers.Shard]], dict[str, int]]:
@@ -372,7 +377,6 @@ def _resume_in_order(
     recorded as done, or whose tokens that file no longer holds, onwards (a later record is dropped:
     its tokens would follow lost ones), and the byte offset in each token file where the first of
     them starts."""
-    itemsize = np.dtype(optimal_dtype(tok.vocab_size)).itemsize
     held = {}
     for key in cfg.json_keys:
         path = merged_prefix(work_dir, key) + ".bin"
@@ -380,7 +384,7 @@ def _resume_in_order(
     tokens_at = dict.fromkeys(cfg.json_keys, 0)
     first = 0
     while first < len(plan) and (done := shard_done(cfg, work_dir, first, True)) is not None:
-        ends = {key: at + done.tokens[key] * itemsize for key, at in tokens_at.items()}
+        ends = _after(tokens_at, done, tok)
         if any(ends[key] > held[key] for key in ends):
             break
         tokens_at = ends

@@ -48,6 +48,7 @@ class ShardStats:
 
 
 Progress = Callable[[int, int, int], None]  # documents, tokens, bytes since the last call
+FIRST_BATCH_BYTES = 1 << 20  # the run's first batch: encoding starts once it is read
 
 
 def shard_prefix(work_dir: str, index: int, key: str) -> str:
@@ -61,9 +62,6 @@ def merged_prefix(work_dir: str, key: str) -> str:
 
 def record_path(work_dir: str, index: int) -> str:
     return os.path.join(work_dir, f"shard-{index:05d}.json")
-
-
-FIRST_BATCH_BYTES = 1 << 20
 
 
 def read_ahead(cfg: PreprocessConfig, shards: list[readers.Shard]) -> Iterator[Iterator[columns.Batch]]:

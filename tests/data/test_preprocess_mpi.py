@@ -104,8 +104,9 @@ def test_a_one_process_run_is_not_resumed_by_several_ranks(
     with open(REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl", encoding="utf-8") as f:
         corpus.write_text("".join(itertools.islice(f, 600)), encoding="utf-8")
     record = shards.write_json_atomic
+    calls = []
 
-    def killed_at_second_record(path, data, calls=[]):  # noqa: B006  (counts calls)
+    def killed_at_second_record(path, data):
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt
