@@ -8,12 +8,15 @@ the same held-out documents:
 
 - ``expanded``: the quickstart's schedule (``examples/quickstart/cpt_smollm2.yaml``) from the resized
   checkpoint, on data tokenised with the expanded tokenizer;
+- ``expanded, one stage`` (with ``--one-stage-arm``): the same without the new-rows-only stage;
 - ``base vocabulary``: one stage training every parameter from the unexpanded checkpoint, on data
   tokenised with SmolLM2's own tokenizer (the same LRs; there are no new rows to warm up).
 
-Seconds are training seconds (the sum of ``step_time_s``, validation excluded), so the arms are
-compared at equal wall-clock: the plot shows bits per byte per language against them, and the
-table reads both curves at the shorter arm's total time (linear interpolation).
+Seconds are training seconds (the sum of ``step_time_s``, validation excluded); the expanded arm's
+clock starts at the wall-clock of its resize and initialisation (rerun here and timed, calibration
+included), which the base arm does not need. The arms are so compared at equal wall-clock: the plot
+shows bits per byte per language against them, and the table reads both curves at the shorter
+arm's total time (linear interpolation).
 
     PYTHONPATH=. python bench/expansion_ab.py --quickstart runs/quickstart --steps 20 --eval-every 5
 """
@@ -26,10 +29,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from megacpt.convert.reference_model import fetch_smollm2
-from megacpt.recipes.quickstart import FILES, MIX, Layout, _datasets, _eod_id, _tokenise
+from megacpt.recipes.quickstart import LANGS, MIX, Layout, _datasets, _eod_id, _tokenise
 from megacpt.recipes.runner import REPO
 
 CONFIG = REPO / "examples" / "quickstart" / "cpt_smollm2.yaml"
@@ -38,7 +42,7 @@ CONFIG = REPO / "examples" / "quickstart" / "cpt_smollm2.yaml"
 def arm_overrides(lay: Layout, expanded: bool, steps: int, eval_every: int, run_dir: Path) -> list[str]:
     which = "expanded" if expanded else "base"
     train = {lang: lay.dataset(which, lang, "train") for lang in MIX}
-    valid = {lang: lay.dataset(which, lang, "heldout") for lang in FILES}
+    valid = {lang: lay.dataset(which, lang, "heldout") for lang in LANGS}
     common = [
         "model=from_checkpoint",
         _datasets("datasets", train, MIX),
@@ -66,9 +70,20 @@ def arm_overrides(lay: Layout, expanded: bool, steps: int, eval_every: int, run_
     ]
 
 
-def curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """Per language, (training seconds, bits per byte) at each validation."""
-    seconds, out = 0.0, {}
+def resize_seconds(lay: Layout, scratch: Path) -> float:
+    """Wall-clock of the quickstart's resize and initialisation, rerun into ``scratch``."""
+    cmd = [
+        sys.executable, "-m", "megacpt", "resize", "--input", str(lay.base_megatron), "--output", str(scratch),
+        "--base-tokenizer", str(fetch_smollm2()), "--tokenizer", str(lay.tokenizer), "--overwrite",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def curves(run_dir: Path, offset: float = 0.0) -> dict[str, list[tuple[float, float]]]:
+    """Per language, (seconds, bits per byte) at each validation; the clock starts at ``offset``."""
+    seconds, out = offset, {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
         seconds += record.get("step_time_s") or 0.0
@@ -94,14 +109,20 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/expansion_ab"))
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--one-stage-arm", action="store_true", help="also the expanded model in one stage")
     args = p.parse_args()
     lay = Layout(args.quickstart.resolve())
     for lang in MIX:  # the base arm trains on the same text tokenised with SmolLM2's own tokenizer
         _tokenise(lay, "base", fetch_smollm2(), lang, "train")
-    arms = {"expanded": True, "base vocabulary": False}
+    arms = {"expanded": (True, [])}
+    if args.one_stage_arm:
+        arms["expanded, one stage"] = (True, ["schedule.stages=[]"])
+    arms["base vocabulary"] = (False, [])
+    init = resize_seconds(lay, args.out.resolve() / "resized")
+    print(f"resize and initialisation: {init:.0f} s (on the expanded arm's clock)", flush=True)
     results = {}
-    for name, expanded in arms.items():
-        run_dir = args.out.resolve() / name.replace(" ", "_")
+    for name, (expanded, extra) in arms.items():
+        run_dir = args.out.resolve() / name.replace(",", "").replace(" ", "_")
         if (
             not (run_dir / "metrics.jsonl").is_file()
             or "val_bpb" not in (run_dir / "metrics.jsonl").read_text().splitlines()[-1]
@@ -116,10 +137,11 @@ def main() -> None:
                 "megacpt.train",
                 str(CONFIG),
                 *arm_overrides(lay, expanded, args.steps, args.eval_every, run_dir),
+                *extra,
             ]
             env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
             subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
-        results[name] = curves(run_dir)
+        results[name] = curves(run_dir, init if expanded else 0.0)
         print(
             name,
             {lang: [(round(t), round(v, 4)) for t, v in pts] for lang, pts in results[name].items()},
@@ -145,7 +167,7 @@ def plot(results: dict[str, dict[str, list[tuple[float, float]]]], path: Path) -
     langs = list(next(iter(results.values())))
     fig, axes = plt.subplots(1, len(langs), figsize=(5 * len(langs), 4))
     for ax, lang in zip(axes, langs):
-        for style, (name, arm) in zip(("-o", "--s"), results.items()):
+        for style, (name, arm) in zip(("-o", "-.^", "--s"), results.items()):
             ax.plot(*zip(*arm[lang], strict=True), style, label=name)
         ax.set(title=f"{lang}: bits per byte", xlabel="training seconds", ylabel="bits per byte")
         ax.legend()

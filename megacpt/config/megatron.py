@@ -45,7 +45,7 @@ def transformer_config(config: Config) -> TransformerConfig:
         hidden_size=m.hidden_size,
         num_attention_heads=m.num_attention_heads,
         num_query_groups=m.num_query_groups,
-        ffn_hidden_size=m.ffn_hidden_size or 4 * m.hidden_size,
+        ffn_hidden_size=m.ffn,
         kv_channels=m.kv_channels,
         normalization=m.normalization,
         layernorm_epsilon=m.norm_epsilon,

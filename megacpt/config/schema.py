@@ -9,6 +9,7 @@ type that the loader enforces, and each section checks its own ranges when it is
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,6 +64,27 @@ class ModelConfig:
         above(self, 0, "norm_epsilon", "rotary_base")
         at_least(self, 0, "init_method_std", "hidden_dropout", "attention_dropout")
         below(self, 1, "hidden_dropout", "attention_dropout")
+
+    @property
+    def groups(self) -> int:
+        """Query groups, resolved (``num_query_groups`` or one per head)."""
+        return self.num_query_groups or self.num_attention_heads
+
+    @property
+    def ffn(self) -> int:
+        """FFN hidden size, resolved (``ffn_hidden_size`` or 4 x hidden)."""
+        return self.ffn_hidden_size or 4 * self.hidden_size
+
+    @property
+    def head_dim(self) -> int:
+        """Channels per head, resolved (``kv_channels`` or hidden // heads)."""
+        return self.kv_channels or self.hidden_size // self.num_attention_heads
+
+    def resolved(self) -> ModelConfig:
+        """A copy with every derived field (query groups, FFN size, head channels) set to its value."""
+        return dataclasses.replace(
+            self, num_query_groups=self.groups, ffn_hidden_size=self.ffn, kv_channels=self.head_dim
+        )
 
 
 @dataclass

@@ -31,7 +31,7 @@ def check_model_split(model: ModelConfig, tp: int, pp: int, vp: int | None = Non
     """Raise ``UserError`` when ``model``'s heads, query groups, FFN and layers do not divide TP x PP
     (x VP): the checks a checkpoint conversion needs, with no run config."""
     m = model
-    groups = m.num_query_groups or m.num_attention_heads
+    groups = m.groups
     if m.num_attention_heads % groups:
         raise UserError(
             f"num_attention_heads {m.num_attention_heads} is not divisible by num_query_groups {groups}"
@@ -46,7 +46,7 @@ def check_model_split(model: ModelConfig, tp: int, pp: int, vp: int | None = Non
         raise UserError(
             f"hidden_size {m.hidden_size} is not divisible by num_attention_heads {m.num_attention_heads}"
         )
-    ffn = m.ffn_hidden_size or 4 * m.hidden_size
+    ffn = m.ffn
     if ffn % tp:
         raise UserError(f"tensor_model_parallel_size {tp} does not divide ffn_hidden_size {ffn}")
     stages = pp * (vp or 1)
@@ -165,13 +165,20 @@ ARCHITECTURE_FIELDS = (
 
 def check_model_matches(config: Config, meta: dict, where: str) -> None:
     """Raise ``UserError`` naming the first architecture field where ``config.model`` and the
-    checkpoint's ``megacpt.json`` (``meta``) disagree."""
+    checkpoint's ``megacpt.json`` (``meta``) disagree, derived fields compared resolved (an unset
+    ``kv_channels`` is hidden // heads on both sides)."""
     import dataclasses
 
-    mine = dataclasses.asdict(config.model)
+    from megacpt.config.loader import from_dict
+
+    mine = dataclasses.asdict(config.model.resolved())
     theirs = meta.get("model") or {}
+    try:
+        theirs = dataclasses.asdict(from_dict(ModelConfig, theirs, "model").resolved())
+    except UserError as err:
+        raise UserError(f"{where}: its megacpt.json has no valid model section ({err})") from None
     for name in ARCHITECTURE_FIELDS:
-        if name not in theirs or _same(mine.get(name), theirs[name]):
+        if _same(mine.get(name), theirs[name]):
             continue
         raise UserError(
             f"model.{name} is {mine.get(name)!r} but {where} was made with {theirs[name]!r} "

@@ -12,14 +12,22 @@ from megacpt.config.loader import from_dict
 from megacpt.config.schema import ModelConfig
 from megacpt.config.validate import check_model_split
 from megacpt.convert import families
+from megacpt.convert.distill import DistillConfig
 from megacpt.convert.gguf import import_gguf
 from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
-from megacpt.convert.resize import METHODS, PRESETS, expansion_from_tokenizers, resolve_methods
-from megacpt.convert.resize_checkpoint import calibration_for, describe, resize_hf, resize_megatron
+from megacpt.convert.resize import INPUT_METHODS, METHODS, PRESETS, expansion_from_tokenizers, resolve_methods
+from megacpt.convert.resize_checkpoint import (
+    calibration_for,
+    describe,
+    distilled_input_rows,
+    resize_hf,
+    resize_megatron,
+)
 from megacpt.convert.safetensors_io import HFReader
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.options import add_overwrite, refuse_to_replace
+from megacpt.tokenizer.corpus import iter_texts
 
 CONVERT_DOC = """Convert a model between Hugging Face safetensors, GGUF and a megacpt Megatron-core checkpoint.
 
@@ -118,6 +126,10 @@ presets: swallow, eeve, redwhale. By default the new output rows are also logit-
 the new tokens' frequencies (``megacpt.convert.calibrate``; this runs the base model once over a
 few hundred tokens). A model with tied embeddings stays tied unless ``--untie-embeddings``. The input
 is never modified.
+
+``--input-init distill`` learns the new input rows from the frozen base model on ``--distill-text``
+(token distillation, ``megacpt.convert.distill``); pair it with ``--untie-embeddings``, since tied
+rows also serve as output rows (``bench/results/expansion_split.md``).
 """
 
 
@@ -132,7 +144,7 @@ def _resize_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tokenizer", required=True, type=Path, help="the expanded tokenizer (only appends tokens)"
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    p.add_argument("--input-init", choices=METHODS, default=None, help="method for new embedding rows")
+    p.add_argument("--input-init", choices=INPUT_METHODS, default=None, help="method for new embedding rows")
     p.add_argument("--output-init", choices=METHODS, default=None, help="method for new output-layer rows")
     p.add_argument(
         "--logit-calibration",
@@ -145,10 +157,45 @@ def _resize_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="give a tied model its own output layer (old rows copied, new rows from --output-init)",
     )
+    p.add_argument(
+        "--distill-text",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="--input-init distill: JSONL text in the new tokens' languages (the expansion's training text)",
+    )
+    p.add_argument(
+        "--distill-tokens",
+        type=int,
+        default=DistillConfig.tokens,
+        help="--input-init distill: expanded tokens of that text to learn from",
+    )
+    p.add_argument(
+        "--distill-steps", type=int, default=DistillConfig.steps, help="--input-init distill: Adam steps"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random method")
     p.add_argument("--target-tp", type=int, default=1, help="Megatron: TP the padding is computed for")
     add_overwrite(p)
     return p.parse_args(argv)
+
+
+def _distill_config(args: argparse.Namespace, input_method: str) -> DistillConfig | None:
+    """The distillation settings when the input rows are distilled; distillation flags otherwise
+    are refused, not ignored."""
+    given = args.distill_text is not None or args.distill_tokens != DistillConfig.tokens
+    given = given or args.distill_steps != DistillConfig.steps
+    if input_method != "distill":
+        if given:
+            raise UserError(
+                "--distill-text/--distill-tokens/--distill-steps apply only with --input-init distill"
+            )
+        return None
+    if not args.distill_text:
+        raise UserError("--input-init distill needs --distill-text: JSONL in the new tokens' languages")
+    for path in args.distill_text:
+        if not path.is_file():
+            raise UserError(f"--distill-text {path} is not a file")
+    return DistillConfig(tokens=args.distill_tokens, steps=args.distill_steps, seed=args.seed)
 
 
 @exits_on_user_error
@@ -157,6 +204,7 @@ def resize_main(argv: list[str] | None = None) -> None:
     if not args.input.is_dir():
         raise UserError(f"input {args.input} is not a directory")
     methods = resolve_methods(args.preset, args.input_init, args.output_init)
+    distill_cfg = _distill_config(args, methods[0])
     expansion = expansion_from_tokenizers(args.base_tokenizer, args.tokenizer)
     refuse_to_replace(args.input, args.output, args.overwrite)
     meta = read_meta(args.input) if (args.input / META).is_file() else None
@@ -169,7 +217,23 @@ def resize_main(argv: list[str] | None = None) -> None:
     if args.logit_calibration == "frequency":
         print("calibrating the new rows' logits (one forward pass of the base model) ...", flush=True)
         calibration = calibration_for(args.input, expansion, meta)
+    input_rows = None
+    if distill_cfg is not None:
+        print("distilling the new input rows from the base model ...", flush=True)
+        kept_tied = tied and not args.untie_embeddings
+        learnt = distilled_input_rows(
+            args.input,
+            meta,
+            expansion,
+            (args.base_tokenizer, args.tokenizer),
+            list(iter_texts(args.distill_text)),
+            distill_cfg,
+            calibration.shift() if calibration is not None and kept_tied else None,
+        )
+        print(learnt.summary(), flush=True)
+        input_rows = learnt.input
     common = dict(
+        input_rows=input_rows,
         seed=args.seed,
         tokenizer_dir=args.tokenizer,
         calibration=calibration,

@@ -126,8 +126,8 @@ def model_config(hf_config: dict[str, Any], make_vocab_size_divisible_by: int = 
 
 
 def _head_layout(m: ModelConfig) -> tuple[int, int, int]:
-    groups = m.num_query_groups or m.num_attention_heads
-    head_dim = m.kv_channels or m.hidden_size // m.num_attention_heads
+    groups = m.groups
+    head_dim = m.head_dim
     return groups, m.num_attention_heads // groups, head_dim
 
 
@@ -158,11 +158,11 @@ def hf_config_from_model(m: ModelConfig, family: Family, base: dict[str, Any] | 
         architectures=[family.architecture],
         vocab_size=m.vocab_size,
         hidden_size=m.hidden_size,
-        intermediate_size=m.ffn_hidden_size or 4 * m.hidden_size,
+        intermediate_size=m.ffn,
         num_hidden_layers=m.num_layers,
         num_attention_heads=m.num_attention_heads,
-        num_key_value_heads=m.num_query_groups or m.num_attention_heads,
-        head_dim=m.kv_channels or m.hidden_size // m.num_attention_heads,
+        num_key_value_heads=m.groups,
+        head_dim=m.head_dim,
         rms_norm_eps=m.norm_epsilon,
         tie_word_embeddings=m.tie_embeddings,
         hidden_act="silu",

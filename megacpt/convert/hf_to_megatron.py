@@ -62,8 +62,8 @@ class Plan:
 
 def _layer_shapes(m: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Shape of each Hugging Face tensor inside ``model.layers.{i}.`` that ``config.json`` implies."""
-    h, heads, groups = m.hidden_size, m.num_attention_heads, m.num_query_groups or m.num_attention_heads
-    d, ffn = m.kv_channels or h // heads, m.ffn_hidden_size or 4 * h
+    h, heads, groups = m.hidden_size, m.num_attention_heads, m.groups
+    d, ffn = m.head_dim, m.ffn
     shapes = {
         "input_layernorm.weight": (h,),
         "post_attention_layernorm.weight": (h,),

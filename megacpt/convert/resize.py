@@ -6,7 +6,10 @@ Methods, chosen separately for input (embedding) and output (LM head) rows:
 - ``mean``: the mean of all existing rows;
 - ``subword_mean``: the mean of the rows of the new token's pieces under the base tokenizer
   (Swallow; EEVE's input rows; RedWhale's decomposition);
-- ``subword_first``: the row of the first such piece (EEVE's output rows).
+- ``subword_first``: the row of the first such piece (EEVE's output rows);
+- ``distill`` (input rows only): learnt from the frozen base model so that its hidden states after
+  the new token match those after the token's pieces (``megacpt.convert.distill``), starting from
+  ``subword_mean``.
 
 Output rows (the one table, for tied embeddings) can also be logit-calibrated from the new tokens'
 frequencies (``megacpt.convert.calibrate``). A new token whose text the base tokenizer turns into
@@ -29,6 +32,7 @@ import torch
 from megacpt.errors import UserError
 
 METHODS = ("random", "mean", "subword_mean", "subword_first")
+INPUT_METHODS = (*METHODS, "distill")  # distill needs the base model and text: resize_checkpoint
 # preset -> (input rows, output rows). Swallow and RedWhale both build both rows from the pieces.
 PRESETS = {
     "swallow": ("subword_mean", "subword_mean"),
@@ -131,9 +135,9 @@ def resolve_methods(
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     default_in, default_out = PRESETS[preset] if preset else ("subword_mean", "subword_mean")
     chosen = (input_method or default_in, output_method or default_out)
-    for method in chosen:
-        if method not in METHODS:
-            raise UserError(f"unknown initialisation method {method!r}; choose one of {', '.join(METHODS)}")
+    for method, allowed in zip(chosen, (INPUT_METHODS, METHODS), strict=True):
+        if method not in allowed:
+            raise UserError(f"unknown initialisation method {method!r}; choose one of {', '.join(allowed)}")
     return chosen
 
 
@@ -162,9 +166,10 @@ def resize_table(
     rows: int,
     seed: int = 0,
     shift: torch.Tensor | None = None,
+    added: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``table``'s old rows, the new rows (plus ``shift``, a logit calibration), then zero padding
-    up to ``rows`` in total."""
+    """``table``'s old rows, the new rows (``added`` when given, else by ``method``; plus ``shift``,
+    a logit calibration), then zero padding up to ``rows`` in total."""
     if expansion.old_size > table.shape[0]:
         raise UserError(
             f"table has {table.shape[0]} rows, fewer than the base vocabulary {expansion.old_size}"
@@ -172,7 +177,7 @@ def resize_table(
     if rows < expansion.new_size:
         raise UserError(f"target of {rows} rows cannot hold {expansion.new_size} tokens")
     old = table[: expansion.old_size]
-    added = new_rows(method, old, expansion.pieces, seed)
+    added = new_rows(method, old, expansion.pieces, seed) if added is None else added.to(old.dtype)
     if shift is not None:
         added = (added.float() + shift).to(old.dtype)
     padding = table.new_zeros(rows - expansion.new_size, table.shape[1])

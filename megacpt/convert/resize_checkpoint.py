@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ from megacpt.checkpoint_meta import HF_SUBDIR, META, read_meta
 from megacpt.config.megatron import padded_vocab_size
 from megacpt.convert import families as fam
 from megacpt.convert.calibrate import Calibration, calibrate, hf_hidden
+from megacpt.convert.distill import DistillConfig, LearntRows, hf_base, learn_rows, make_windows
 from megacpt.convert.megatron_io import read_tensors, replace_tensors
-from megacpt.convert.resize import NEW_TOKENS_FILE, Expansion, resize_table
+from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
+from megacpt.convert.resize import NEW_TOKENS_FILE, Expansion, new_rows, resize_table
 from megacpt.convert.safetensors_io import INDEX, SIDE_FILES, HFReader, copy_side_files
 from megacpt.errors import UserError
 
@@ -84,14 +87,55 @@ def calibration_for(
         )
 
 
+Role = tuple[str, int, "torch.Tensor | None", "torch.Tensor | None"]  # method, seed, shift, rows
+
+
 def _roles(
-    tied: bool, untie: bool, methods: tuple[str, str], seed: int, calibration: Calibration | None
-) -> tuple[tuple[str, int, torch.Tensor | None], tuple[str, int, torch.Tensor | None] | None]:
-    """(method, seed, shift) of the input table, and of the output table (None when tied)."""
+    tied: bool,
+    untie: bool,
+    methods: tuple[str, str],
+    seed: int,
+    calibration: Calibration | None,
+    input_rows: torch.Tensor | None = None,
+) -> tuple[Role, Role | None]:
+    """(method, seed, shift, given rows) of the input table, and of the output table (None when
+    tied). Given input rows (distilled) already carry the calibration when the table stays tied."""
     shift = calibration.shift() if calibration is not None else None
     if tied and not untie:
-        return (methods[0], seed, shift), None
-    return (methods[0], seed, None), (methods[1], seed + 1, shift)
+        return (methods[0], seed, None if input_rows is not None else shift, input_rows), None
+    return (methods[0], seed, None, input_rows), (methods[1], seed + 1, shift, None)
+
+
+def distilled_input_rows(
+    source: str | os.PathLike,
+    megatron_meta: dict[str, Any] | None,
+    expansion: Expansion,
+    tokenizers: tuple[str | os.PathLike, str | os.PathLike],
+    texts: list[str],
+    cfg: DistillConfig,
+    shift: torch.Tensor | None,
+) -> LearntRows:
+    """New input rows distilled on ``texts`` with the base model ``source`` (a Hugging Face directory,
+    or a megacpt checkpoint, run through a temporary Hugging Face export), starting from
+    ``subword_mean`` plus ``shift`` (the calibration, for a table that stays tied)."""
+    from transformers import AutoTokenizer
+
+    base_tokenizer, tokenizer = (AutoTokenizer.from_pretrained(str(t)) for t in tokenizers)
+    eod = base_tokenizer.eos_token_id
+    if eod is None:
+        raise UserError(
+            f"{tokenizers[0]}: the base tokenizer has no end-of-sequence token to start windows with"
+        )
+    windows = make_windows(texts, base_tokenizer, tokenizer, expansion.old_size, int(eod), cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_dir = Path(source)
+        if megatron_meta is not None:
+            hf_dir = convert_megatron_to_hf(source, Path(tmp) / "hf", tokenizers[0])
+        base = hf_base(str(hf_dir))
+    start = new_rows("subword_mean", base.embedding[: expansion.old_size], expansion.pieces)
+    if shift is not None:
+        start = start + shift
+    return learn_rows(base, windows, start, expansion.old_size, cfg)
 
 
 def describe(tied: bool, untie: bool, methods: tuple[str, str], calibration: Calibration | None) -> str:
@@ -113,13 +157,14 @@ def resize_hf(
     calibration: Calibration | None = None,
     untie: bool = False,
     overwrite: bool = False,
+    input_rows: torch.Tensor | None = None,
 ) -> Path:
     """A Hugging Face model with ``expansion.new_size`` rows (no padding: HF tables have the true size)."""
     hf = HFReader(hf_dir)
     fam.family_of(hf.config)
     _check_sizes(hf_dir, int(hf.config["vocab_size"]), expansion)
     tied = fam.HF_OUTPUT not in hf
-    input_role, output_role = _roles(tied, untie, methods, seed, calibration)
+    input_role, output_role = _roles(tied, untie, methods, seed, calibration, input_rows)
     roles = {fam.HF_EMBEDDING: input_role}
     if output_role is not None:
         roles[fam.HF_OUTPUT] = output_role
@@ -135,10 +180,12 @@ def resize_hf(
             if tied and untie and fam.HF_EMBEDDING in tensors:
                 tensors[fam.HF_OUTPUT] = tensors[fam.HF_EMBEDDING].clone()
                 delta += tensors[fam.HF_OUTPUT].numel() * tensors[fam.HF_OUTPUT].element_size()
-            for name, (method, role_seed, shift) in roles.items():
+            for name, (method, role_seed, shift, given) in roles.items():
                 if name in tensors:
                     old = tensors[name]
-                    tensors[name] = resize_table(old, expansion, method, expansion.new_size, role_seed, shift)
+                    tensors[name] = resize_table(
+                        old, expansion, method, expansion.new_size, role_seed, shift, given
+                    )
                     delta += (tensors[name].numel() - old.numel()) * old.element_size()
             save_file(tensors, str(tmp / shard), metadata={"format": "pt"})
         if (hf.dir / INDEX).is_file():
@@ -169,6 +216,7 @@ def resize_megatron(
     calibration: Calibration | None = None,
     untie: bool = False,
     overwrite: bool = False,
+    input_rows: torch.Tensor | None = None,
 ) -> Path:
     """A megacpt checkpoint with the vocabulary grown; padded for ``tensor_parallel_size``."""
     meta = read_meta(ckpt_dir)
@@ -178,7 +226,7 @@ def resize_megatron(
     rows = padded_vocab_size(
         expansion.new_size, int(model["make_vocab_size_divisible_by"]), tensor_parallel_size
     )
-    input_role, output_role = _roles(tied, untie, methods, seed, calibration)
+    input_role, output_role = _roles(tied, untie, methods, seed, calibration, input_rows)
     with atomic_directory(out_dir, replace=overwrite) as tmp:
         shutil.copytree(ckpt_dir, tmp, dirs_exist_ok=True)
         embedding = read_tensors(ckpt_dir, [fam.EMBEDDING])[fam.EMBEDDING]

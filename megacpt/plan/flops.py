@@ -20,9 +20,9 @@ H100_PEAK = {"bf16": 989e12, "fp16": 989e12, "fp32": 989e12 / 2, "fp8": 1979e12}
 def matmul_params(config: Config) -> int:
     """Weights that multiply activations: the linear layers of every block and the output layer."""
     m = config.model
-    kv = m.kv_channels or m.hidden_size // m.num_attention_heads
-    groups = m.num_query_groups or m.num_attention_heads
-    h, ffn = m.hidden_size, m.ffn_hidden_size or 4 * m.hidden_size
+    kv = m.head_dim
+    groups = m.groups
+    h, ffn = m.hidden_size, m.ffn
     fc1 = 2 * ffn if m.activation == "swiglu" else ffn
     per_layer = (
         kv * (m.num_attention_heads + 2 * groups) * h + kv * m.num_attention_heads * h + fc1 * h + ffn * h
@@ -34,7 +34,7 @@ def matmul_params(config: Config) -> int:
 def flops_per_token(config: Config) -> float:
     """Model FLOPs to train on one token at the config's sequence length."""
     m = config.model
-    kv = m.kv_channels or m.hidden_size // m.num_attention_heads
+    kv = m.head_dim
     attention = 12 * m.num_layers * config.data.seq_length * m.num_attention_heads * kv
     return 6 * matmul_params(config) + attention
 

@@ -50,9 +50,9 @@ class MemoryEstimate:
 def _layer_params(config: Config, tp: int) -> int:
     """Parameters of one transformer layer on one tensor-parallel rank."""
     m = config.model
-    kv = m.kv_channels or m.hidden_size // m.num_attention_heads
-    groups = m.num_query_groups or m.num_attention_heads
-    h, ffn = m.hidden_size, m.ffn_hidden_size or 4 * m.hidden_size
+    kv = m.head_dim
+    groups = m.groups
+    h, ffn = m.hidden_size, m.ffn
     qkv_out = kv * (m.num_attention_heads + 2 * groups)
     fc1_out = 2 * ffn if m.activation == "swiglu" else ffn
     norm = 2 * h if m.normalization == "LayerNorm" else h  # replicated on every TP rank
@@ -97,9 +97,9 @@ def _layer_activation_bytes(config: Config, seq: int, micro_batch: int, fused: b
     m, p = config.model, config.parallel
     tp = p.tensor_model_parallel_size
     sp_div = tp if p.sequence_parallel and tp > 1 else 1
-    kv = m.kv_channels or m.hidden_size // m.num_attention_heads
-    heads, groups = m.num_attention_heads, m.num_query_groups or m.num_attention_heads
-    h, ffn = m.hidden_size, m.ffn_hidden_size or 4 * m.hidden_size
+    kv = m.head_dim
+    heads, groups = m.num_attention_heads, m.groups
+    h, ffn = m.hidden_size, m.ffn
     dtype = DTYPE_BYTES[config.precision.dtype]
     sb = seq * micro_batch
     # Two norm inputs and the two norm outputs feeding QKV and FC1: split only by sequence parallel.

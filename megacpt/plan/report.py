@@ -53,7 +53,7 @@ def model_line(config: Config) -> str:
     padded = padded_vocab_size(m.vocab_size, m.make_vocab_size_divisible_by, tp)
     return (
         f"model: {m.num_layers} layers, hidden {m.hidden_size}, {m.num_attention_heads} heads / "
-        f"{m.num_query_groups or m.num_attention_heads} query groups, vocab {m.vocab_size:,} "
+        f"{m.groups} query groups, vocab {m.vocab_size:,} "
         f"(padded {padded:,} at TP{tp}), seq {config.data.seq_length}, "
         f"global batch {config.training.global_batch_size} x micro batch {config.training.micro_batch_size}"
     )

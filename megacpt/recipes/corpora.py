@@ -1,10 +1,16 @@
-"""The text bundled in ``examples/corpora`` (CC BY-SA; see its README) and its fixed held-out split.
+"""The text bundled in ``examples/corpora`` (CC BY-SA and public-domain legal text; see its README)
+and which of it every real-model figure holds out.
 
-Every real-model figure of this project (the quickstart's report, ``bench/embedding_init.py``,
-``bench/expansion_ab.py``) is measured on held-out documents chosen by a hash of their text
-(``megacpt.tokenizer.corpus.is_heldout``, one document in ten), and everything that trains
-(tokenizer expansion, continual pretraining) reads only the rest. The split is the same on every
-machine and does not depend on file order.
+Held-out text comes from *other sources* than the text that trains the tokenizer and the model, so
+that a figure measures transfer, not memory of the training files' phrases:
+
+- Korean: trained on KLUE sentences; held out: the Korean constitution and National Assembly bills
+  (``ko/konlpy_law_bills.jsonl``, the corpus ``konlpy`` ships);
+- Japanese: trained on JSTS captions and JCommonsenseQA questions; held out: Wikipedia paragraphs
+  (JSQuAD's contexts);
+- English: one WikiText-2 file, so whole articles are held out (one in five, by a hash of the text).
+
+The split is the same on every machine and does not depend on file order.
 """
 
 from __future__ import annotations
@@ -16,16 +22,60 @@ from pathlib import Path
 from megacpt.tokenizer.corpus import is_heldout, iter_texts
 
 ROOT = Path(__file__).resolve().parents[2] / "examples" / "corpora"
-FILES = {
+LANGS = ("ko", "ja", "en")
+TRAIN_FILES = {
     "ko": ("ko/klue_dev.jsonl",),
-    "ja": ("ja/jsquad_valid_wiki.jsonl", "ja/jsts_jcqa_train.jsonl"),
+    "ja": ("ja/jsts_jcqa_train.jsonl",),
     "en": ("en/wikitext2_valid.jsonl",),
 }
-HELDOUT_FRACTION = 0.1
+HELDOUT_FILES = {
+    "ko": ("ko/konlpy_law_bills.jsonl",),
+    "ja": ("ja/jsquad_valid_wiki.jsonl",),
+    "en": (),  # whole articles of the training file, by hash
+}
+HELDOUT_SOURCES = {
+    "ko": "the Korean constitution and National Assembly bills (konlpy's corpus); trained on KLUE",
+    "ja": "Japanese Wikipedia paragraphs (JSQuAD contexts); trained on JSTS and JCommonsenseQA",
+    "en": "whole WikiText-2 articles held out by hash (one in five); trained on the others",
+}
+ARTICLE_FRACTION = 0.2  # English articles held out
+HELDOUT_FRACTION = 0.1  # documents held out by split_documents (single-file tests)
 
 
 def bundled_files(lang: str) -> list[Path]:
-    return [ROOT / name for name in FILES[lang]]
+    """Every bundled file of ``lang``, training and held-out."""
+    return [ROOT / name for name in TRAIN_FILES[lang] + HELDOUT_FILES[lang]]
+
+
+def split_by_source(train: list[Path], heldout: list[Path]) -> tuple[list[str], list[str]]:
+    """(training documents, held-out documents): all of ``train`` and ``heldout``'s documents, or,
+    with no ``heldout`` files, whole documents of ``train`` held out by hash. Held-out documents are
+    cut into ~1 kB pieces and ordered by hash, so the first few are a fair sample of every file."""
+    texts = list(iter_texts(train))
+    if heldout:
+        held = list(iter_texts(heldout))
+    else:
+        held = [t for t in texts if is_heldout(t, ARTICLE_FRACTION)]
+        texts = [t for t in texts if not is_heldout(t, ARTICLE_FRACTION)]
+    return texts, sorted(chunk_documents(held), key=_hash)
+
+
+def _bundled(lang: str) -> tuple[list[str], list[str]]:
+    return split_by_source([ROOT / n for n in TRAIN_FILES[lang]], [ROOT / n for n in HELDOUT_FILES[lang]])
+
+
+def training_documents(lang: str) -> list[str]:
+    """The bundled documents of ``lang`` that tokenizer expansion and training may read."""
+    return _bundled(lang)[0]
+
+
+def heldout_documents(lang: str) -> list[str]:
+    """The bundled held-out documents of ``lang`` (see ``split_by_source``)."""
+    return _bundled(lang)[1]
+
+
+def _hash(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
 
 
 def split_documents(paths: list[Path]) -> tuple[list[str], list[str]]:
@@ -36,7 +86,7 @@ def split_documents(paths: list[Path]) -> tuple[list[str], list[str]]:
     heldout: list[str] = []
     for text in iter_texts(paths):
         (heldout if is_heldout(text, HELDOUT_FRACTION) else train).append(text)
-    heldout.sort(key=lambda t: hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest())
+    heldout.sort(key=_hash)
     return train, heldout
 
 

@@ -6,9 +6,10 @@
    ``megacpt.convert.reference_model``). ``--base tiny`` instead trains a ~9M-parameter English
    Llama on the Mistral-7B SentencePiece vocabulary (the fast end-to-end test);
 2. ``clean``: clean the Korean, Japanese and English JSONL under ``examples/corpora/``;
-3. ``split``: hold out one document in ten, by hash (``megacpt.recipes.corpora``); held-out
+3. ``split``: held-out text from other sources than the training text (``megacpt.recipes.corpora``:
+   Korean laws and bills, Japanese Wikipedia paragraphs, whole English articles); held-out
    documents over 1 kB are cut at line breaks into ~1 kB ones, so validation takes a few paragraphs
-   of several articles rather than one whole article;
+   of several documents rather than one whole one;
 4. ``expand``: extend the base tokenizer with Korean and Japanese tokens (default flags: the
    base's own trainer family, Hangul / kana / Han tokens only);
 5. ``tokenise``: training text with the expanded tokenizer; held-out text with both tokenizers;
@@ -45,7 +46,15 @@ from megacpt.config.loader import dump_config
 from megacpt.convert.reference_model import PACKAGE, fetch_smollm2, is_fetched
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.recipes import report
-from megacpt.recipes.corpora import FILES, ROOT, chunk_documents, split_documents, write_jsonl
+from megacpt.recipes.corpora import (
+    HELDOUT_FILES,
+    HELDOUT_SOURCES,
+    LANGS,
+    ROOT,
+    TRAIN_FILES,
+    split_by_source,
+    write_jsonl,
+)
 from megacpt.recipes.runner import REPO, megacpt, python, run_step, torchrun
 
 TARGET = ("ko", "ja")
@@ -137,35 +146,43 @@ def _eod_id(tokenizer_dir: Path) -> int:
 # -- steps ---------------------------------------------------------------------------------------
 
 
+def _clean_files(lay: Layout, lang: str, files: tuple[str, ...], name: str) -> None:
+    output = lay.clean / f"{name}.jsonl"
+    if output.is_file() and output.with_name(f"{name}.jsonl.report.json").is_file():
+        return
+    raw = lay.out / "raw" / f"{name}.jsonl"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    with raw.open("wb") as sink:
+        for file in files:
+            with (ROOT / file).open("rb") as source:
+                shutil.copyfileobj(source, sink)
+    lay.clean.mkdir(parents=True, exist_ok=True)
+    run_step(
+        f"clean {name}",
+        megacpt("clean", raw, output, "--lang", lang, "--overwrite"),
+        lay.log(f"clean_{name}"),
+    )
+
+
 def clean(lay: Layout) -> None:
-    """Clean each language's corpus (one JSONL per language; Japanese joins its two files)."""
-    for lang, files in FILES.items():
-        output = lay.clean / f"{lang}.jsonl"
-        if output.is_file() and output.with_name(f"{lang}.jsonl.report.json").is_file():
-            continue
-        raw = lay.out / "raw" / f"{lang}.jsonl"
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        with raw.open("wb") as sink:
-            for name in files:
-                with (ROOT / name).open("rb") as source:
-                    shutil.copyfileobj(source, sink)
-        lay.clean.mkdir(parents=True, exist_ok=True)
-        run_step(
-            f"clean {lang}",
-            megacpt("clean", raw, output, "--lang", lang, "--overwrite"),
-            lay.log(f"clean_{lang}"),
-        )
+    """Clean each language's training files, and its held-out files apart."""
+    for lang in LANGS:
+        _clean_files(lay, lang, TRAIN_FILES[lang], lang)
+        if HELDOUT_FILES[lang]:
+            _clean_files(lay, lang, HELDOUT_FILES[lang], f"{lang}.heldout")
 
 
 def split(lay: Layout) -> None:
-    """Hold out one cleaned document in ten (by hash); long held-out documents are cut into ~1 kB ones."""
-    for lang in FILES:
+    """Held-out text from other sources than the training text (``megacpt.recipes.corpora``)."""
+    for lang in LANGS:
         if lay.jsonl(lang, "heldout").is_file():
             continue
-        train, heldout = split_documents([lay.clean / f"{lang}.jsonl"])
+        held = [lay.clean / f"{lang}.heldout.jsonl"] if HELDOUT_FILES[lang] else []
+        train, heldout = split_by_source([lay.clean / f"{lang}.jsonl"], held)
         write_jsonl(lay.jsonl(lang, "train"), train)
-        write_jsonl(lay.jsonl(lang, "heldout"), chunk_documents(heldout))
-    print("  held out one document in ten (split/)", flush=True)
+        write_jsonl(lay.jsonl(lang, "heldout"), heldout)
+    for lang in LANGS:
+        print(f"  {lang} held out: {HELDOUT_SOURCES[lang]}", flush=True)
 
 
 def base_model(lay: Layout, budget: Budget) -> Path:
@@ -235,7 +252,7 @@ def expand(lay: Layout, base_hf: Path, budget: Budget) -> None:
     if (lay.tokenizer / "expansion.json").is_file():
         return
     corpus = [f"{lang}={lay.jsonl(lang, 'train')}" for lang in TARGET]
-    heldout = [f"{lang}={lay.jsonl(lang, 'heldout')}" for lang in FILES]
+    heldout = [f"{lang}={lay.jsonl(lang, 'heldout')}" for lang in LANGS]
     argv = megacpt(
         "expand",
         "--base",
@@ -278,7 +295,7 @@ def _tokenise(lay: Layout, which: str, tokenizer: Path, lang: str, part: str) ->
 
 def tokenise(lay: Layout, base_hf: Path) -> None:
     """Training text with the expanded tokenizer; held-out text with both."""
-    for lang in FILES:
+    for lang in LANGS:
         _tokenise(lay, "expanded", lay.tokenizer, lang, "train")
         _tokenise(lay, "expanded", lay.tokenizer, lang, "heldout")
         _tokenise(lay, "base", base_hf, lang, "heldout")
@@ -305,7 +322,7 @@ def import_base(lay: Layout, base_hf: Path) -> None:
 
 
 def _valid(lay: Layout, which: str) -> str:
-    return _datasets("valid_datasets", {lang: lay.dataset(which, lang, "heldout") for lang in FILES})
+    return _datasets("valid_datasets", {lang: lay.dataset(which, lang, "heldout") for lang in LANGS})
 
 
 def base_bits_per_byte(lay: Layout, base_hf: Path, budget: Budget) -> None:

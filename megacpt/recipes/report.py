@@ -18,6 +18,7 @@ from typing import Any
 
 from megacpt.atomic import atomic_path, write_atomic
 from megacpt.errors import UserError
+from megacpt.recipes.corpora import HELDOUT_SOURCES
 from megacpt.training.curves import (
     draw_stages,
     draw_validation,
@@ -107,6 +108,8 @@ def _markdown(
         out.append(
             f"| {lang} | {cells[0]} | {summary.start[lang]:.4f} | {summary.end[lang]:.4f} | {cells[1]} |"
         )
+    out += ["", "Held-out text, from other sources than the tokenizer's and the training's:", ""]
+    out += [f"- {lang}: {HELDOUT_SOURCES[lang]}" for lang in summary.end if lang in HELDOUT_SOURCES]
     out += [
         "",
         "## Training loss by stage",

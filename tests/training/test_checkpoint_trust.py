@@ -129,6 +129,21 @@ def test_architecture_fields_are_checked_against_the_checkpoint() -> None:
     check_model_matches(config, meta, "ckpt")
 
 
+@pytest.mark.parametrize(
+    ("field", "resolved", "other"),
+    [("kv_channels", 16, 32), ("ffn_hidden_size", 256, 128), ("num_query_groups", 4, 2)],
+)
+def test_derived_fields_are_compared_resolved(field: str, resolved: int, other: int) -> None:
+    """hidden 64, 4 heads, the field unset: it is the checkpoint's resolved value, not a mismatch."""
+    config = load_config(None, ["model.hidden_size=64", "model.num_attention_heads=4"])
+    assert getattr(config.model, field) is None
+    meta = {"model": {"hidden_size": 64, "num_attention_heads": 4, field: resolved}}
+    check_model_matches(config, meta, "ckpt")
+    meta["model"][field] = other
+    with pytest.raises(UserError, match=rf"model\.{field} is {resolved} but ckpt was made with {other}"):
+        check_model_matches(config, meta, "ckpt")
+
+
 def test_resuming_with_the_other_optimizer_type_says_what_to_do(tmp_path: Path) -> None:
     config = load_config(None, ["parallel.use_distributed_optimizer=true"])
     with pytest.raises(UserError, match=r"holds the plain optimizer's state .* checkpoint\.pretrained="):
