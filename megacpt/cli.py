@@ -1,6 +1,6 @@
 """The ``megacpt`` command: one verb per pipeline stage, each the command-line face of its package.
 
-    megacpt clean | expand | preprocess | mix | convert | resize | plan | train  [ARGS...]
+    megacpt clean | expand | preprocess | mix | convert | resize | plan | train | generate  [ARGS...]
     python -m megacpt VERB [ARGS...]            # the same, without the installed script
 
 ``megacpt VERB --help`` shows the verb's options. The scripts in ``tools/`` and ``python -m
@@ -22,6 +22,11 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "resize": ("megacpt.convert.cli", "resize_main", "grow and initialise embedding rows for a tokenizer"),
     "plan": ("megacpt.plan.cli", "main", "validate a layout, estimate memory and FLOPs, rank layouts"),
     "train": ("megacpt.train", "main", "train (continual pretraining in stages) from a YAML config"),
+    "generate": (
+        "megacpt.evaluate.cli",
+        "generate_main",
+        "greedy continuations of prompts by a Hugging Face model",
+    ),
 }
 
 

@@ -18,8 +18,10 @@
 7. ``base bpb``: the base model with its own tokenizer on the held-out text (a 0-step run);
 8. ``cpt``: staged continual pretraining on two processes (``examples/quickstart/cpt_*.yaml``),
    validating bits per byte per language at the start, at each stage's end and at the end;
-9. ``export`` to Hugging Face, then ``report``: ``report.md`` + ``report.png`` (bits per byte of
-   the base, the start and the end; token ratios; loss by stage).
+9. ``export`` to Hugging Face, then ``continuations``: the base and the final model continue the
+   first words of two held-out documents per language greedily (``megacpt generate``);
+10. ``report``: ``report.md`` + ``report.png`` (bits per byte of the base, the start and the end;
+   token ratios; loss by stage; the continuations).
 
 Every step is one of megacpt's own command lines, run as a subprocess (``megacpt.recipes.runner``),
 and is skipped when its output already exists: the tools write atomically, so an existing output is
@@ -38,13 +40,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from megacpt.atomic import atomic_directory, write_json_atomic
+from megacpt.atomic import atomic_directory, write_atomic, write_json_atomic
 from megacpt.cache import cache_dir
 from megacpt.checkpoint_meta import META, checkpoint_name
 from megacpt.config import load_config
 from megacpt.config.loader import dump_config
 from megacpt.convert.reference_model import PACKAGE, fetch_smollm2, is_fetched
 from megacpt.errors import UserError, exits_on_user_error
+from megacpt.evaluate.generate import prompt_of
 from megacpt.recipes import report
 from megacpt.recipes.corpora import (
     HELDOUT_FILES,
@@ -56,9 +59,11 @@ from megacpt.recipes.corpora import (
     write_jsonl,
 )
 from megacpt.recipes.runner import REPO, megacpt, python, run_step, torchrun
+from megacpt.tokenizer.corpus import iter_texts
 
 TARGET = ("ko", "ja")
 MIX = {"ko": 0.45, "ja": 0.45, "en": 0.10}  # 90% target languages, 10% English replay
+PROMPTS_PER_LANGUAGE, PROMPT_CHARS, CONTINUATION_TOKENS = 2, 40, 32
 PROCESSES = 2
 BASES = ("smollm2", "tiny")
 DEFAULT_STEPS = {"smollm2": 20, "tiny": 140}
@@ -98,6 +103,7 @@ class Layout:
         self.base_hf, self.base_run = out / "base_hf", out / "base_en"  # --base tiny only
         self.base_megatron, self.cpt_init = out / "base_megatron", out / "cpt_init"
         self.base_eval, self.cpt_run, self.final_hf = out / "base_eval", out / "cpt", out / "final_hf"
+        self.continuations = out / "continuations"  # prompts.jsonl, base.jsonl, final.jsonl
 
     def jsonl(self, lang: str, part: str) -> Path:
         return self.split / f"{lang}.{part}.jsonl"
@@ -396,6 +402,33 @@ def train_cpt(lay: Layout, budget: Budget) -> None:
     run_step("export result to HF", argv, lay.log("export_final"))
 
 
+def continuations(lay: Layout, base_hf: Path) -> None:
+    """Greedy continuations by the base and the final model of the first words of held-out documents."""
+    prompts = lay.continuations / "prompts.jsonl"
+    if not prompts.is_file():
+        rows = [
+            {"lang": lang, "text": prompt_of(text, PROMPT_CHARS)}
+            for lang in LANGS
+            for text in list(iter_texts([lay.jsonl(lang, "heldout")]))[:PROMPTS_PER_LANGUAGE]
+        ]
+        lay.continuations.mkdir(parents=True, exist_ok=True)
+        write_atomic(prompts, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    for name, model in (("base", base_hf), ("final", lay.final_hf)):
+        if not (lay.continuations / f"{name}.jsonl").is_file():
+            argv = megacpt(
+                "generate",
+                "--model",
+                model,
+                "--prompts",
+                prompts,
+                "--max-new-tokens",
+                str(CONTINUATION_TOKENS),
+                "--output",
+                lay.continuations / f"{name}.jsonl",
+            )
+            run_step(f"greedy continuations ({name} model)", argv, lay.log(f"generate_{name}"))
+
+
 def _check_settings(path: Path, budget: Budget) -> None:
     """Record ``budget`` beside the outputs, or insist it is the one they were made with."""
     wanted = asdict(budget)
@@ -430,12 +463,13 @@ def run(out: Path, budget: Budget) -> report.Summary:
         ("HF -> Megatron -> resize", lambda: import_base(lay, base_model(lay, budget))),
         ("the base model's bits per byte", lambda: base_bits_per_byte(lay, base_model(lay, budget), budget)),
         ("continual pretraining -> HF", lambda: train_cpt(lay, budget)),
+        ("greedy continuations", lambda: continuations(lay, base_model(lay, budget))),
     ]
     for i, (title, step) in enumerate(steps, 1):
         print(f"[{i}/{len(steps) + 1}] {title}", flush=True)
         step()
     print(f"[{len(steps) + 1}/{len(steps) + 1}] report", flush=True)
-    return report.write_report(lay.out, lay.base_eval, lay.cpt_run, lay.tokenizer)
+    return report.write_report(lay.out, lay.base_eval, lay.cpt_run, lay.tokenizer, lay.continuations)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

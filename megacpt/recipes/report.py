@@ -4,7 +4,9 @@ Inputs are plain files, so the report can be rebuilt (and tested) without traini
 model's 0-step validation (``base_eval/metrics.jsonl``: ``val_bpb/<lang>`` with its own
 tokenizer), the continual-pretraining run's ``metrics.jsonl`` (training loss and stage per logged
 step; ``val_bpb/<lang>`` at step 0, i.e. right after the resize, and later) and ``stages.json``,
-and the tokenizer's ``expansion.json`` (held-out token ratios). Bits per byte compares models with
+the tokenizer's ``expansion.json`` (held-out token ratios) and the greedy continuations of a few
+held-out prompts by the base and the final model (``continuations/``: ``prompts.jsonl`` with each
+prompt's language, ``base.jsonl`` and ``final.jsonl`` as ``megacpt generate`` writes them). Bits per byte compares models with
 different tokenizers; the yardstick is the base model on the same held-out documents. The curves
 are read and drawn by ``megacpt.training.curves``, as the trainer's own ``loss.png``.
 """
@@ -75,12 +77,38 @@ def token_ratios(expansion_json: Path) -> list[dict[str, Any]]:
     ]
 
 
+def read_continuations(folder: Path) -> list[dict[str, str]]:
+    """Per prompt: its language, the prompt, and the base's and the final model's continuations."""
+    try:
+        rows = {
+            name: [
+                json.loads(line)
+                for line in (folder / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+            ]
+            for name in ("prompts", "base", "final")
+        }
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{folder}: unreadable continuations ({err})") from err
+    if not len(rows["prompts"]) == len(rows["base"]) == len(rows["final"]):
+        raise UserError(f"{folder}: prompts.jsonl, base.jsonl and final.jsonl differ in length")
+    return [
+        {"lang": p["lang"], "prompt": p["text"], "base": b["continuation"], "final": f["continuation"]}
+        for p, b, f in zip(rows["prompts"], rows["base"], rows["final"], strict=True)
+    ]
+
+
+def _inline(text: str) -> str:
+    """``text`` on one markdown line, as code: whitespace runs become one space, backticks quotes."""
+    return "`" + " ".join(text.split()).replace("`", "'") + "`"
+
+
 def _markdown(
     summary: Summary,
     cpt_loss: list[tuple[int, float]],
     bounds: list[tuple[str, int, int]],
     ratios: list[dict[str, Any]],
     expansion: dict[str, Any],
+    continuations: list[dict[str, str]],
 ) -> str:
     out = [
         "# Quickstart report",
@@ -129,6 +157,13 @@ def _markdown(
         "| --- | ---: | ---: | ---: |",
     ]
     out += [f"| {r['language']} | {r['base']:,} | {r['expanded']:,} | {r['ratio']:.3f} |" for r in ratios]
+    out += ["", "## Greedy continuations of held-out prompts (base model, then final model)", ""]
+    for c in continuations:
+        out += [
+            f"- {c['lang']}: {_inline(c['prompt'])}",
+            f"  - base: {_inline(c['base'])}",
+            f"  - final: {_inline(c['final'])}",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -156,7 +191,7 @@ def _plot(
     plt.close(fig)
 
 
-def write_report(out: Path, base_eval: Path, cpt_run: Path, tokenizer: Path) -> Summary:
+def write_report(out: Path, base_eval: Path, cpt_run: Path, tokenizer: Path, continuations: Path) -> Summary:
     """Write ``out/report.md`` and ``out/report.png``; returns the summary with its checks."""
     records = read_metrics(cpt_run / "metrics.jsonl")
     bpb = validation(records, "val_bpb")
@@ -179,7 +214,7 @@ def write_report(out: Path, base_eval: Path, cpt_run: Path, tokenizer: Path) -> 
         {lang: points[0][1] for lang, points in bpb.items()},
         {lang: points[-1][1] for lang, points in bpb.items()},
     )
-    text = _markdown(summary, cpt_loss, bounds, ratios, expansion)
+    text = _markdown(summary, cpt_loss, bounds, ratios, expansion, read_continuations(continuations))
     write_atomic(summary.markdown, text)
     with atomic_path(summary.png) as tmp:
         _plot(tmp, cpt_loss, bounds, bpb, base, ratios)

@@ -41,7 +41,7 @@ from megacpt.training.metrics import MetricsLogger
 from megacpt.training.preemption import PreemptedError, PreemptionWatch
 from megacpt.training.setup import StageModel, build_datasets, build_stage_model, mixture, release
 from megacpt.training.stages import Stage, resolve_stages
-from megacpt.training.validation import Validator, build_validation_sets
+from megacpt.training.validation import Validator, build_validation_sets, validates
 
 
 class NonFiniteLossError(RuntimeError):
@@ -98,8 +98,7 @@ class Trainer:
 
     # -- setup -------------------------------------------------------------------------------
     def _build_validation_data(self) -> None:
-        t = self.config.training
-        sets = build_validation_sets(self.config) if t.eval_interval or t.eval_at_start else {}
+        sets = build_validation_sets(self.config) if validates(self.config) else {}
         self.validator = Validator(self.config, sets, self.runtime)
         if sets:
             self._log_rank0(self.validator.describe())

@@ -75,6 +75,13 @@ def _documents(entry: DatasetEntry, split: str | None, eod: int) -> Iterator[tup
             yield ids, int(sizes[doc]) if sizes is not None else None
 
 
+def validates(config: Config) -> bool:
+    """Whether a run validates at all: with an interval, at the start, or given held-out datasets
+    (then at least once, at the end)."""
+    t = config.training
+    return bool(t.eval_interval or t.eval_at_start or config.data.valid_datasets)
+
+
 def build_validation_sets(config: Config) -> dict[str, ValidationSet]:
     """Per language, the windows of the documents validation scores (see the module docstring)."""
     entries, use_split = _entries(config)
@@ -162,7 +169,7 @@ class Validator:
         if at_start:
             return t.eval_at_start and step == 0
         if at_end:
-            return bool(t.eval_interval or t.eval_at_start or self.config.data.valid_datasets)
+            return validates(self.config)
         return t.eval_interval is not None and t.eval_interval > 0 and step % t.eval_interval == 0
 
     def run(self, models: list[Any], forward_backward: Callable, step: int) -> dict[str, float]:

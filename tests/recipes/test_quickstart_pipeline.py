@@ -20,7 +20,7 @@ def test_quickstart_runs_every_step_then_resumes_as_a_no_op(tmp_path, capsys):
     out = tmp_path / "qs"
     assert quickstart.main(["--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
-    assert "[9/9] report" in printed
+    assert "[10/10] report" in printed
 
     expansion = json.loads((out / "tokenizer" / "expansion.json").read_text())
     assert expansion["base_vocab_size"] == 32000 and expansion["num_new_tokens"] == 300

@@ -48,7 +48,12 @@ def _run_files(tmp_path: Path, en_end: float) -> dict[str, Path]:
     ]
     expansion = {"report": held_out, "num_new_tokens": 9, "base_vocab_size": 100, "new_vocab_size": 109}
     (tok / "expansion.json").write_text(json.dumps(expansion))
-    return {"base_eval": base, "cpt_run": cpt, "tokenizer": tok}
+    gen = tmp_path / "continuations"
+    gen.mkdir()
+    _write_jsonl(gen / "prompts.jsonl", [{"lang": "ko", "text": "대한민국은"}, {"lang": "en", "text": "The"}])
+    _write_jsonl(gen / "base.jsonl", [{"continuation": "민주\n공화국"}, {"continuation": " cat `sat`"}])
+    _write_jsonl(gen / "final.jsonl", [{"continuation": "수는 수는"}, {"continuation": " dog"}])
+    return {"base_eval": base, "cpt_run": cpt, "tokenizer": tok, "continuations": gen}
 
 
 def test_report_compares_with_the_base_model_in_bits_per_byte(tmp_path):
@@ -68,6 +73,8 @@ def test_report_compares_with_the_base_model_in_bits_per_byte(tmp_path):
     assert "| 2-all | 3-4 | 8.000 | 8.000 |" in text  # the non-finite step is left out
     assert "| ko | 200 | 60 | 0.300 |" in text
     assert "9 new tokens (100 -> 109), 2 stage(s)" in text
+    assert "- ko: `대한민국은`\n  - base: `민주 공화국`\n  - final: `수는 수는`\n" in text  # one line each
+    assert "  - base: `cat 'sat'`" in text
     assert summary.png.read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["report.md", "report.png"]
 
@@ -99,6 +106,17 @@ def test_report_needs_a_finished_run(tmp_path):
         write_report(tmp_path, **files)
     _write_jsonl(files["cpt_run"] / "metrics.jsonl", [{"step": 0, "val_bpb/ko": 1.0}])
     with pytest.raises(UserError, match="needs bits per byte at the start and the end"):
+        write_report(tmp_path, **files)
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_report_refuses_continuations_that_do_not_line_up(tmp_path):
+    files = _run_files(tmp_path, en_end=1.0)
+    _write_jsonl(files["continuations"] / "final.jsonl", [{"continuation": "only one"}])
+    with pytest.raises(UserError, match="base.jsonl and final.jsonl differ in length"):
+        write_report(tmp_path, **files)
+    (files["continuations"] / "base.jsonl").unlink()
+    with pytest.raises(UserError, match="unreadable continuations"):
         write_report(tmp_path, **files)
     assert not (tmp_path / "report.md").exists()
 
