@@ -205,6 +205,7 @@ class TrainingConfig:
     log_interval: int = 1
     eval_interval: int | None = None  # None: no validation during training
     eval_at_start: bool = False  # also validate once before the first step of a fresh run
+    eval_at_stage_end: bool = False  # also validate when each stage but the last ends
     eval_steps: int = 2
     exit_on_nonfinite_steps: int = 3  # this many non-finite losses in a row stop the run
 

@@ -108,6 +108,7 @@ def _markdown(
     bounds: list[tuple[str, int, int]],
     ratios: list[dict[str, Any]],
     expansion: dict[str, Any],
+    bpb: dict[str, list[tuple[int, float]]],
     continuations: list[dict[str, str]],
 ) -> str:
     out = [
@@ -140,15 +141,18 @@ def _markdown(
     out += [f"- {lang}: {HELDOUT_SOURCES[lang]}" for lang in summary.end if lang in HELDOUT_SOURCES]
     out += [
         "",
-        "## Training loss by stage",
+        "## Training loss by stage, and held-out bits per byte at its end",
         "",
-        "| stage | steps | first loss | last loss |",
-        "| --- | --- | ---: | ---: |",
+        "Training losses are of different batches, so only held-out bits per byte tell whether a stage helped.",
+        "",
+        "| stage | steps | first loss | last loss | " + " | ".join(f"{lang} bpb" for lang in bpb) + " |",
+        "| --- | --- | ---: | ---: |" + " ---: |" * len(bpb),
     ]
     for name, start, end in bounds:
         inside = [loss for step, loss in cpt_loss if start < step <= end]
         first, last = (f"{inside[0]:.3f}", f"{inside[-1]:.3f}") if inside else ("-", "-")
-        out.append(f"| {name} | {start + 1}-{end} | {first} | {last} |")
+        at_end = [next((f"{v:.4f}" for step, v in points if step == end), "-") for points in bpb.values()]
+        out.append(f"| {name} | {start + 1}-{end} | {first} | {last} | " + " | ".join(at_end) + " |")
     out += [
         "",
         "## Token ratios (expanded ÷ base tokenizer, held-out text)",
@@ -214,7 +218,7 @@ def write_report(out: Path, base_eval: Path, cpt_run: Path, tokenizer: Path, con
         {lang: points[0][1] for lang, points in bpb.items()},
         {lang: points[-1][1] for lang, points in bpb.items()},
     )
-    text = _markdown(summary, cpt_loss, bounds, ratios, expansion, read_continuations(continuations))
+    text = _markdown(summary, cpt_loss, bounds, ratios, expansion, bpb, read_continuations(continuations))
     write_atomic(summary.markdown, text)
     with atomic_path(summary.png) as tmp:
         _plot(tmp, cpt_loss, bounds, bpb, base, ratios)

@@ -305,6 +305,8 @@ class Trainer:
             last_stage = self.state.stage + 1 == len(self.stages)
             if self.checkpointer.due_at_stage_end(self.state.step, last_stage):
                 self.save()
+            if not last_stage and self.validator.due(self.state.step, at_stage_end=True):
+                self._validate()
             if last_stage:
                 if self.validator.due(self.state.step, at_end=True):
                     self._validate()

@@ -76,10 +76,10 @@ def _documents(entry: DatasetEntry, split: str | None, eod: int) -> Iterator[tup
 
 
 def validates(config: Config) -> bool:
-    """Whether a run validates at all: with an interval, at the start, or given held-out datasets
-    (then at least once, at the end)."""
+    """Whether a run validates at all: with an interval, at the start or at stage ends, or given
+    held-out datasets (then at least once, at the end)."""
     t = config.training
-    return bool(t.eval_interval or t.eval_at_start or config.data.valid_datasets)
+    return bool(t.eval_interval or t.eval_at_start or t.eval_at_stage_end or config.data.valid_datasets)
 
 
 def build_validation_sets(config: Config) -> dict[str, ValidationSet]:
@@ -160,14 +160,19 @@ class Validator:
         chunks = [mine[i : i + t.micro_batch_size] for i in range(0, per_rank, t.micro_batch_size)]
         return [_micro_batch(chunk, width) for chunk in chunks]
 
-    def due(self, step: int, *, at_start: bool = False, at_end: bool = False) -> bool:
-        """Whether to validate at ``step``: at the start with ``eval_at_start``, every ``eval_interval``
-        steps, and at the end of a run that validates at all (once per step)."""
+    def due(
+        self, step: int, *, at_start: bool = False, at_stage_end: bool = False, at_end: bool = False
+    ) -> bool:
+        """Whether to validate at ``step``: at the start with ``eval_at_start``, at the end of a stage
+        with ``eval_at_stage_end``, every ``eval_interval`` steps, and at the end of a run that
+        validates at all (once per step)."""
         t = self.config.training
         if not self.sets or self.validated_at == step:
             return False
         if at_start:
             return t.eval_at_start and step == 0
+        if at_stage_end:
+            return t.eval_at_stage_end
         if at_end:
             return validates(self.config)
         return t.eval_interval is not None and t.eval_interval > 0 and step % t.eval_interval == 0

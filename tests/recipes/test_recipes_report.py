@@ -69,8 +69,8 @@ def test_report_compares_with_the_base_model_in_bits_per_byte(tmp_path):
     assert "  ko: 3.000 -> 2.400 bits per byte (0.960 x base 2.500)" in summary.verdicts()
     text = summary.markdown.read_text()
     assert "| ko | 2.5000 | 3.0000 | 2.4000 | 0.960 |" in text
-    assert "| 1-new-rows | 1-2 | 11.000 | 10.000 |" in text
-    assert "| 2-all | 3-4 | 8.000 | 8.000 |" in text  # the non-finite step is left out
+    assert "| 1-new-rows | 1-2 | 11.000 | 10.000 | 2.7000 | 2.6000 | 1.0200 |" in text  # stage end
+    assert "| 2-all | 3-4 | 8.000 | 8.000 | 2.4000 | 2.3000 | 1.0400 |" in text  # non-finite left out
     assert "| ko | 200 | 60 | 0.300 |" in text
     assert "9 new tokens (100 -> 109), 2 stage(s)" in text
     assert "- ko: `대한민국은`\n  - base: `민주 공화국`\n  - final: `수는 수는`\n" in text  # one line each

@@ -1,4 +1,5 @@
-"""When a run validates: held-out datasets alone mean one validation at the end, never none."""
+"""When a run validates: held-out datasets alone mean one validation at the end, never none; stage
+ends only when asked."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ HELD_OUT = [{"prefix": "held_out_text_document", "lang": "ko"}]
         ({}, {}, False),
         ({"eval_interval": 2}, {}, True),
         ({"eval_at_start": True}, {}, True),
+        ({"eval_at_stage_end": True}, {}, True),
         ({}, {"valid_datasets": HELD_OUT}, True),  # was silently never validated
     ],
 )
@@ -30,3 +32,4 @@ def test_a_run_validates_when_asked_in_any_way(tmp_path, training, data, runs):
     validator = Validator(config, {"ko": object()} if runs else {}, runtime)
     assert validator.due(4, at_end=True) is runs
     assert validator.due(0, at_start=True) is bool(training.get("eval_at_start"))
+    assert validator.due(2, at_stage_end=True) is bool(training.get("eval_at_stage_end"))
