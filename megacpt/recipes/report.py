@@ -31,7 +31,8 @@ from megacpt.training.curves import (
 )
 
 TARGET = ("ko", "ja")
-# English may end at most this far from the base model (either way): the replay's job.
+# English may end at most this far above the base model (forgetting): the replay's job. Ending
+# below it is no failure: the English replay is WikiText-2, as the English held-out text is.
 ENGLISH_TOLERANCE = 0.05
 
 
@@ -51,8 +52,8 @@ class Summary:
             if lang in self.end and lang in self.base:
                 self.checks[f"{lang} bits per byte below the base model's"] = self.end[lang] < self.base[lang]
         if "en" in self.end and "en" in self.base:
-            self.checks[f"en bits per byte within {ENGLISH_TOLERANCE:.0%} of the base model's"] = (
-                abs(self.end["en"] / self.base["en"] - 1.0) <= ENGLISH_TOLERANCE
+            self.checks[f"en bits per byte at most {ENGLISH_TOLERANCE:.0%} above the base model's"] = (
+                self.end["en"] / self.base["en"] - 1.0 <= ENGLISH_TOLERANCE
             )
 
     def verdicts(self) -> list[str]:

@@ -82,3 +82,11 @@ def test_prompts_are_cut_back_to_a_space():
     assert prompt_of("one two  three\nfour", 12) == "one two"
     assert prompt_of("short", 40) == "short"
     assert prompt_of("대한민국은민주공화국이다", 5) == "대한민국은"  # no space: cut at the limit
+
+
+def test_help_names_the_verb_and_its_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        generate_main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: megacpt generate") and "(default: 32)" in out

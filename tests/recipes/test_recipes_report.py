@@ -64,7 +64,7 @@ def test_report_compares_with_the_base_model_in_bits_per_byte(tmp_path):
     assert summary.checks == {
         "ko bits per byte below the base model's": True,
         "ja bits per byte below the base model's": False,
-        "en bits per byte within 5% of the base model's": True,
+        "en bits per byte at most 5% above the base model's": True,
     }
     assert "  ko: 3.000 -> 2.400 bits per byte (0.960 x base 2.500)" in summary.verdicts()
     text = summary.markdown.read_text()
@@ -79,11 +79,14 @@ def test_report_compares_with_the_base_model_in_bits_per_byte(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["report.md", "report.png"]
 
 
-@pytest.mark.parametrize("en_end,ok", [(1.051, False), (1.049, True), (0.949, False), (0.951, True)])
-def test_english_stays_within_five_percent_of_the_base_either_way(tmp_path, en_end, ok):
+@pytest.mark.parametrize("en_end,ok", [(1.051, False), (1.049, True), (0.949, True), (0.5, True)])
+def test_english_may_end_at_most_five_percent_above_the_base(tmp_path, en_end, ok):
     summary = write_report(tmp_path, **_run_files(tmp_path, en_end=en_end))
-    assert summary.checks["en bits per byte within 5% of the base model's"] is ok
-    assert f"{'PASS' if ok else 'FAIL'}: en bits per byte within 5% of the base model's" in summary.verdicts()
+    assert summary.checks["en bits per byte at most 5% above the base model's"] is ok
+    assert (
+        f"{'PASS' if ok else 'FAIL'}: en bits per byte at most 5% above the base model's"
+        in summary.verdicts()
+    )
 
 
 def test_helpers_read_stages_series_and_ratios(tmp_path):
