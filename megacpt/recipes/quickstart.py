@@ -20,8 +20,8 @@
    validating bits per byte per language at the start, at each stage's end and at the end;
 9. ``export`` to Hugging Face, then ``continuations``: the base and the final model continue the
    first words of two held-out documents per language greedily (``megacpt generate``);
-10. ``report``: ``report.md`` + ``report.png`` (bits per byte of the base, the start and the end;
-   token ratios; loss by stage; the continuations).
+10. ``report``: ``report.md`` + ``report.png`` (bits per byte of the base, the start, each stage's
+   end and the end; token ratios; loss by stage; the continuations).
 
 Every step is one of megacpt's own command lines, run as a subprocess (``megacpt.recipes.runner``),
 and is skipped when its output already exists: the tools write atomically, so an existing output is
@@ -33,6 +33,7 @@ an error rather than a silent mix. Configs are rendered from the example YAML in
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -409,7 +410,7 @@ def continuations(lay: Layout, base_hf: Path) -> None:
         rows = [
             {"lang": lang, "text": prompt_of(text, PROMPT_CHARS)}
             for lang in LANGS
-            for text in list(iter_texts([lay.jsonl(lang, "heldout")]))[:PROMPTS_PER_LANGUAGE]
+            for text in itertools.islice(iter_texts([lay.jsonl(lang, "heldout")]), PROMPTS_PER_LANGUAGE)
         ]
         lay.continuations.mkdir(parents=True, exist_ok=True)
         write_atomic(prompts, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -6,8 +6,8 @@ tokenizer), the continual-pretraining run's ``metrics.jsonl`` (training loss and
 step; ``val_bpb/<lang>`` at step 0, i.e. right after the resize, and later) and ``stages.json``,
 the tokenizer's ``expansion.json`` (held-out token ratios) and the greedy continuations of a few
 held-out prompts by the base and the final model (``continuations/``: ``prompts.jsonl`` with each
-prompt's language, ``base.jsonl`` and ``final.jsonl`` as ``megacpt generate`` writes them). Bits per byte compares models with
-different tokenizers; the yardstick is the base model on the same held-out documents. The curves
+prompt's language, ``base.jsonl`` and ``final.jsonl`` as ``megacpt generate`` writes them). Bits
+per byte compares models with different tokenizers; the yardstick is the base model on the same held-out documents. The curves
 are read and drawn by ``megacpt.training.curves``, as the trainer's own ``loss.png``.
 """
 
@@ -92,10 +92,13 @@ def read_continuations(folder: Path) -> list[dict[str, str]]:
         raise UserError(f"{folder}: unreadable continuations ({err})") from err
     if not len(rows["prompts"]) == len(rows["base"]) == len(rows["final"]):
         raise UserError(f"{folder}: prompts.jsonl, base.jsonl and final.jsonl differ in length")
-    return [
-        {"lang": p["lang"], "prompt": p["text"], "base": b["continuation"], "final": f["continuation"]}
-        for p, b, f in zip(rows["prompts"], rows["base"], rows["final"], strict=True)
-    ]
+    try:
+        return [
+            {"lang": p["lang"], "prompt": p["text"], "base": b["continuation"], "final": f["continuation"]}
+            for p, b, f in zip(rows["prompts"], rows["base"], rows["final"], strict=True)
+        ]
+    except (KeyError, TypeError) as err:
+        raise UserError(f"{folder}: a continuation line lacks its field {err}") from err
 
 
 def _inline(text: str) -> str:

@@ -118,6 +118,9 @@ def test_report_refuses_continuations_that_do_not_line_up(tmp_path):
     _write_jsonl(files["continuations"] / "final.jsonl", [{"continuation": "only one"}])
     with pytest.raises(UserError, match="base.jsonl and final.jsonl differ in length"):
         write_report(tmp_path, **files)
+    _write_jsonl(files["continuations"] / "final.jsonl", [{"continuation": "a"}, {"text": "no field"}])
+    with pytest.raises(UserError, match="a continuation line lacks its field 'continuation'"):
+        write_report(tmp_path, **files)
     (files["continuations"] / "base.jsonl").unlink()
     with pytest.raises(UserError, match="unreadable continuations"):
         write_report(tmp_path, **files)
