@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from megacpt.clean.pipeline import CleanConfig, clean_corpus
+from megacpt.clean.config import CleanConfig
+from megacpt.clean.pipeline import clean_corpus
 
 CORPORA = Path(__file__).resolve().parents[1] / "examples" / "corpora"
 

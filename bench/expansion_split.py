@@ -38,6 +38,7 @@ import torch
 
 from megacpt.convert import distill
 from megacpt.convert.calibrate import calibrate
+from megacpt.convert.methods import DistillConfig
 from megacpt.convert.reference_model import fetch_smollm2
 from megacpt.convert.resize import expansion_from_tokenizers, new_rows
 from megacpt.recipes.corpora import LANGS, heldout_documents, training_documents
@@ -130,7 +131,7 @@ def main() -> None:
     p.add_argument("--docs", type=int, default=16, help="held-out documents per language")
     p.add_argument("--max-tokens", type=int, default=400, help="base tokens per document")
     p.add_argument("--methods", default="mean,calibrated,distil_untied")
-    p.add_argument("--distill-tokens", type=int, default=distill.DistillConfig.tokens)
+    p.add_argument("--distill-tokens", type=int, default=DistillConfig.tokens)
     args = p.parse_args()
     methods = args.methods.split(",")
     if unknown := sorted(set(methods) - set(METHODS)):
@@ -160,7 +161,7 @@ def main() -> None:
         calibrated = (
             mean + calibrate(expansion.pieces, expansion.frequencies or [1] * len(mean), hidden, 2048).shift()
         )
-    cfg = distill.DistillConfig(tokens=args.distill_tokens)
+    cfg = DistillConfig(tokens=args.distill_tokens)
     texts = [t for lang in ("ko", "ja") for t in training_documents(lang)]
     windows = distill.make_windows(texts, base_tok, tok, old, eod, cfg)
     print(f"{expansion.new_size - old} new tokens; {len(windows)} distillation windows", flush=True)

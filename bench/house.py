@@ -1,8 +1,8 @@
 """The shape of the code under ``megacpt/``: module sizes, longest functions, import circles, private touches.
 
 Prints the module count, the median and largest module (lines), the three longest functions,
-every import circle among megacpt's modules (module-level imports: the ones that run at import
-time) and every private name of a foreign package used outside ``megacpt/compat`` (``from x._y
+every import circle among megacpt's modules (module-level imports, which run at import time, and
+then counting function-level imports too) and every private name of a foreign package used outside ``megacpt/compat`` (``from x._y
 import``, ``import x._y``, ``from x import _y``, and ``obj._attr`` on anything but ``self``/``cls``).
 
     python bench/house.py
@@ -22,10 +22,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(tree: ast.Module, modules: set[str]) -> set[str]:
-    """The megacpt modules a module imports at import time."""
+def imports(tree: ast.Module, modules: set[str], deep: bool = False) -> set[str]:
+    """The megacpt modules a module imports at import time, or anywhere in it (``deep``: function-level
+    imports too, which run later but still tie the two modules together)."""
     found: set[str] = set()
-    for node in tree.body:
+    for node in ast.walk(tree) if deep else tree.body:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("megacpt"):
             found.add(node.module)
             found |= {f"{node.module}.{a.name}" for a in node.names}
@@ -101,9 +102,10 @@ def main() -> None:
     )
     print("longest functions: " + ", ".join(f"{name} {size}" for size, name in functions[:3]))
     names = {module_name(path): path for path in files}
-    graph = {name: imports(trees[path], set(names)) - {name} for name, path in names.items()}
-    found = circles(graph)
-    print(f"import circles: {len(found)}" + "".join(f"\n  {' -> '.join(c)}" for c in found))
+    for deep, what in ((False, "at import time"), (True, "counting function-level imports")):
+        graph = {name: imports(trees[path], set(names), deep) - {name} for name, path in names.items()}
+        found = circles(graph)
+        print(f"import circles {what}: {len(found)}" + "".join(f"\n  {' -> '.join(c)}" for c in found))
     touches = [
         t for path, tree in trees.items() if "compat" not in path.parts for t in private_touches(path, tree)
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+PROGRAM = "megacpt"
 # verb -> (module, function, what it does)
 VERBS: dict[str, tuple[str, str, str]] = {
     "clean": ("megacpt.clean.cli", "main", "normalise, filter and deduplicate a JSONL corpus"),
@@ -45,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{usage()}\n\nerror: unknown verb {argv[0]!r}", file=sys.stderr)
         return 2
     module, function, _ = VERBS[argv[0]]
-    result = getattr(importlib.import_module(module), function)(argv[1:])
+    program, sys.argv[0] = sys.argv[0], f"{PROGRAM} {argv[0]}"  # argparse's prog: usage names the verb
+    try:
+        result = getattr(importlib.import_module(module), function)(argv[1:])
+    finally:
+        sys.argv[0] = program
     return result if isinstance(result, int) else 0
 
 

@@ -15,12 +15,12 @@ from megacpt.config import Config, load_config
 from megacpt.config.loader import to_dict
 from megacpt.config.validate import data_parallel_size, validate_checkpoints, validate_data, validate_layout
 from megacpt.errors import exits_on_user_error
-from megacpt.training.preemption import PREEMPTED_EXIT_CODE, PreemptedError, parse_signals
 from megacpt.training.stages import resolve_stages
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m megacpt.train", description=__doc__.splitlines()[0])
+    prog = sys.argv[0] if sys.argv[0].startswith("megacpt ") else "python -m megacpt.train"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.train_steps=100")
     parser.add_argument(
@@ -61,6 +61,8 @@ def dry_run(config: Config, world_size: int | None, layout_only: bool = False) -
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config, args.overrides)
+    from megacpt.training.preemption import PREEMPTED_EXIT_CODE, PreemptedError, parse_signals  # torch
+
     parse_signals(config.checkpoint.preempt_signals)
     if args.dry_run:
         dry_run(config, args.world_size, args.layout_only)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from megacpt.clean.config import CleanConfig
 from megacpt.clean.filters import FILTERS, QualityConfig
 from megacpt.clean.normalize import FORMS
-from megacpt.clean.pipeline import CleanConfig, clean_corpus
 from megacpt.errors import exits_on_user_error
 from megacpt.options import add_json_key, add_overwrite, add_workers
 
@@ -84,5 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         near_dedup=not a.no_near_dedup,
         near_dup_threshold=a.near_dup_threshold,
     )
+    from megacpt.clean.pipeline import clean_corpus  # numpy and datasketch: once the options are good
+
     report = clean_corpus(a.input, a.output, a.report, config, workers=a.workers, overwrite=a.overwrite)
     print(report.summary())

@@ -11,8 +11,7 @@ from their first ``max_chars`` characters, which is plenty for a byte n-gram mod
 from __future__ import annotations
 
 import functools
-
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
+from typing import Any
 
 from megacpt.clean.filters import HANGUL, KANA, LETTER, count
 
@@ -32,17 +31,24 @@ def _script_vote(text: str) -> str | None:
     return None
 
 
+def _identifier(**kwargs: Any) -> Any:
+    """A fresh ``py3langid`` identifier (imported here: it loads numpy, which ``--help`` never needs)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, **kwargs)
+
+
 @functools.cache
 def known_languages() -> frozenset[str]:
     """The language codes the model identifies."""
-    return frozenset(LanguageIdentifier.from_model_file(MODEL_FILE).nb_classes)
+    return frozenset(_identifier().nb_classes)
 
 
 class LangId:
     """Identify a document's language and how sure the model is (a probability in [0, 1])."""
 
     def __init__(self, languages: list[str] | None = None, max_chars: int = 2000) -> None:
-        self._model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        self._model = _identifier(norm_probs=True)
         if languages:
             self._model.set_languages(languages)
         self.max_chars = max_chars

@@ -1,33 +1,18 @@
 """``megacpt convert`` (checkpoints between GGUF, Hugging Face and Megatron) and ``megacpt resize``
-(embedding rows for an expanded tokenizer): the command-line faces of ``megacpt.convert``."""
+(embedding rows for an expanded tokenizer): the command-line faces of ``megacpt.convert``.
+
+Only the option names load here, so ``--help`` and bad flags answer before torch, transformers
+and Megatron-core import; ``megacpt.convert.commands`` does the work.
+"""
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from megacpt.checkpoint_meta import META, read_meta
-from megacpt.config.loader import from_dict
-from megacpt.config.schema import ModelConfig
-from megacpt.config.validate import check_model_split
-from megacpt.convert import families
-from megacpt.convert.distill import DistillConfig
-from megacpt.convert.gguf import import_gguf
-from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
-from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
-from megacpt.convert.resize import INPUT_METHODS, METHODS, PRESETS, expansion_from_tokenizers, resolve_methods
-from megacpt.convert.resize_checkpoint import (
-    calibration_for,
-    describe,
-    distilled_input_rows,
-    resize_hf,
-    resize_megatron,
-)
-from megacpt.convert.safetensors_io import HFReader
+from megacpt.convert.methods import INPUT_METHODS, METHODS, PRESETS, DistillConfig, resolve_methods
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.options import add_overwrite, refuse_to_replace
-from megacpt.tokenizer.corpus import iter_texts
 
 CONVERT_DOC = """Convert a model between Hugging Face safetensors, GGUF and a megacpt Megatron-core checkpoint.
 
@@ -81,36 +66,13 @@ def _convert_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _to_megatron(hf_dir: Path, args: argparse.Namespace) -> Path:
-    model = families.model_config(HFReader(hf_dir).config, args.make_vocab_size_divisible_by)
-    check_model_split(model, args.target_tp, args.target_pp)
-    return convert_hf_to_megatron(
-        hf_dir, args.output, args.make_vocab_size_divisible_by, args.target_tp, overwrite=args.overwrite
-    )
-
-
 @exits_on_user_error
 def convert_main(argv: list[str] | None = None) -> None:
     args = _convert_args(argv)
     refuse_to_replace(args.input, args.output, args.overwrite)
-    if args.direction == "gguf-to-hf":
-        out = import_gguf(args.input, args.output, args.dtype, overwrite=args.overwrite)
-    elif args.direction == "gguf-to-megatron":
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=args.output.parent) as tmp:
-            hf_dir = import_gguf(args.input, Path(tmp) / "hf")
-            out = _to_megatron(hf_dir, args)
-    elif args.direction == "hf-to-megatron":
-        out = _to_megatron(args.input, args)
-    else:
-        out = convert_megatron_to_hf(
-            args.input,
-            args.output,
-            args.tokenizer,
-            args.max_shard_size_mb * 1024**2,
-            overwrite=args.overwrite,
-        )
-    print(f"wrote {out}")
+    from megacpt.convert import commands  # the heavy imports, once the options are known to be good
+
+    print(f"wrote {commands.convert(args)}")
 
 
 RESIZE_DOC = """Grow a model's embedding and output layer for an expanded tokenizer, initialising the new rows.
@@ -205,47 +167,7 @@ def resize_main(argv: list[str] | None = None) -> None:
         raise UserError(f"input {args.input} is not a directory")
     methods = resolve_methods(args.preset, args.input_init, args.output_init)
     distill_cfg = _distill_config(args, methods[0])
-    expansion = expansion_from_tokenizers(args.base_tokenizer, args.tokenizer)
     refuse_to_replace(args.input, args.output, args.overwrite)
-    meta = read_meta(args.input) if (args.input / META).is_file() else None
-    if meta is not None:
-        check_model_split(from_dict(ModelConfig, meta["model"], "model"), args.target_tp, 1)
-        tied = bool(meta["model"]["tie_embeddings"])
-    else:
-        tied = families.HF_OUTPUT not in HFReader(args.input)
-    calibration = None
-    if args.logit_calibration == "frequency":
-        print("calibrating the new rows' logits (one forward pass of the base model) ...", flush=True)
-        calibration = calibration_for(args.input, expansion, meta)
-    input_rows = None
-    if distill_cfg is not None:
-        print("distilling the new input rows from the base model ...", flush=True)
-        kept_tied = tied and not args.untie_embeddings
-        learnt = distilled_input_rows(
-            args.input,
-            meta,
-            expansion,
-            (args.base_tokenizer, args.tokenizer),
-            list(iter_texts(args.distill_text)),
-            distill_cfg,
-            calibration.shift() if calibration is not None and kept_tied else None,
-        )
-        print(learnt.summary(), flush=True)
-        input_rows = learnt.input
-    common = dict(
-        input_rows=input_rows,
-        seed=args.seed,
-        tokenizer_dir=args.tokenizer,
-        calibration=calibration,
-        untie=args.untie_embeddings,
-        overwrite=args.overwrite,
-    )
-    if meta is not None:
-        out = resize_megatron(
-            args.input, args.output, expansion, methods, tensor_parallel_size=args.target_tp, **common
-        )
-    else:
-        out = resize_hf(args.input, args.output, expansion, methods, **common)
-    added = expansion.new_size - expansion.old_size
-    print(f"wrote {out}: {expansion.old_size} -> {expansion.new_size} tokens ({added} new)")
-    print(describe(tied, args.untie_embeddings, methods, calibration))
+    from megacpt.convert import commands  # the heavy imports, once the options are known to be good
+
+    commands.resize(args, methods, distill_cfg)

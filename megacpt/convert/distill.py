@@ -26,27 +26,8 @@ from typing import Any, Protocol
 
 import torch
 
+from megacpt.convert.methods import DistillConfig
 from megacpt.errors import UserError
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """How much text and how many steps the learnt rows get (defaults: ``bench/results/expansion_split.md``)."""
-
-    tokens: int = 24576  # expanded tokens of training text to learn from
-    window: int = 48  # expanded tokens per window (the text is cut near twice as many characters)
-    steps: int = 48  # Adam steps on the new rows
-    batch_size: int = 16  # windows per step
-    lr: float = 3e-3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.tokens < 1:
-            raise UserError(f"the distillation budget must be at least one token, got {self.tokens}")
-        if self.window < 4 or self.batch_size < 1 or self.steps < 1 or not self.lr > 0:
-            raise UserError(
-                "distillation needs a window of >= 4 tokens, a batch of >= 1, >= 1 step and a positive LR"
-            )
 
 
 class FrozenBase(Protocol):

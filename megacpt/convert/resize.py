@@ -29,16 +29,8 @@ from typing import Any
 
 import torch
 
+from megacpt.convert.methods import METHODS
 from megacpt.errors import UserError
-
-METHODS = ("random", "mean", "subword_mean", "subword_first")
-INPUT_METHODS = (*METHODS, "distill")  # distill needs the base model and text: resize_checkpoint
-# preset -> (input rows, output rows). Swallow and RedWhale both build both rows from the pieces.
-PRESETS = {
-    "swallow": ("subword_mean", "subword_mean"),
-    "eeve": ("subword_mean", "subword_first"),
-    "redwhale": ("subword_mean", "subword_mean"),
-}
 
 
 @dataclass(frozen=True)
@@ -125,20 +117,6 @@ def _strip_space_pieces(tokenizer: Any, ids: list[int]) -> list[int]:
     while len(ids) > 1 and not tokenizer.decode(ids[:1]).strip():
         ids = ids[1:]
     return ids
-
-
-def resolve_methods(
-    preset: str | None, input_method: str | None, output_method: str | None
-) -> tuple[str, str]:
-    """(input, output) methods from a preset and/or explicit choices (explicit ones win)."""
-    if preset is not None and preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    default_in, default_out = PRESETS[preset] if preset else ("subword_mean", "subword_mean")
-    chosen = (input_method or default_in, output_method or default_out)
-    for method, allowed in zip(chosen, (INPUT_METHODS, METHODS), strict=True):
-        if method not in allowed:
-            raise UserError(f"unknown initialisation method {method!r}; choose one of {', '.join(allowed)}")
-    return chosen
 
 
 def new_rows(method: str, old_rows: torch.Tensor, pieces: list[list[int]], seed: int = 0) -> torch.Tensor:

@@ -32,9 +32,10 @@ from megacpt.checkpoint_meta import HF_SUBDIR, META, read_meta
 from megacpt.config.megatron import padded_vocab_size
 from megacpt.convert import families as fam
 from megacpt.convert.calibrate import Calibration, calibrate, hf_hidden
-from megacpt.convert.distill import DistillConfig, LearntRows, hf_base, learn_rows, make_windows
+from megacpt.convert.distill import LearntRows, hf_base, learn_rows, make_windows
 from megacpt.convert.megatron_io import read_tensors, replace_tensors
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
+from megacpt.convert.methods import DistillConfig
 from megacpt.convert.resize import NEW_TOKENS_FILE, Expansion, new_rows, resize_table
 from megacpt.convert.safetensors_io import INDEX, SIDE_FILES, HFReader, copy_side_files
 from megacpt.errors import UserError

@@ -18,9 +18,14 @@ from pathlib import Path
 
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.options import add_json_key, add_overwrite, add_workers
-from megacpt.tokenizer import ExpansionConfig, SelectConfig, TrainConfig, expand_vocab
-from megacpt.tokenizer.config import MORPH, NORMALIZATIONS, TRAINERS
-from megacpt.tokenizer.report import markdown_table
+from megacpt.tokenizer.config import (
+    MORPH,
+    NORMALIZATIONS,
+    TRAINERS,
+    ExpansionConfig,
+    SelectConfig,
+    TrainConfig,
+)
 
 
 def _by_language(items: list[str], flag: str, default: str | None = None) -> dict[str, list[Path]]:
@@ -120,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
         overwrite=args.overwrite,
         json_key=args.json_key,
     )
+    from megacpt.tokenizer.expand import expand_vocab  # transformers: once the config is good
+    from megacpt.tokenizer.report import markdown_table
+
     result = expand_vocab(config)
     print(
         f"{result.base_kind}: {result.base_vocab_size} -> {result.new_vocab_size} tokens "

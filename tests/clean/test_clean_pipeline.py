@@ -10,7 +10,8 @@ import pytest
 
 from megacpt.clean import cli as clean_cli
 from megacpt.clean import dedup
-from megacpt.clean.pipeline import CleanConfig, clean_corpus
+from megacpt.clean.config import CleanConfig
+from megacpt.clean.pipeline import clean_corpus
 from megacpt.clean.report import REMOVAL_REASONS
 from megacpt.errors import UserError
 

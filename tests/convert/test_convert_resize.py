@@ -17,7 +17,8 @@ from megacpt.convert.calibrate import bias_direction, frequency_offsets
 from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
 from megacpt.convert.megatron_io import read_tensors, tensor_shapes
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
-from megacpt.convert.resize import METHODS, Expansion, expansion_from_tokenizers
+from megacpt.convert.methods import METHODS
+from megacpt.convert.resize import Expansion, expansion_from_tokenizers
 from megacpt.convert.resize_checkpoint import calibration_for, resize_hf, resize_megatron
 from megacpt.errors import UserError
 

@@ -13,7 +13,8 @@ from megacpt.atomic import atomic_directory
 from megacpt.config.validate import check_model_split
 from megacpt.convert import families as fam
 from megacpt.convert.cli import convert_main, resize_main
-from megacpt.convert.resize import PRESETS, Expansion, new_rows, resize_table, resolve_methods
+from megacpt.convert.methods import PRESETS, resolve_methods
+from megacpt.convert.resize import Expansion, new_rows, resize_table
 from megacpt.errors import UserError
 
 LLAMA3 = {
@@ -107,7 +108,7 @@ def test_presets() -> None:
 
 
 def test_atomic_directory(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "out") as tmp:
+    with pytest.raises(RuntimeError, match="^killed$"), atomic_directory(tmp_path / "out") as tmp:
         (tmp / "half").write_text("x")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []

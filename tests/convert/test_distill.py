@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from tiny_models import NEW_TOKENS, english_ids, hf_logits, make_resize_model, make_tokenizers
 
 from megacpt.convert import distill
-from megacpt.convert.resize import expansion_from_tokenizers, new_rows, resolve_methods
+from megacpt.convert.methods import DistillConfig, resolve_methods
+from megacpt.convert.resize import expansion_from_tokenizers, new_rows
 from megacpt.convert.resize_checkpoint import distilled_input_rows, resize_hf
 from megacpt.errors import UserError
 
@@ -37,7 +38,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def _windows(setup: dict, **cfg: int) -> list[distill.Window]:
     base_tok, tok = setup["tokenizers"]
-    return distill.make_windows(TEXTS, base_tok, tok, OLD, 2, distill.DistillConfig(**cfg))
+    return distill.make_windows(TEXTS, base_tok, tok, OLD, 2, DistillConfig(**cfg))
 
 
 def test_windows_align_both_tokenisations_where_token_ends_agree(setup: dict) -> None:
@@ -76,7 +77,7 @@ def test_distillation_moves_the_new_rows_towards_the_pieces_states(setup: dict) 
     windows = _windows(setup)
     start = new_rows("subword_mean", base.embedding, expansion.pieces)
     learnt = distill.learn_rows(
-        base, windows, start, OLD, distill.DistillConfig(steps=30, lr=1e-2), log=lambda _: None
+        base, windows, start, OLD, DistillConfig(steps=30, lr=1e-2), log=lambda _: None
     )
     assert learnt.input.shape == start.shape and learnt.tokens_seen == len(NEW_TOKENS) == learnt.tokens_total
     assert _full_mse(base, windows, learnt.input) < 0.7 * _full_mse(base, windows, start)
@@ -88,7 +89,7 @@ def test_distillation_moves_the_new_rows_towards_the_pieces_states(setup: dict) 
 def test_resize_with_distilled_rows_keeps_every_old_row_and_logit(setup: dict, tmp_path: Path) -> None:
     expansion = expansion_from_tokenizers(setup["base"], setup["expanded"])
     texts = TEXTS[:2]
-    cfg = distill.DistillConfig(steps=3)
+    cfg = DistillConfig(steps=3)
     learnt = distilled_input_rows(
         setup["hf"], None, expansion, (setup["base"], setup["expanded"]), texts, cfg, None
     )

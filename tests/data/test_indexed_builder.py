@@ -138,7 +138,7 @@ def test_add_lists_reads_any_python_int(tmp_path: Path) -> None:
     docs = [[0, 1, 2**30 - 1, 2**30, 2**31 - 1], [np.int64(7), np.uint16(9), True], []]
     with IndexedWriter(tmp_path / "ours", np.int32) as w:
         w.add_lists(docs)
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="'str' object cannot be interpreted as an integer"):
             w.add_lists([[1, "2"]])
         with pytest.raises(UserError, match="list of token ids"):
             w.add_lists([(1, 2)])  # type: ignore[list-item]

@@ -51,7 +51,7 @@ def test_patches_are_applied_and_scoped_to_megatron(runtime):
 
     assert cpu_compat.applied() == list(cpu_compat.PATCHES)
     assert buffers.torch is not torch and buffers.torch.cuda.current_device() == torch.device("cpu")
-    with pytest.raises((AssertionError, RuntimeError)):
+    with pytest.raises((AssertionError, RuntimeError), match="CUDA"):
         torch.cuda.current_device()  # torch itself is untouched
 
 

@@ -72,16 +72,16 @@ def test_vocab_smaller_than_base(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "message"),
     [
-        lambda: TrainConfig(trainer="wordpiece"),
-        lambda: TrainConfig(vocab_size=10),
-        lambda: TrainConfig(morph="jieba"),
-        lambda: SelectConfig(max_new_tokens=0),
+        (lambda: TrainConfig(trainer="wordpiece"), "train.trainer must be one of auto, .* got 'wordpiece'"),
+        (lambda: TrainConfig(vocab_size=10), "train.vocab_size must be at least 100, got 10"),
+        (lambda: TrainConfig(morph="jieba"), "train.morph must be one of none, mecab, kiwi, got 'jieba'"),
+        (lambda: SelectConfig(max_new_tokens=0), "select.max_new_tokens must be positive, got 0"),
     ],
 )
-def test_bad_settings(make) -> None:
-    with pytest.raises(UserError):
+def test_bad_settings(make, message: str) -> None:
+    with pytest.raises(UserError, match=f"^{message}$"):
         make()
 
 
