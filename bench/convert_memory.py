@@ -48,8 +48,8 @@ def child(mode: str, hf: str, out: str) -> None:
     """Run one conversion; print RSS before it, its peak (exact) and sampled anonymous peak, KiB."""
     from megatron.core import dist_checkpointing
 
+    from megacpt.checkpoint.tensors import full_tensor, layer_tensor, single_process_group, write_checkpoint
     from megacpt.convert import hf_to_megatron as h2m
-    from megacpt.convert.megatron_io import full_tensor, layer_tensor, single_process_group, write_checkpoint
 
     plan = h2m.plan_conversion(hf)
     with single_process_group():
@@ -153,7 +153,7 @@ def measure(mode: str, hf: Path, out: Path) -> dict:
 def same_tensors(a: Path, b: Path) -> bool:
     import torch
 
-    from megacpt.convert.megatron_io import read_tensors, tensor_shapes
+    from megacpt.checkpoint.tensors import read_tensors, tensor_shapes
 
     keys = sorted(tensor_shapes(a))
     if keys != sorted(tensor_shapes(b)):

@@ -35,6 +35,13 @@ def imports(tree: ast.Module, modules: set[str], deep: bool = False) -> set[str]
     return found & modules
 
 
+def import_graph(deep: bool) -> dict[str, set[str]]:
+    """Each megacpt module and the megacpt modules it imports (``deep``: anywhere in it)."""
+    names = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+    trees = {name: ast.parse(path.read_text()) for name, path in names.items()}
+    return {name: imports(tree, set(names), deep) - {name} for name, tree in trees.items()}
+
+
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     found, state, stack = [], {}, []
 
@@ -101,10 +108,8 @@ def main() -> None:
         reverse=True,
     )
     print("longest functions: " + ", ".join(f"{name} {size}" for size, name in functions[:3]))
-    names = {module_name(path): path for path in files}
     for deep, what in ((False, "at import time"), (True, "counting function-level imports")):
-        graph = {name: imports(trees[path], set(names), deep) - {name} for name, path in names.items()}
-        found = circles(graph)
+        found = circles(import_graph(deep))
         print(f"import circles {what}: {len(found)}" + "".join(f"\n  {' -> '.join(c)}" for c in found))
     touches = [
         t for path, tree in trees.items() if "compat" not in path.parts for t in private_touches(path, tree)

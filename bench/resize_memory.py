@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def child(mode: str, ckpt: str, out: str, old: int, new: int) -> None:
     """Run one operation and print the growth of peak RSS above the RSS just before it."""
-    from megacpt.convert.megatron_io import read_tensors, tensor_shapes
+    from megacpt.checkpoint.tensors import read_tensors, tensor_shapes
     from megacpt.convert.resize import Expansion
     from megacpt.convert.resize_checkpoint import resize_megatron
 

@@ -131,7 +131,7 @@ def load_shipped(path: Path, directory: Path, overrides: tuple[str, ...] = ()) -
     a checkpoint's ``megacpt.json`` with the architecture it is made for, written in ``directory``."""
     if yaml.safe_load(path.read_text()).get("model") != "from_checkpoint":
         return overrides
-    from megacpt.checkpoint_meta import write_meta
+    from megacpt.checkpoint.meta import write_meta
 
     model = SHIPPED_ARCHITECTURES[path.name]
     directory.mkdir(parents=True, exist_ok=True)

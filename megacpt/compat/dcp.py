@@ -1,14 +1,14 @@
 """Private parts of torch's distributed checkpointing (DCP) and Megatron's writer that megacpt uses.
 
 - ``storage_info`` builds DCP's ``_StorageInfo`` (where an item sits in a data file), for adding
-  tensors to a checkpoint in place (``convert.megatron_io.replace_tensors``).
+  tensors to a checkpoint in place (``checkpoint.tensors.replace_tensors``).
 - ``checkpoint_writer_without_manager``: Megatron's filesystem writer collects its results through
   a ``multiprocessing.Manager`` queue, a spawned server process (~280 MB) that outlives a killed
   trainer. Saves here are synchronous (the results are put and read by the training process
   itself), so a thread-safe in-process ``queue.Queue`` does the same job; a ``multiprocessing``
   queue would not: its ``put`` returns before the item can be read, and the writer reads at once.
 - ``METADATA_PICKLE_*``: the modules and globals a DCP ``.metadata`` pickle may name, for reading
-  it without running code (``checkpoint_meta``): DCP's own metadata classes and a few builtins.
+  it without running code (``megacpt.checkpoint.meta``): DCP's own metadata classes and a few builtins.
 - ``fake_store`` is torch's test-only ``FakeStore``: a process group of any size that never
   communicates, for building a rank's model on the meta device (``plan.meta_build``).
 """

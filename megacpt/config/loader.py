@@ -138,7 +138,7 @@ FROM_CHECKPOINT = "from_checkpoint"
 
 def _model_from_checkpoint(tree: dict) -> dict:
     """The ``model`` section of the checkpoint a run starts from (``model: from_checkpoint``)."""
-    from megacpt.checkpoint_meta import read_meta, resolve
+    from megacpt.checkpoint.meta import read_meta, resolve
 
     source = (tree.get("checkpoint") or {}).get("pretrained")
     if not source:

@@ -195,7 +195,7 @@ def _same(mine: object, theirs: object) -> bool:
 def validate_checkpoints(config: Config) -> None:
     """The pretrained checkpoint matches the model and loads without running code; the checkpoint
     and run directories are writable. Reads metadata only, so it costs seconds at any scale."""
-    from megacpt.checkpoint_meta import read_meta, resolve, verify_files
+    from megacpt.checkpoint.meta import read_meta, resolve, verify_files
 
     c = config.checkpoint
     if c.pretrained:

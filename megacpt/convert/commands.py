@@ -7,7 +7,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from megacpt.checkpoint_meta import META, read_meta
+from megacpt.checkpoint.meta import META, read_meta
 from megacpt.config.loader import from_dict
 from megacpt.config.schema import ModelConfig
 from megacpt.config.validate import check_model_split

@@ -1,6 +1,6 @@
 """Convert a Hugging Face Llama/Mistral/Qwen2 checkpoint into a megacpt Megatron-core checkpoint.
 
-The output is a ``dist_checkpointing`` directory that ``megacpt.training.checkpoint.load_pretrained``
+The output is a ``dist_checkpointing`` directory that ``megacpt.checkpoint.state.load_pretrained``
 loads at any TP/PP, plus ``megacpt.json`` holding the true vocabulary size, the megacpt model
 config and the original ``config.json``, and ``hf/`` holding the tokenizer and generation config
 so that an export back to Hugging Face is complete.
@@ -26,18 +26,18 @@ import torch
 from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
 
 from megacpt.atomic import atomic_directory
-from megacpt.checkpoint_meta import HF_SUBDIR
-from megacpt.compat.streaming_save import Loader
-from megacpt.config.megatron import padded_vocab_size
-from megacpt.config.schema import ModelConfig
-from megacpt.convert import families as fam
-from megacpt.convert.megatron_io import (
+from megacpt.checkpoint.meta import HF_SUBDIR
+from megacpt.checkpoint.tensors import (
     declared,
     full_tensor,
     layer_extra_state,
     layer_tensor,
     write_checkpoint,
 )
+from megacpt.compat.streaming_save import Loader
+from megacpt.config.megatron import padded_vocab_size
+from megacpt.config.schema import ModelConfig
+from megacpt.convert import families as fam
 from megacpt.convert.safetensors_io import HFReader, copy_side_files
 from megacpt.errors import UserError
 

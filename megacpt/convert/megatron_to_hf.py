@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from megacpt.atomic import atomic_directory
-from megacpt.checkpoint_meta import HF_SUBDIR, read_meta, resolve
+from megacpt.checkpoint.meta import HF_SUBDIR, read_meta, resolve
+from megacpt.checkpoint.tensors import read_tensors
 from megacpt.config.loader import from_dict
 from megacpt.config.schema import ModelConfig
 from megacpt.convert import families as fam
-from megacpt.convert.megatron_io import read_tensors
 from megacpt.convert.safetensors_io import HFWriter, copy_side_files
 from megacpt.errors import UserError
 

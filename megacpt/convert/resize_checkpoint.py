@@ -3,7 +3,7 @@
 Only the embedding and output-layer tensors are read and rewritten. For a Hugging Face model the
 shards that hold neither are copied byte for byte; for a Megatron ``dist_checkpointing`` directory
 the data files are copied and the two tensors are swapped through the metadata
-(``megatron_io.replace_tensors``), so the transformer body is never loaded for the rows themselves.
+(``megacpt.checkpoint.tensors.replace_tensors``), so the transformer body is never loaded for the rows themselves.
 Megatron padding is recomputed from the new true size for the target TP.
 
 Tied embeddings stay tied by default: one table, whose new rows get the input method (plus the
@@ -28,12 +28,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from megacpt.atomic import atomic_directory
-from megacpt.checkpoint_meta import HF_SUBDIR, META, read_meta
+from megacpt.checkpoint.meta import HF_SUBDIR, META, read_meta
+from megacpt.checkpoint.tensors import read_tensors, replace_tensors
 from megacpt.config.megatron import padded_vocab_size
 from megacpt.convert import families as fam
 from megacpt.convert.calibrate import Calibration, calibrate, hf_hidden
 from megacpt.convert.distill import LearntRows, hf_base, learn_rows, make_windows
-from megacpt.convert.megatron_io import read_tensors, replace_tensors
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
 from megacpt.convert.methods import DistillConfig
 from megacpt.convert.resize import NEW_TOKENS_FILE, Expansion, new_rows, resize_table
@@ -77,7 +77,7 @@ def calibration_for(
             hf_hidden(str(source)),
             int(config.get("max_position_embeddings", 2048)),
         )
-    from megacpt.model.inference import final_hidden_states, open_checkpoint_model
+    from megacpt.checkpoint.model import final_hidden_states, open_checkpoint_model
 
     with open_checkpoint_model(source, megatron_meta) as model:
         return calibrate(

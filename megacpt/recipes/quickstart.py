@@ -43,7 +43,7 @@ from pathlib import Path
 
 from megacpt.atomic import atomic_directory, write_atomic, write_json_atomic
 from megacpt.cache import cache_dir
-from megacpt.checkpoint_meta import META, checkpoint_name
+from megacpt.checkpoint.meta import META, checkpoint_name
 from megacpt.config import load_config
 from megacpt.config.loader import dump_config
 from megacpt.convert.reference_model import PACKAGE, fetch_smollm2, is_fetched

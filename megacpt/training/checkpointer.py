@@ -1,13 +1,20 @@
-"""When the trainer saves, and what travels with every checkpoint (torchtitan's split: ``train()``
-only asks the checkpointer whether a step is due, as it asks the validator)."""
+"""When the trainer saves, and what travels with every checkpoint.
+
+The trainer asks ``due`` / ``due_at_stage_end`` and then calls ``save``, as it asks the validator
+whether to validate; torchtitan's ``CheckpointManager.save(step)`` instead decides inside whether
+a step is due. Here the loop keeps the decision visible, so a save and a validation at the same
+step are ordered in one place (``Trainer.train``). How a checkpoint is written is
+``megacpt.checkpoint.state``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from megacpt.checkpoint import state as ckpt
+from megacpt.checkpoint.meta import checkpoint_name, latest_checkpoint
 from megacpt.config.schema import CheckpointConfig
-from megacpt.training import checkpoint as ckpt
 from megacpt.training.preemption import PreemptionWatch
 from megacpt.training.setup import StageModel
 
@@ -41,10 +48,10 @@ class Checkpointer:
         """Every stage ends with a checkpoint (the next one starts from it), the run's last one with
         ``save_at_end``; never twice for one step."""
         wanted = self.config.save_at_end or not last_stage
-        return wanted and ckpt.latest_checkpoint(self.directory) != self.path(step)
+        return wanted and latest_checkpoint(self.directory) != self.path(step)
 
     def path(self, step: int) -> Path:
-        return self.directory / ckpt.checkpoint_name(step)
+        return self.directory / checkpoint_name(step)
 
     def save(self, step: int, stage: StageModel, meta: dict[str, Any]) -> Path:
         """Write ``iter_<step>`` (a preemption signal waits until it is complete)."""

@@ -25,14 +25,14 @@ import torch
 import torch.distributed as dist
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
-from megacpt.checkpoint_meta import HF_SUBDIR, resolve, resume_checkpoint
+from megacpt.checkpoint import state as ckpt
+from megacpt.checkpoint.meta import HF_SUBDIR, read_meta, resolve, resume_checkpoint
 from megacpt.config.loader import dump_config, to_dict
 from megacpt.config.schema import Config
 from megacpt.config.validate import check_model_matches, validate_checkpoints, validate_data
 from megacpt.errors import UserError
 from megacpt.parallel.runtime import init_runtime, shutdown
 from megacpt.plan.flops import device_peak_flops, flops_per_step
-from megacpt.training import checkpoint as ckpt
 from megacpt.training.batches import step_microbatches
 from megacpt.training.checkpointer import Checkpointer
 from megacpt.training.curves import bounds_of, write_loss_png
@@ -74,7 +74,7 @@ class Trainer:
             resume_checkpoint(self.ckpt_dir) if config.checkpoint.resume else (None, None)
         )
         if self.resume_from is not None:
-            check_resumable(config, ckpt.read_meta(self.resume_from), self.resume_from)
+            check_resumable(config, read_meta(self.resume_from), self.resume_from)
         self.runtime = init_runtime(config)
         self.preemption = PreemptionWatch(config.checkpoint.preempt_signals, self.runtime.device)
         self.checkpointer = Checkpointer(config.checkpoint, self.ckpt_dir, self.preemption)
@@ -112,7 +112,7 @@ class Trainer:
         if latest is None:
             self._enter_stage(0, init_from=Path(c.pretrained) if c.pretrained else None)
             return
-        meta = ckpt.read_meta(latest)
+        meta = read_meta(latest)
         self.metrics.drop_after(meta["step"])
         stage, stage_step = meta.get("stage", 0), meta.get("stage_step", meta["step"])
         self.state = TrainState(

@@ -16,12 +16,12 @@ import torch.distributed as dist
 def logits_of(ckpt: str, tp: int, pp: int, tokens: torch.Tensor) -> torch.Tensor | None:
     from megatron.core import parallel_state, tensor_parallel
 
-    from megacpt.checkpoint_meta import read_meta
+    from megacpt.checkpoint.meta import read_meta
+    from megacpt.checkpoint.state import load_pretrained
     from megacpt.config.loader import from_dict
     from megacpt.config.megatron import transformer_config
     from megacpt.config.schema import Config, ModelConfig, ParallelConfig
     from megacpt.model.builder import build_model
-    from megacpt.training.checkpoint import load_pretrained
 
     meta = read_meta(ckpt)
     config = Config(
@@ -50,7 +50,7 @@ def logits_of(ckpt: str, tp: int, pp: int, tokens: torch.Tensor) -> torch.Tensor
 def main() -> None:
     from megatron.core import parallel_state
 
-    from megacpt.checkpoint_meta import read_meta
+    from megacpt.checkpoint.meta import read_meta
     from megacpt.config.loader import from_dict
     from megacpt.config.schema import Config, ModelConfig, ParallelConfig
     from megacpt.parallel.runtime import init_runtime, shutdown

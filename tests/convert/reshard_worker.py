@@ -15,13 +15,13 @@ import torch.distributed as dist
 def main() -> None:
     from megatron.core import dist_checkpointing, parallel_state
 
-    from megacpt.checkpoint_meta import META, read_meta
+    from megacpt.checkpoint.meta import META, read_meta
+    from megacpt.checkpoint.state import load_pretrained
     from megacpt.config.loader import from_dict
     from megacpt.config.megatron import transformer_config
     from megacpt.config.schema import Config, ModelConfig, ParallelConfig
     from megacpt.model.builder import build_model
     from megacpt.parallel.runtime import init_runtime, shutdown
-    from megacpt.training.checkpoint import load_pretrained
 
     src = sys.argv[1]
     model_config = from_dict(ModelConfig, read_meta(src)["model"], "model")

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from tiny_gguf import write_tiny_gguf
 from tiny_models import hf_logits, run_workers
 
-from megacpt.checkpoint_meta import read_meta
+from megacpt.checkpoint.meta import read_meta
 from megacpt.convert.cli import convert_main
 from megacpt.convert.gguf import import_gguf
 from megacpt.errors import UserError

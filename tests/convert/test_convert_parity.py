@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 from tiny_models import COMMON, FAMILIES, hf_logits, make_model, run_workers
 
-from megacpt.checkpoint_meta import read_meta
+from megacpt.checkpoint.meta import read_meta
+from megacpt.checkpoint.tensors import tensor_shapes
 from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
-from megacpt.convert.megatron_io import tensor_shapes
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
 
 TOL = 1e-4

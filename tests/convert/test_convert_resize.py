@@ -12,10 +12,10 @@ import transformers
 from safetensors.torch import load_file
 from tiny_models import NEW_TOKENS, english_ids, hf_logits, make_resize_model, make_tokenizers, run_workers
 
-from megacpt.checkpoint_meta import read_meta
+from megacpt.checkpoint.meta import read_meta
+from megacpt.checkpoint.tensors import read_tensors, tensor_shapes
 from megacpt.convert.calibrate import bias_direction, frequency_offsets
 from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
-from megacpt.convert.megatron_io import read_tensors, tensor_shapes
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
 from megacpt.convert.methods import METHODS
 from megacpt.convert.resize import Expansion, expansion_from_tokenizers

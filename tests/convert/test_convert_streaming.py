@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from megacpt.checkpoint.tensors import read_tensors
 from megacpt.convert import families as fam
 from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
-from megacpt.convert.megatron_io import read_tensors
 from megacpt.convert.safetensors_io import HFReader, HFWriter
 from megacpt.errors import UserError
 

@@ -9,7 +9,7 @@ from megatron.core.transformer import TransformerConfig
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
 
-from megacpt.convert.megatron_io import single_process_group
+from megacpt.checkpoint.tensors import single_process_group
 from megacpt.model.attention import SDPADotProductAttention
 
 

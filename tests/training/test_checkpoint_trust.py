@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 
-from megacpt.checkpoint_meta import (
+from megacpt.checkpoint import state as ckpt
+from megacpt.checkpoint.meta import (
     LATEST,
     META,
     load_dcp_metadata,
@@ -23,7 +24,6 @@ from megacpt.checkpoint_meta import (
 from megacpt.config import load_config
 from megacpt.config.validate import check_model_matches
 from megacpt.errors import UserError
-from megacpt.training import checkpoint as ckpt
 from megacpt.training.metrics import MetricsLogger
 from megacpt.training.trainer import check_resumable
 

@@ -23,7 +23,7 @@ from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
 
 from megacpt.atomic import write_atomic
-from megacpt.checkpoint_meta import load_dcp_metadata, verify_files, write_meta
+from megacpt.checkpoint.meta import load_dcp_metadata, verify_files, write_meta
 from megacpt.compat import cpu as cpu_compat
 from megacpt.compat import dcp as dcp_compat
 from megacpt.compat.streaming_save import Loader, StreamingSaveStrategy

@@ -23,9 +23,9 @@ from megacpt.config.schema import Config, ModelConfig
 @contextmanager
 def open_checkpoint_model(ckpt_dir: str | os.PathLike, meta: dict) -> Iterator[torch.nn.Module]:
     """The checkpoint's ``GPTModel`` (eval mode) in a runtime of one process, torn down on exit."""
+    from megacpt.checkpoint.state import load_pretrained
     from megacpt.model.builder import build_model
     from megacpt.parallel.runtime import init_runtime, shutdown
-    from megacpt.training.checkpoint import load_pretrained
 
     model_config = from_dict(ModelConfig, meta["model"], "model")
     model_config.transformer_impl = "local"

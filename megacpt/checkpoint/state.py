@@ -34,13 +34,13 @@ from megatron.core.dist_checkpointing import ShardedTensor
 from megatron.core.dist_checkpointing.mapping import ShardedTensorFactory
 
 from megacpt.atomic import write_atomic
-from megacpt.checkpoint_meta import (
+from megacpt.checkpoint.meta import (
     HF_SUBDIR,
     LATEST,
     META,
     checkpoint_name,
-    latest_checkpoint,
     read_meta,
+    resolve,
     verify_files,
 )
 from megacpt.compat import optimizer as optimizer_compat
@@ -310,7 +310,7 @@ def load_pretrained(
     ``path`` is a checkpoint directory, or a checkpoint root whose ``latest`` names one. Works
     across layouts, including one whose TP pads the vocabulary to another size.
     """
-    path = latest_checkpoint(path) or Path(path)
+    path = resolve(path)
     meta = read_meta(path)
     verify_files(path)
     if meta.get("vocab_size") != vocab_size:
