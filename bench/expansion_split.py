@@ -13,7 +13,8 @@ Each class is reported as its share of the bits-per-byte gap (resized minus base
 add up to the gap), per language, for each initialisation named by ``--methods``:
 
 - ``mean``: ``subword_mean``, tied;
-- ``calibrated``: ``subword_mean`` plus the frequency logit calibration, tied (the default);
+- ``calibrated``: ``subword_mean`` plus the frequency logit calibration, tied (the default; its
+  offsets times ``--calibration-scale``);
 - ``distil_tied``: the calibrated rows, then input distillation (``megacpt.convert.distill``), tied;
 - ``distil_untied``: input rows distilled from the calibrated rows, output rows the calibrated ones.
 
@@ -131,6 +132,12 @@ def main() -> None:
     p.add_argument("--docs", type=int, default=16, help="held-out documents per language")
     p.add_argument("--max-tokens", type=int, default=400, help="base tokens per document")
     p.add_argument("--methods", default="mean,calibrated,distil_untied")
+    p.add_argument(
+        "--calibration-scale",
+        type=float,
+        default=1.0,
+        help="multiply the frequency calibration's logit offsets (1: the default of megacpt resize)",
+    )
     p.add_argument("--distill-tokens", type=int, default=DistillConfig.tokens)
     args = p.parse_args()
     methods = args.methods.split(",")
@@ -159,7 +166,9 @@ def main() -> None:
     hidden = lambda t: base_model.model(input_ids=t).last_hidden_state.float()  # noqa: E731
     with torch.no_grad():
         calibrated = (
-            mean + calibrate(expansion.pieces, expansion.frequencies or [1] * len(mean), hidden, 2048).shift()
+            mean
+            + args.calibration_scale
+            * calibrate(expansion.pieces, expansion.frequencies or [1] * len(mean), hidden, 2048).shift()
         )
     cfg = DistillConfig(tokens=args.distill_tokens)
     texts = [t for lang in ("ko", "ja") for t in training_documents(lang)]
