@@ -1,1 +1,1 @@
-"""Training: the loop over Megatron-core schedules, its checkpoints, batches, loss and metrics."""
+"""Training: the loop over Megatron-core schedules, when it checkpoints (the format: ``megacpt.checkpoint``), batches, loss and metrics."""
