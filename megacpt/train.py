@@ -11,6 +11,7 @@ import warnings
 
 import yaml
 
+from megacpt.cli import PROGRAM
 from megacpt.config import Config, load_config
 from megacpt.config.loader import to_dict
 from megacpt.config.validate import data_parallel_size, validate_checkpoints, validate_data, validate_layout
@@ -19,7 +20,7 @@ from megacpt.training.stages import resolve_stages
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    prog = sys.argv[0] if sys.argv[0].startswith("megacpt ") else "python -m megacpt.train"
+    prog = sys.argv[0] if sys.argv[0].startswith(f"{PROGRAM} ") else "python -m megacpt.train"
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.train_steps=100")
