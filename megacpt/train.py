@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 
 import yaml
 
@@ -15,13 +14,14 @@ from megacpt.cli import PROGRAM
 from megacpt.config import Config, load_config
 from megacpt.config.loader import to_dict
 from megacpt.config.validate import data_parallel_size, validate_checkpoints, validate_data, validate_layout
-from megacpt.errors import exits_on_user_error
-from megacpt.training.stages import resolve_stages
+from megacpt.errors import UserError, exits_on_user_error
+from megacpt.options import COUNT, ArgumentParser
+from megacpt.training.stages import budget_note, resolve_stages
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     prog = sys.argv[0] if sys.argv[0].startswith(f"{PROGRAM} ") else "python -m megacpt.train"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.train_steps=100")
     parser.add_argument(
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="load and validate the config for --world-size processes, then exit without training",
     )
     parser.add_argument(
-        "--world-size", type=int, help="with --dry-run: processes of the real job (default: TP x PP x CP)"
+        "--world-size", type=COUNT, help="with --dry-run: processes of the real job (default: TP x PP x CP)"
     )
     parser.add_argument(
         "--layout-only",
@@ -50,7 +50,9 @@ def dry_run(config: Config, world_size: int | None, layout_only: bool = False) -
         world_size or p.tensor_model_parallel_size * p.pipeline_model_parallel_size * p.context_parallel_size
     )
     validate_layout(config, world, this_machine=False)
-    resolve_stages(config)
+    note = budget_note(resolve_stages(config), config)
+    if note:
+        print(note, file=sys.stderr)
     if not layout_only:
         validate_data(config)
         validate_checkpoints(config)
@@ -61,6 +63,8 @@ def dry_run(config: Config, world_size: int | None, layout_only: bool = False) -
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.world_size is not None and not args.dry_run:
+        raise UserError("--world-size applies only with --dry-run (a real run takes torchrun's world)")
     config = load_config(args.config, args.overrides)
     from megacpt.training.preemption import PREEMPTED_EXIT_CODE, PreemptedError, parse_signals  # torch
 
@@ -68,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         dry_run(config, args.world_size, args.layout_only)
         return 0
-    # Megatron-core warns at import time that the optional fused kernels are absent; that is expected.
-    warnings.filterwarnings("ignore", message=r".*(Apex|Transformer Engine).* (is|are) not installed")
     from megacpt.training.trainer import NonFiniteLossError, Trainer  # heavy: after the config is good
 
     trainer = Trainer(config)

@@ -14,13 +14,21 @@ import os
 from megacpt.clean.config import CleanConfig
 from megacpt.clean.filters import FILTERS, QualityConfig
 from megacpt.clean.normalize import FORMS
-from megacpt.errors import exits_on_user_error
-from megacpt.options import add_json_key, add_overwrite, add_workers
+from megacpt.errors import UserError, exits_on_user_error
+from megacpt.options import (
+    COUNT,
+    NON_NEGATIVE,
+    SHARE,
+    ArgumentParser,
+    add_json_key,
+    add_overwrite,
+    add_workers,
+)
 
 
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="JSONL file, one document per line")
     p.add_argument("output", help="cleaned JSONL file (written atomically)")
     p.add_argument("--report", help="JSON report path (default: OUTPUT.report.json)")
@@ -30,26 +38,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--min-lang-prob",
-        type=float,
-        default=CleanConfig.min_lang_prob,
-        help="minimum language-id probability",
+        type=SHARE,
+        default=None,
+        help=f"with --lang: minimum language-id probability (default: {CleanConfig.min_lang_prob})",
     )
     p.add_argument(
         "--normalization", choices=FORMS, default=CleanConfig.normalization, help="Unicode normalisation form"
     )
     q = QualityConfig
-    p.add_argument("--min-chars", type=int, default=q.min_chars)
-    p.add_argument("--max-chars", type=int, default=q.max_chars)
+    p.add_argument("--min-chars", type=NON_NEGATIVE, default=q.min_chars)
+    p.add_argument("--max-chars", type=COUNT, default=q.max_chars)
     p.add_argument(
         "--min-script-share",
-        type=float,
+        type=SHARE,
         default=q.min_script_share,
         help="share of letters in the language's script",
     )
-    p.add_argument("--max-symbol-ratio", type=float, default=q.max_symbol_ratio)
-    p.add_argument("--max-digit-ratio", type=float, default=q.max_digit_ratio)
-    p.add_argument("--max-dup-line-fraction", type=float, default=q.max_dup_line_fraction)
-    p.add_argument("--max-dup-ngram-fraction", type=float, default=q.max_dup_ngram_fraction)
+    p.add_argument("--max-symbol-ratio", type=SHARE, default=q.max_symbol_ratio)
+    p.add_argument("--max-digit-ratio", type=SHARE, default=q.max_digit_ratio)
+    p.add_argument("--max-dup-line-fraction", type=SHARE, default=q.max_dup_line_fraction)
+    p.add_argument("--max-dup-ngram-fraction", type=SHARE, default=q.max_dup_ngram_fraction)
     p.add_argument(
         "--disable", action="append", default=[], choices=sorted(FILTERS), help="turn a quality filter off"
     )
@@ -57,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-near-dedup", action="store_true")
     p.add_argument(
         "--near-dup-threshold",
-        type=float,
+        type=SHARE,
         default=CleanConfig.near_dup_threshold,
         help="MinHash Jaccard above which a document is a near duplicate",
     )
@@ -74,11 +82,13 @@ def main(argv: list[str] | None = None) -> None:
         max_dup_ngram_fraction=a.max_dup_ngram_fraction,
         disabled=frozenset(a.disable),
     )
+    if a.min_lang_prob is not None and not a.lang:
+        raise UserError("--min-lang-prob applies only with --lang (the languages to keep)")
     config = CleanConfig(
         text_key=a.json_key,
         normalization=a.normalization,
         languages=tuple(a.lang),
-        min_lang_prob=a.min_lang_prob,
+        min_lang_prob=CleanConfig.min_lang_prob if a.min_lang_prob is None else a.min_lang_prob,
         quality=quality,
         exact_dedup=not a.no_exact_dedup,
         near_dedup=not a.no_near_dedup,

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from megacpt.atomic import atomic_path
+from megacpt.atomic import atomic_path, check_output
 from megacpt.clean.config import CleanConfig
 from megacpt.clean.dedup import Deduplicator, exact_key, signature
 from megacpt.clean.filters import first_failure
@@ -31,6 +31,7 @@ from megacpt.clean.langid import LangId
 from megacpt.clean.normalize import Normalizer
 from megacpt.clean.report import CleanReport
 from megacpt.errors import UserError
+from megacpt.inputs import open_binary
 from megacpt.processes import die_with_parent
 
 
@@ -188,11 +189,10 @@ def clean_corpus(
     report_path = report_path or output_path + ".report.json"
     if not os.path.isfile(input_path):
         raise UserError(f"input file not found: {input_path}")
-    paths = {os.path.realpath(p) for p in (input_path, output_path, report_path)}
-    if len(paths) < 3:
+    check_output(output_path, [input_path], overwrite)
+    if len({os.path.realpath(p) for p in (input_path, output_path, report_path)}) < 3:
         raise UserError("input, output and report must be three different files")
-    if os.path.exists(output_path) and not overwrite:
-        raise UserError(f"{output_path} already exists; pass --overwrite to replace it")
+    check_output(report_path, [], True)
     dedup = Deduplicator(
         config.near_dup_threshold, config.num_perm, exact=config.exact_dedup, near=config.near_dedup
     )
@@ -205,7 +205,7 @@ def clean_corpus(
     try:
         with atomic_path(output_path) as tmp:
             with (
-                open(input_path, "rb") as src,
+                open_binary(input_path) as src,
                 open(tmp, "w", encoding="utf-8") as dst,
                 # closing(): on any error the worker pool is shut down now, not when garbage is collected.
                 contextlib.closing(_outcomes(src, config, workers)) as outcomes,

@@ -33,6 +33,13 @@ def below(section: Any, high: float, *names: str) -> None:
             raise UserError(f"{name} must be below {high}, got {value}")
 
 
+def exclusive(section: Any, *names: str) -> None:
+    """At most one of ``names`` is set (not None, not empty): settings that exclude each other."""
+    given = [name for name in names if getattr(section, name) not in (None, [], (), "")]
+    if len(given) > 1:
+        raise UserError(f"{given[0]} excludes {', '.join(given[1:])}, which is also set: set only one")
+
+
 def not_above(section: Any, low_name: str, high_name: str) -> None:
     """``low_name`` is not above ``high_name`` where both are set: a final LR above its peak."""
     low, high = getattr(section, low_name), getattr(section, high_name)

@@ -24,6 +24,7 @@ import yaml
 from megacpt.atomic import write_atomic
 from megacpt.config.schema import Config
 from megacpt.errors import UserError
+from megacpt.yamlfile import parse_yaml, read_yaml
 
 _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -127,7 +128,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key or any(not p for p in key.split(".")):
         raise UserError(f"override '{text}' is not of the form section.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise UserError(f"override '{text}': cannot parse value: {err}") from None
     return key, value
@@ -160,10 +161,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
         file = Path(path)
         if not file.is_file():
             raise UserError(f"config file not found: {file}")
-        try:
-            tree = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"{file}: not valid YAML: {err}") from None
+        tree = read_yaml(file) or {}
         if not isinstance(tree, dict):
             raise UserError(f"{file}: the top level must be a mapping of sections")
     parsed = [parse_override(text) for text in overrides]

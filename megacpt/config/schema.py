@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from megacpt.config.checks import above, at_least, below, not_above
+from megacpt.config.checks import above, at_least, below, exclusive, not_above
 from megacpt.errors import UserError
 
 
@@ -192,6 +192,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         at_least(self, 1, "seq_length")
         at_least(self, 0, "eod_id", "pad_id")
+        exclusive(self, "datasets", "mixture_file")
 
 
 @dataclass
@@ -303,6 +304,7 @@ class StageConfig:
             raise UserError(f"share is a fraction of training.train_steps, at most 1, got {self.share}")
         not_above(self, "min_lr", "lr")
         not_above(self, "embedding_min_lr", "embedding_lr")
+        exclusive(self, "datasets", "mixture_file")
 
 
 @dataclass

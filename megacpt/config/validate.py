@@ -104,11 +104,17 @@ def validate_data(config: Config) -> None:
     """Raise ``UserError`` for a dataset the run would read (training, validation, each stage's, each
     mixture file's) that is missing, corrupt, or holds ids outside ``model.vocab_size``."""
     from megacpt.data.checks import check_dataset
-    from megacpt.data.mixture import DataMixture
+    from megacpt.data.mixture import DataMixture, check_training_part
 
     d = config.data
     if not d.datasets and not d.mixture_file:
         raise UserError("no training data: set data.datasets or data.mixture_file")
+    for name in ("eod_id", "pad_id"):
+        if getattr(d, name) >= config.model.vocab_size:
+            raise UserError(
+                f"data.{name} is {getattr(d, name):,}, outside the model's vocabulary of "
+                f"{config.model.vocab_size:,} tokens (model.vocab_size)"
+            )
     for entry in d.datasets:
         if entry.weight <= 0:
             raise UserError(f"dataset '{entry.prefix}': weight must be positive, got {entry.weight}")
@@ -133,7 +139,9 @@ def validate_data(config: Config) -> None:
         for suffix in (".bin", ".idx"):
             if not Path(prefix + suffix).is_file():
                 raise UserError(f"{where}: missing data file {prefix + suffix}")
-        check_dataset(prefix, config.model.vocab_size, where)
+        check_dataset(prefix, config.model.vocab_size, where, config.data.eod_id)
+        if not where.startswith("data.valid_datasets"):
+            check_training_part(prefix, d.split, where)
         checked.add(prefix)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from megacpt.atomic import CHECKPOINT, HF_MODEL, check_output
+from megacpt.checkpoint.meta import META
 from megacpt.convert.methods import INPUT_METHODS, METHODS, PRESETS, DistillConfig, resolve_methods
 from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import add_overwrite, refuse_to_replace
+from megacpt.options import COUNT, NON_NEGATIVE, ArgumentParser, add_overwrite
 
 CONVERT_DOC = """Convert a model between Hugging Face safetensors, GGUF and a megacpt Megatron-core checkpoint.
 
@@ -33,7 +35,7 @@ any TP/PP (``checkpoint.pretrained=<dir>``); its vocabulary rows are padded for 
 
 
 def _convert_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=CONVERT_DOC.split("\n")[0])
+    p = ArgumentParser(description=CONVERT_DOC.split("\n")[0])
     sub = p.add_subparsers(dest="direction", required=True)
     gguf_to_hf = sub.add_parser("gguf-to-hf", help="GGUF file -> Hugging Face directory (dequantised)")
     gguf_to_hf.add_argument("--input", required=True, type=Path, help="a .gguf file")
@@ -44,12 +46,14 @@ def _convert_args(argv: list[str] | None = None) -> argparse.Namespace:
         to_mcore = sub.add_parser(name, help=f"{source} -> megacpt checkpoint")
         to_mcore.add_argument("--input", required=True, type=Path, help=source)
         to_mcore.add_argument("--output", required=True, type=Path, help="new checkpoint directory")
-        to_mcore.add_argument("--make-vocab-size-divisible-by", type=int, default=128)
+        to_mcore.add_argument("--make-vocab-size-divisible-by", type=COUNT, default=128)
         add_overwrite(to_mcore)
         to_mcore.add_argument(
-            "--target-tp", type=int, default=1, help="TP the model will train at (padding, checks)"
+            "--target-tp", type=COUNT, default=1, help="TP the model will train at (padding, checks)"
         )
-        to_mcore.add_argument("--target-pp", type=int, default=1, help="PP the model will train at (checks)")
+        to_mcore.add_argument(
+            "--target-pp", type=COUNT, default=1, help="PP the model will train at (checks)"
+        )
     to_hf = sub.add_parser("megatron-to-hf", help="megacpt checkpoint (any layout) -> Hugging Face directory")
     to_hf.add_argument(
         "--input",
@@ -61,7 +65,7 @@ def _convert_args(argv: list[str] | None = None) -> argparse.Namespace:
     to_hf.add_argument(
         "--tokenizer", type=Path, default=None, help="tokenizer dir (default: the one converted in)"
     )
-    to_hf.add_argument("--max-shard-size-mb", type=int, default=2048)
+    to_hf.add_argument("--max-shard-size-mb", type=COUNT, default=2048)
     add_overwrite(to_hf)
     return p.parse_args(argv)
 
@@ -69,7 +73,8 @@ def _convert_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exits_on_user_error
 def convert_main(argv: list[str] | None = None) -> None:
     args = _convert_args(argv)
-    refuse_to_replace(args.input, args.output, args.overwrite)
+    kind = CHECKPOINT if args.direction.endswith("-to-megatron") else HF_MODEL
+    check_output(args.output, [args.input, getattr(args, "tokenizer", None)], args.overwrite, kind)
     from megacpt.convert import commands  # the heavy imports, once the options are known to be good
 
     print(f"wrote {commands.convert(args)}")
@@ -96,7 +101,7 @@ rows also serve as output rows (``bench/results/expansion_split.md``).
 
 
 def _resize_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=RESIZE_DOC.split("\n")[0])
+    p = ArgumentParser(description=RESIZE_DOC.split("\n")[0])
     p.add_argument("--input", required=True, type=Path, help="Hugging Face model dir or megacpt checkpoint")
     p.add_argument("--output", required=True, type=Path, help="new checkpoint directory")
     p.add_argument(
@@ -128,15 +133,15 @@ def _resize_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--distill-tokens",
-        type=int,
+        type=COUNT,
         default=DistillConfig.tokens,
         help="--input-init distill: expanded tokens of that text to learn from",
     )
     p.add_argument(
-        "--distill-steps", type=int, default=DistillConfig.steps, help="--input-init distill: Adam steps"
+        "--distill-steps", type=COUNT, default=DistillConfig.steps, help="--input-init distill: Adam steps"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the random method")
-    p.add_argument("--target-tp", type=int, default=1, help="Megatron: TP the padding is computed for")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed of the random method")
+    p.add_argument("--target-tp", type=COUNT, default=1, help="Megatron: TP the padding is computed for")
     add_overwrite(p)
     return p.parse_args(argv)
 
@@ -167,7 +172,13 @@ def resize_main(argv: list[str] | None = None) -> None:
         raise UserError(f"input {args.input} is not a directory")
     methods = resolve_methods(args.preset, args.input_init, args.output_init)
     distill_cfg = _distill_config(args, methods[0])
-    refuse_to_replace(args.input, args.output, args.overwrite)
+    inputs = [args.input, args.base_tokenizer, args.tokenizer, *(args.distill_text or [])]
+    kind = CHECKPOINT if (args.input / META).is_file() else HF_MODEL
+    if kind == HF_MODEL and args.target_tp != 1:
+        raise UserError(
+            "--target-tp applies only to a megacpt checkpoint input; a Hugging Face model has no TP padding"
+        )
+    check_output(args.output, inputs, args.overwrite, kind)
     from megacpt.convert import commands  # the heavy imports, once the options are known to be good
 
     commands.resize(args, methods, distill_cfg)

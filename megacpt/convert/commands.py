@@ -25,6 +25,7 @@ from megacpt.convert.resize_checkpoint import (
     resize_megatron,
 )
 from megacpt.convert.safetensors_io import HFReader
+from megacpt.errors import UserError
 from megacpt.tokenizer.corpus import iter_texts
 
 
@@ -60,6 +61,8 @@ def resize(args: argparse.Namespace, methods: tuple[str, str], distill_cfg: Dist
         tied = bool(meta["model"]["tie_embeddings"])
     else:
         tied = families.HF_OUTPUT not in HFReader(args.input)
+    if args.untie_embeddings and not tied:
+        raise UserError(f"--untie-embeddings: {args.input} is already untied (it has its own output layer)")
     calibration = None
     if args.logit_calibration == "frequency":
         print("calibrating the new rows' logits (one forward pass of the base model) ...", flush=True)

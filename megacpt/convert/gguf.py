@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from megacpt.atomic import atomic_directory
+from megacpt.atomic import HF_MODEL, atomic_directory
 from megacpt.convert import families as fam
 from megacpt.convert.safetensors_io import HFWriter
 from megacpt.errors import UserError
@@ -75,7 +75,7 @@ def import_gguf(
     config["architectures"] = [type(model).__name__]
     config["dtype"] = dtype
     tied = bool(config.get("tie_word_embeddings", False))
-    with atomic_directory(out_dir, replace=overwrite) as tmp:
+    with atomic_directory(out_dir, HF_MODEL, replace=overwrite) as tmp:
         writer = HFWriter(tmp)
         for name, tensor in model.state_dict().items():
             if tied and name == fam.HF_OUTPUT:

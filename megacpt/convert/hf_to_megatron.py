@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
 
-from megacpt.atomic import atomic_directory
+from megacpt.atomic import CHECKPOINT, atomic_directory
 from megacpt.checkpoint.meta import HF_SUBDIR
 from megacpt.checkpoint.tensors import (
     declared,
@@ -191,7 +191,7 @@ def convert_hf_to_megatron(
     """Write ``out_dir`` from ``hf_dir``; vocabulary rows padded for ``tensor_parallel_size`` with zeros.
     An existing ``out_dir`` is replaced only with ``overwrite`` (``megacpt.options``)."""
     plan = plan_conversion(hf_dir, make_vocab_size_divisible_by, tensor_parallel_size)
-    with atomic_directory(out_dir, replace=overwrite) as tmp:
+    with atomic_directory(out_dir, CHECKPOINT, replace=overwrite) as tmp:
         write_checkpoint(plan.state, tmp, plan.meta, plan.loaders)
         (tmp / HF_SUBDIR).mkdir()
         copy_side_files(Path(hf_dir), tmp / HF_SUBDIR)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from megacpt.atomic import atomic_directory
+from megacpt.atomic import HF_MODEL, atomic_directory
 from megacpt.checkpoint.meta import HF_SUBDIR, read_meta, resolve
 from megacpt.checkpoint.tensors import read_tensors
 from megacpt.config.loader import from_dict
@@ -86,7 +86,7 @@ def convert_megatron_to_hf(
     vocab_keys = [fam.EMBEDDING] + ([] if m.tie_embeddings else [fam.OUTPUT])
     layer_keys = [*fam.LAYER_KEYS, fam.QKV_WEIGHT, fam.FC1] + ([fam.QKV_BIAS] if m.add_qkv_bias else [])
     side = Path(tokenizer_dir) if tokenizer_dir else Path(ckpt_dir) / HF_SUBDIR
-    with atomic_directory(out_dir, replace=overwrite) as tmp:
+    with atomic_directory(out_dir, HF_MODEL, replace=overwrite) as tmp:
         writer = HFWriter(tmp, max_shard_bytes)
         dtype = torch.float32
         for key in vocab_keys:

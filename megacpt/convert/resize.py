@@ -31,6 +31,7 @@ import torch
 
 from megacpt.convert.methods import METHODS
 from megacpt.errors import UserError
+from megacpt.inputs import read_json
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def _check_bpe_merges(base_dir: Path, expanded_dir: Path) -> None:
     files = [d / "tokenizer.json" if d.is_dir() else d for d in (base_dir, expanded_dir)]
     if not all(f.is_file() and f.suffix == ".json" for f in files):
         return
-    base, expanded = (json.loads(f.read_text(encoding="utf-8")) for f in files)
+    base, expanded = (read_json(f) for f in files)
     if "ByteLevel" not in json.dumps(base.get("pre_tokenizer")) or base.get("model", {}).get("type") != "BPE":
         return
     for key in ("normalizer", "pre_tokenizer"):

@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from megacpt.atomic import atomic_directory
+from megacpt.atomic import CHECKPOINT, HF_MODEL, atomic_directory
 from megacpt.checkpoint.meta import HF_SUBDIR, META, read_meta
 from megacpt.checkpoint.tensors import read_tensors, replace_tensors
 from megacpt.config.megatron import padded_vocab_size
@@ -39,6 +39,7 @@ from megacpt.convert.methods import DistillConfig
 from megacpt.convert.resize import NEW_TOKENS_FILE, Expansion, new_rows, resize_table
 from megacpt.convert.safetensors_io import INDEX, SIDE_FILES, HFReader, copy_side_files
 from megacpt.errors import UserError
+from megacpt.inputs import read_json
 
 TOKENIZER_FILES = tuple(name for name in SIDE_FILES if name != "generation_config.json")
 
@@ -170,7 +171,7 @@ def resize_hf(
     if output_role is not None:
         roles[fam.HF_OUTPUT] = output_role
     touched = {hf.weight_map[name] for name in roles if name in hf}
-    with atomic_directory(out_dir, replace=overwrite) as tmp:
+    with atomic_directory(out_dir, HF_MODEL, replace=overwrite) as tmp:
         delta = 0  # growth in bytes, for the index's total_size
         for shard in sorted(set(hf.weight_map.values())):
             if shard not in touched:
@@ -190,7 +191,7 @@ def resize_hf(
                     delta += (tensors[name].numel() - old.numel()) * old.element_size()
             save_file(tensors, str(tmp / shard), metadata={"format": "pt"})
         if (hf.dir / INDEX).is_file():
-            index = json.loads((hf.dir / INDEX).read_text())
+            index = read_json(hf.dir / INDEX)
             metadata = index.get("metadata") or {}
             if "total_size" in metadata:
                 index["metadata"] = dict(metadata, total_size=int(metadata["total_size"]) + delta)
@@ -228,7 +229,7 @@ def resize_megatron(
         expansion.new_size, int(model["make_vocab_size_divisible_by"]), tensor_parallel_size
     )
     input_role, output_role = _roles(tied, untie, methods, seed, calibration, input_rows)
-    with atomic_directory(out_dir, replace=overwrite) as tmp:
+    with atomic_directory(out_dir, CHECKPOINT, replace=overwrite) as tmp:
         shutil.copytree(ckpt_dir, tmp, dirs_exist_ok=True)
         embedding = read_tensors(ckpt_dir, [fam.EMBEDDING])[fam.EMBEDDING]
         tables = {fam.EMBEDDING: resize_table(embedding, expansion, input_role[0], rows, *input_role[1:])}

@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from megacpt.errors import UserError
+from megacpt.inputs import read_json
 
 INDEX = "model.safetensors.index.json"
 # safetensors' dtype names for the weights a converter accepts (quantised ones need their scales).
@@ -65,7 +66,7 @@ class HFReader:
         if not (self.dir / "config.json").is_file():
             raise UserError(f"{self.dir} is not a Hugging Face model directory (no config.json)")
         if (self.dir / INDEX).is_file():
-            weight_map = json.loads((self.dir / INDEX).read_text())["weight_map"]
+            weight_map = read_json(self.dir / INDEX)["weight_map"]
         elif (self.dir / SINGLE).is_file():
             weight_map = dict.fromkeys(_check_shard(self.dir / SINGLE), SINGLE)
         else:
@@ -73,7 +74,7 @@ class HFReader:
         for shard in sorted(set(weight_map.values()) - {SINGLE}):
             _check_shard(self.dir / shard)
         self.weight_map: dict[str, str] = weight_map
-        self.config: dict[str, Any] = json.loads((self.dir / "config.json").read_text())
+        self.config: dict[str, Any] = read_json(self.dir / "config.json")
 
     def __contains__(self, name: str) -> bool:
         return name in self.weight_map

@@ -23,7 +23,7 @@ import time
 from megacpt.data.preprocess import MiB, PreprocessConfig, launched_rank, run
 from megacpt.data.text_tokenizers import BACKENDS, TIKTOKEN_ENCODINGS
 from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import add_json_keys, add_overwrite, add_workers
+from megacpt.options import COUNT, POSITIVE, ArgumentParser, add_json_keys, add_overwrite, add_workers
 
 # Megatron-LM's --tokenizer-type values that name a file format, and that format.
 TOKENIZER_TYPES = {
@@ -37,7 +37,7 @@ TOKENIZER_TYPES = {
 
 
 def _preprocess_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--input", nargs="+", required=True, help="input files or globs (JSONL[.gz|.zst], Parquet, text)"
     )
@@ -73,11 +73,11 @@ def _preprocess_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--partitions",
-        type=int,
+        type=COUNT,
         default=1,
         help="cut the input into at least this many shards (order is kept)",
     )
-    p.add_argument("--log-interval", type=int, default=None, help="print a progress line every N documents")
+    p.add_argument("--log-interval", type=COUNT, default=None, help="print a progress line every N documents")
     p.add_argument(
         "--keep-sequential-samples",
         action="store_true",
@@ -87,18 +87,18 @@ def _preprocess_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-newlines", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--shard-mb",
-        type=float,
+        type=POSITIVE,
         help="split plain JSONL into shards of this size (default: ~8 per worker, 1-64)",
     )
     p.add_argument(
         "--max-document-mb",
-        type=float,
+        type=POSITIVE,
         default=PreprocessConfig.max_document_bytes / MiB,
         help="a JSONL line, Parquet value or text file over this size is skipped and counted",
     )
     p.add_argument(
         "--batch-mb",
-        type=float,
+        type=POSITIVE,
         default=PreprocessConfig.batch_bytes / MiB,
         help="input is read, checked and encoded in batches of about this many MB",
     )
@@ -170,9 +170,7 @@ Weights in the spec are sampling shares, not sizes: a share larger than a datase
 
 @exits_on_user_error
 def mix_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=MIX_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=MIX_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", help="data-mixture YAML file")
     parser.add_argument(
         "--tokens", required=True, help="training-token budget, e.g. 2000000, 2e9, 500M, 100B"

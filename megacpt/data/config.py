@@ -41,3 +41,7 @@ class PreprocessConfig:
             raise UserError("--json-keys must name at least one key, each once")
         if min(self.batch_bytes, self.max_document_bytes) < 1:
             raise UserError("the batch size and the maximum document size must be positive")
+        if self.shard_bytes is not None and self.shard_bytes < 1:
+            raise UserError("the shard size must be positive")
+        if self.tiktoken_encoding is not None and not self.tokenizer.endswith(".tiktoken"):
+            raise UserError(f"--tiktoken-pattern applies only to a .tiktoken file, not to {self.tokenizer}")

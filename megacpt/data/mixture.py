@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from megacpt.compat import data as data_compat
+from megacpt.data.indexed import validate
 from megacpt.errors import UserError
+from megacpt.yamlfile import read_yaml
 
 _ENTRY_KEYS = {"prefix", "weight", "lang", "name"}
 _SPEC_KEYS = {"datasets"}
@@ -71,13 +72,7 @@ class DataMixture:
         """Read a spec ``{datasets: [{prefix, weight, lang?, name?}, ...]}``; relative prefixes resolve
         against the spec file's folder."""
         path = os.fspath(path)
-        try:
-            with open(path, encoding="utf-8") as f:
-                spec = yaml.safe_load(f)
-        except OSError as err:
-            raise UserError(f"cannot read data mixture {path}: {err.strerror}") from None
-        except yaml.YAMLError as err:
-            raise UserError(f"{path}: not valid YAML: {err}") from None
+        spec = read_yaml(path)
         if not isinstance(spec, dict):
             raise UserError(f"{path}: expected a mapping with a 'datasets' list at the top level")
         unknown = sorted(set(spec) - _SPEC_KEYS)
@@ -216,11 +211,9 @@ def split_bounds(split: str) -> list[tuple[float, float] | None]:
 
 
 def _sequence_lengths(entry: MixtureEntry) -> np.ndarray:
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
-
-    dataset = IndexedDataset(entry.prefix)
-    # Copy: the array is a view of the index's mmap, which closes when ``dataset`` is collected.
-    return np.array(dataset.sequence_lengths, copy=True)
+    """The dataset's sequence lengths, once its ``.idx``/``.bin`` pair is checked whole (a truncated
+    or mismatched pair is an error, not a token count)."""
+    return np.array(validate(entry.prefix).sequence_lengths, copy=True)  # a copy: not the index's mmap
 
 
 def _check_split_parts(
@@ -241,6 +234,17 @@ def _check_split_parts(
     return len(lengths), int(lengths.sum())
 
 
+def check_training_part(prefix: str, split: str, where: str) -> None:
+    """Raise ``UserError`` (naming ``where``) when ``split`` leaves the dataset no training tokens."""
+    bounds = split_bounds(split)
+    if bounds[0] is None:
+        raise UserError(f"data.split {split!r} leaves no documents for training")
+    try:
+        _check_split_parts(MixtureEntry(prefix, 1.0, name=os.path.basename(prefix)), bounds, need_valid=False)
+    except UserError as err:
+        raise UserError(f"{where}: {err} (data.split {split})") from None
+
+
 def token_budget_table(mixture: DataMixture, total_tokens: int, split: str | None = None) -> list[BudgetRow]:
     """Each dataset's share of ``total_tokens`` and the epochs over it that the share means.
 
@@ -254,13 +258,15 @@ def token_budget_table(mixture: DataMixture, total_tokens: int, split: str | Non
     rows = []
     for entry, share in zip(mixture.entries, mixture.shares()):
         lengths = _sequence_lengths(entry)
-        if train_bounds is None:
-            available = 0
-        else:
-            beg, end = (round(b * len(lengths)) for b in train_bounds)
-            available = int(lengths[beg:end].sum())
+        beg, end = (round(b * len(lengths)) for b in train_bounds or (0.0, 0.0))
+        available = int(lengths[beg:end].sum())
+        if not available and share > 0:
+            raise UserError(
+                f"dataset '{entry.name}' has {len(lengths)} documents: the split {split} leaves none of them "
+                "to train on; give the train part a share"
+            )
         tokens = round(total_tokens * share)
-        epochs = tokens / available if available else math.inf
+        epochs = tokens / available if available else 0.0
         rows.append(BudgetRow(entry.name, entry.lang, share, tokens, available, epochs))
     return rows
 

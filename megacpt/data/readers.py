@@ -5,14 +5,14 @@ file (a line belongs to the shard holding its first byte), one Parquet row group
 compressed or text file. Reading a shard yields, in file order, either the texts of one record
 or the reason it was skipped; nothing a reader meets in the data raises. Memory stays bounded:
 a record over ``max_bytes`` (a JSONL line, a Parquet value, a text file) is skipped as too long
-while being read, never held whole. ``zstandard`` and ``pyarrow``
-are the reference readers for their formats; gzip and json come from the standard library.
+while being read, never held whole. Compressed files open through
+``megacpt.inputs`` (a truncated or corrupt one is an error naming it, not a shorter dataset);
+``pyarrow`` is the reference reader for Parquet; json comes from the standard library.
 """
 
 from __future__ import annotations
 
 import glob
-import gzip
 import io
 import json
 import os
@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from megacpt.errors import UserError
+from megacpt.inputs import COMPRESSIONS, open_binary
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TEXT_SUFFIXES = (".txt", ".text", ".md")
-COMPRESSIONS = (".gz", ".zst")
 
 # Why a record was skipped (the keys of the stats file's "skipped" table).
 MALFORMED_JSON = "malformed_json"
@@ -114,18 +114,6 @@ def plan_shards(paths: list[str], shard_bytes: int) -> list[Shard]:
     return shards
 
 
-def _open_binary(path: str) -> io.BufferedIOBase:
-    compression = _split_name(path)[1]
-    if compression == ".gz":
-        return gzip.open(path, "rb")
-    if compression == ".zst":
-        import zstandard
-
-        raw = open(path, "rb")  # noqa: SIM115 -- owned by the returned reader (closefd)
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 20)
-    return io.BufferedReader(io.FileIO(path, "rb"), 1 << 20)
-
-
 def _texts(values: list[object], max_bytes: int) -> Record:
     """Check one record's values; (texts, None) when usable, else (None, reason)."""
     texts: list[str] = []
@@ -191,7 +179,7 @@ def jsonl_blocks(
     """The shard's lines in file order, in blocks of whole lines of about ``block_bytes`` (the
     first of about ``first_block_bytes`` when given; a new bytearray each); a line over
     ``max_bytes`` that ends a block is not held whole but comes as ``(None, TOO_LONG)``."""
-    with _open_binary(shard.path) as f:
+    with open_binary(shard.path) as f:
         end = shard.end if shard.end >= 0 else None
         pos = 0
         if shard.start > 0:  # skip the line that began in the previous shard
@@ -242,7 +230,7 @@ def _read_jsonl(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Recor
 
 
 def _read_text(shard: Shard, max_bytes: int) -> Iterator[Record]:
-    with _open_binary(shard.path) as f:
+    with open_binary(shard.path) as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         yield None, TOO_LONG

@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from megacpt.atomic import write_atomic
+from megacpt.atomic import check_output, write_atomic
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.evaluate.generate import greedy_continuations, prompt_of
-from megacpt.options import add_json_key, add_overwrite, refuse_to_replace
+from megacpt.options import COUNT, NON_NEGATIVE, ArgumentParser, add_json_key, add_overwrite
 from megacpt.tokenizer.corpus import iter_texts
 
 GENERATE_DOC = """Continue prompts greedily with a Hugging Face causal LM (an export, or a base model).
@@ -24,21 +24,21 @@ Each output line is {"prompt", "continuation", "new_tokens"}; without --output t
 
 
 def _generate_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="megacpt generate", description=GENERATE_DOC.split("\n")[0])
+    p = ArgumentParser(prog="megacpt generate", description=GENERATE_DOC.split("\n")[0])
     p.add_argument("--model", required=True, type=Path, help="Hugging Face model directory")
     p.add_argument("--prompts", required=True, type=Path, help="JSONL file, one prompt (or document) a line")
     add_json_key(p, "text")
     p.add_argument("--output", type=Path, default=None, help="JSONL file to write (default: print)")
     p.add_argument(
-        "--max-new-tokens", type=int, default=32, help="tokens to generate per prompt (default: 32)"
+        "--max-new-tokens", type=COUNT, default=32, help="tokens to generate per prompt (default: 32)"
     )
     p.add_argument(
         "--prompt-chars",
-        type=int,
+        type=NON_NEGATIVE,
         default=0,
         help="cut each text to its first N characters, back to a space (default: 0, the whole text)",
     )
-    p.add_argument("--limit", type=int, default=0, help="only the first N prompts (default: 0, all)")
+    p.add_argument("--limit", type=NON_NEGATIVE, default=0, help="only the first N prompts (default: 0, all)")
     add_overwrite(p)
     return p.parse_args(argv)
 
@@ -50,10 +50,8 @@ def generate_main(argv: list[str] | None = None) -> None:
         raise UserError(f"{args.model} is not a Hugging Face model directory (no config.json)")
     if not args.prompts.is_file():
         raise UserError(f"prompts file {args.prompts} does not exist")
-    if min(args.prompt_chars, args.limit) < 0:
-        raise UserError("--prompt-chars and --limit must not be negative")
     if args.output is not None:
-        refuse_to_replace(args.prompts, args.output, args.overwrite)
+        check_output(args.output, [args.prompts, args.model], args.overwrite)
 
     texts = list(iter_texts([args.prompts], args.json_key))
     if not texts:

@@ -14,14 +14,16 @@ end-of-document id as ``prefix_token_id``, no BOS added.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
+from megacpt.atomic import LM_EVAL_TASKS, atomic_directory, check_output
 from megacpt.errors import UserError, exits_on_user_error
+from megacpt.options import NON_NEGATIVE, ArgumentParser, add_overwrite, ranged
+from megacpt.tokenizer.corpus import iter_texts
 
 GROUP = "megacpt_bpb"
 
@@ -30,15 +32,27 @@ def task_name(lang: str) -> str:
     return f"{GROUP}_{lang}"
 
 
-def write_tasks(out_dir: str | os.PathLike, files: Mapping[str, str | os.PathLike]) -> list[str]:
-    """Write the task YAMLs for ``files`` (language -> JSONL) into ``out_dir``; returns the task names."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def write_tasks(
+    out_dir: str | os.PathLike, files: Mapping[str, str | os.PathLike], overwrite: bool = False
+) -> list[str]:
+    """Write the task YAMLs for ``files`` (language -> JSONL) as the folder ``out_dir``, whole (an
+    earlier one only with ``overwrite``, none of its old tasks kept); returns the task names."""
+    if not files:
+        raise UserError("no held-out files given: pass LANG=FILE.jsonl")
+    for lang, path in files.items():
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such JSONL file")
+        if next(iter_texts([Path(path)]), None) is None:
+            raise UserError(f"{path} holds no non-empty 'text' field: nothing to score for {lang}")
+    check_output(out_dir, files.values(), overwrite, LM_EVAL_TASKS)
+    with atomic_directory(out_dir, LM_EVAL_TASKS, replace=overwrite) as out:
+        return _write(out, files)
+
+
+def _write(out: Path, files: Mapping[str, str | os.PathLike]) -> list[str]:
     names = []
     for lang, path in files.items():
         source = Path(path).resolve()
-        if not source.is_file():
-            raise UserError(f"{path}: no such JSONL file")
         task = {
             "task": task_name(lang),
             "dataset_path": "json",
@@ -82,9 +96,7 @@ def _eos_id(model_dir: str) -> int:
 
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m megacpt.evaluate.lm_eval_tasks", description=__doc__.split("\n")[0]
-    )
+    p = ArgumentParser(prog="python -m megacpt.evaluate.lm_eval_tasks", description=__doc__.split("\n")[0])
     p.add_argument(
         "files", nargs="+", metavar="LANG=FILE.jsonl", help="held-out JSONL (field 'text') per language"
     )
@@ -92,19 +104,24 @@ def main(argv: list[str] | None = None) -> None:
         "--out", required=True, type=Path, help="folder for the task YAMLs (lm_eval --include_path)"
     )
     p.add_argument("--model", required=True, help="the Hugging Face export the printed command evaluates")
-    p.add_argument("--seq-length", type=int, default=4096, help="the run's data.seq_length")
+    p.add_argument("--seq-length", type=ranged(int, 2), default=4096, help="the run's data.seq_length")
     p.add_argument(
-        "--eod-id", type=int, default=None, help="the run's data.eod_id (default: the model's eos)"
+        "--eod-id", type=NON_NEGATIVE, default=None, help="the run's data.eod_id (default: the model's eos)"
     )
+    add_overwrite(p)
     args = p.parse_args(argv)
-    files = {}
+    files: dict[str, str] = {}
     for item in args.files:
         lang, sep, path = item.partition("=")
         if not sep or not lang or not path:
             raise UserError(f"expected LANG=FILE.jsonl, got {item!r}")
+        if lang in files:
+            raise UserError(f"language {lang!r} is given twice ({files[lang]}, {path})")
         files[lang] = path
-    write_tasks(args.out, files)
+    if not (Path(args.model) / "config.json").is_file():
+        raise UserError(f"{args.model} is not a Hugging Face model directory (no config.json)")
     eod = args.eod_id if args.eod_id is not None else _eos_id(args.model)
+    write_tasks(args.out, files, args.overwrite)
     print(command(args.model, args.out, args.seq_length, eod))
 
 

@@ -8,56 +8,47 @@ the layouts that fit a GPU. It runs on a CPU, before a job waits for its nodes.
 from __future__ import annotations
 
 import argparse
-import warnings
 
 from megacpt.config import load_config
-from megacpt.errors import UserError, exits_on_user_error
+from megacpt.errors import exits_on_user_error
+from megacpt.options import COUNT, POSITIVE, ArgumentParser, ranged
 
 
 def _parser() -> argparse.ArgumentParser:
-    plan_parser = argparse.ArgumentParser(prog="megacpt plan", description=__doc__.splitlines()[0])
+    plan_parser = ArgumentParser(prog="megacpt plan", description=__doc__.splitlines()[0])
     plan_parser.add_argument("config", help="YAML training config")
     plan_parser.add_argument(
         "overrides", nargs="*", help="dotted overrides, e.g. parallel.tensor_model_parallel_size=4"
     )
-    plan_parser.add_argument("--nodes", type=int, required=True, help="nodes of the job")
-    plan_parser.add_argument("--gpus-per-node", type=int, default=8)
+    plan_parser.add_argument("--nodes", type=COUNT, required=True, help="nodes of the job")
+    plan_parser.add_argument("--gpus-per-node", type=COUNT, default=8)
     plan_parser.add_argument(
-        "--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU (H100: 80)"
+        "--gpu-memory-gib", type=POSITIVE, default=80.0, help="memory of one GPU (H100: 80)"
     )
     plan_parser.add_argument(
         "--reserve-gib",
-        type=float,
+        type=ranged(float, 0),
         default=6.0,
         help="memory kept free for the CUDA context, NCCL buffers and fragmentation (a rule of thumb)",
     )
-    plan_parser.add_argument("--top", type=int, default=10, help="how many ranked layouts to print")
+    plan_parser.add_argument("--top", type=COUNT, default=10, help="how many ranked layouts to print")
     plan_parser.add_argument(
-        "--mfu", type=float, default=0.5, help="utilisation for the step-time projection"
+        "--mfu",
+        type=ranged(float, 0, 1, above=True),
+        default=0.5,
+        help="utilisation for the step-time projection",
     )
-    plan_parser.add_argument("--step-time", type=float, help="a measured step time (s), to report its MFU")
+    plan_parser.add_argument("--step-time", type=POSITIVE, help="a measured step time (s), to report its MFU")
     plan_parser.add_argument("--no-build", action="store_true", help="skip the meta-device build")
     return plan_parser
 
 
 def plan(args: argparse.Namespace) -> int:
     """Print the plan; exit status 1 when the configured layout does not fit or shapes disagree."""
-    # Megatron-core warns about optional kernels this CPU-side planner never uses.
-    for message in (
-        r".*(Apex|Transformer Engine).* (is|are) not installed",
-        r".*scope is deprecated",
-        r"If you are using transformer_engine",
-    ):
-        warnings.filterwarnings("ignore", message=message)
     from megacpt.plan import report
     from megacpt.plan.layouts import GIB, candidates, check_layout, evaluate
     from megacpt.plan.meta_build import check_shapes
 
-    for name in ("nodes", "gpus_per_node", "top"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0 < args.mfu <= 1:
-        raise UserError(f"--mfu must be in (0, 1], got {args.mfu}")
     config = load_config(args.config, args.overrides)
     world = args.nodes * args.gpus_per_node
     check_layout(config, world)  # an impossible layout stops here, before any process group

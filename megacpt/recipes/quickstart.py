@@ -41,7 +41,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from megacpt.atomic import atomic_directory, write_atomic, write_json_atomic
+from megacpt.atomic import TOKENIZER, atomic_directory, write_atomic, write_json_atomic
 from megacpt.cache import cache_dir
 from megacpt.checkpoint.meta import META, checkpoint_name
 from megacpt.config import load_config
@@ -49,6 +49,7 @@ from megacpt.config.loader import dump_config
 from megacpt.convert.reference_model import PACKAGE, fetch_smollm2, is_fetched
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.evaluate.generate import prompt_of
+from megacpt.options import COUNT, NON_NEGATIVE, ArgumentParser
 from megacpt.recipes import report
 from megacpt.recipes.corpora import (
     HELDOUT_FILES,
@@ -211,7 +212,7 @@ def tiny_base(lay: Layout, budget: Budget) -> Path:
     if (lay.base_hf / "config.json").is_file():
         return lay.base_hf
     if not (lay.base_tokenizer / "tokenizer_config.json").is_file():
-        with atomic_directory(lay.base_tokenizer, replace=True) as tmp:
+        with atomic_directory(lay.base_tokenizer, TOKENIZER, replace=True) as tmp:
             shutil.copy2(mistral_tokenizer_model(), tmp / "tokenizer.model")
             settings = {
                 "tokenizer_class": "LlamaTokenizer",
@@ -474,24 +475,25 @@ def run(out: Path, budget: Budget) -> report.Summary:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m megacpt.recipes.quickstart", description=__doc__.splitlines()[0]
-    )
+    parser = ArgumentParser(prog="python -m megacpt.recipes.quickstart", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
     parser.add_argument(
         "--base", choices=BASES, default=Budget.base, help="smollm2 (real model) or tiny (fast test)"
     )
     parser.add_argument(
-        "--cpt-steps", type=int, default=0, help=f"continual-pretraining steps (default {DEFAULT_STEPS})"
+        "--cpt-steps",
+        type=NON_NEGATIVE,
+        default=0,
+        help=f"continual-pretraining steps (default {DEFAULT_STEPS})",
     )
     parser.add_argument(
-        "--new-tokens", type=int, default=Budget.new_tokens, help="at most this many new tokens"
+        "--new-tokens", type=COUNT, default=Budget.new_tokens, help="at most this many new tokens"
     )
     parser.add_argument(
-        "--eval-steps", type=int, default=Budget.eval_steps, help="validation batches per language"
+        "--eval-steps", type=COUNT, default=Budget.eval_steps, help="validation batches per language"
     )
     parser.add_argument(
-        "--base-steps", type=int, default=Budget.base_steps, help="--base tiny: base model steps"
+        "--base-steps", type=COUNT, default=Budget.base_steps, help="--base tiny: base model steps"
     )
     return parser.parse_args(argv)
 

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import add_json_key, add_overwrite, add_workers
+from megacpt.options import COUNT, SHARE, ArgumentParser, add_json_key, add_overwrite, add_workers, ranged
 from megacpt.tokenizer.config import (
     MORPH,
     NORMALIZATIONS,
@@ -42,7 +42,7 @@ def _by_language(items: list[str], flag: str, default: str | None = None) -> dic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--base", required=True, type=Path, help="tokenizer.model, tokenizer.json, tekken*.json or a dir"
     )
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--heldout-fraction",
-        type=float,
+        type=SHARE,
         default=ExpansionConfig.heldout_fraction,
         help="share of documents held out",
     )
@@ -72,24 +72,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     t, s = TrainConfig, SelectConfig
     p.add_argument("--trainer", choices=TRAINERS, default=t.trainer, help="auto: the base's family")
-    p.add_argument("--train-vocab-size", type=int, default=t.vocab_size, help="size of the trained tokenizer")
-    p.add_argument("--character-coverage", type=float, default=t.character_coverage)
+    p.add_argument(
+        "--train-vocab-size", type=COUNT, default=t.vocab_size, help="size of the trained tokenizer"
+    )
+    p.add_argument("--character-coverage", type=ranged(float, 0, 1, above=True), default=t.character_coverage)
     p.add_argument("--normalization", choices=NORMALIZATIONS, default=t.normalization)
     p.add_argument("--morph", choices=MORPH, default=t.morph, help="morphological pre-segmentation")
     p.add_argument(
-        "--min-frequency", type=int, default=s.min_frequency, help="drop new tokens emitted fewer times"
+        "--min-frequency", type=COUNT, default=s.min_frequency, help="drop new tokens emitted fewer times"
     )
     p.add_argument(
-        "--char-min-frequency", type=int, default=s.char_min_frequency, help="add characters seen this often"
+        "--char-min-frequency",
+        type=COUNT,
+        default=s.char_min_frequency,
+        help="add characters seen this often",
     )
-    p.add_argument("--max-new-tokens", type=int, default=s.max_new_tokens)
+    p.add_argument("--max-new-tokens", type=COUNT, default=s.max_new_tokens)
     p.add_argument(
         "--vocab-size",
-        type=int,
+        type=COUNT,
         default=ExpansionConfig.target_vocab_size,
         help="largest final vocabulary size",
     )
-    p.add_argument("--pad-to-multiple-of", type=int, default=ExpansionConfig.pad_to_multiple_of)
+    p.add_argument("--pad-to-multiple-of", type=COUNT, default=ExpansionConfig.pad_to_multiple_of)
     add_workers(p, t.threads, "trainer threads", old_name="--threads")
     add_overwrite(p)
     return p.parse_args(argv)

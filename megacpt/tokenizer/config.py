@@ -120,6 +120,9 @@ class ExpansionConfig:
         for path in [self.base, *self.corpus_files, *(p for ps in self.heldout.values() for p in ps)]:
             if not path.exists():
                 raise UserError(f"{path}: no such file or directory")
+        for path in [*self.corpus_files, *(p for ps in self.heldout.values() for p in ps)]:
+            if path.is_dir():
+                raise UserError(f"{path} is a directory: give the JSONL files in it (plain, .gz or .zst)")
 
     @property
     def corpora(self) -> dict[str, list[Path]]:

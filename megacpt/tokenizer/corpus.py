@@ -1,4 +1,4 @@
-"""Read cleaned JSONL text and split it deterministically into train and held-out documents.
+"""Read cleaned JSONL text (plain or compressed) and split it deterministically into train and held-out documents.
 
 The split hashes each document's text, so it is the same on every machine and every run, does
 not depend on file order, and a document duplicated across files always lands on the same side.
@@ -13,15 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from megacpt.errors import UserError
+from megacpt.inputs import open_binary
 
 
 def iter_texts(paths: Sequence[Path], key: str = "text") -> Iterator[str]:
-    """Yield the non-empty ``key`` field of every JSONL line, with a clear error on bad lines."""
+    """Yield the non-empty ``key`` field of every JSONL line (plain, ``.gz`` or ``.zst``), with a
+    clear error on bad lines and on truncated or corrupt files."""
     for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
+        with open_binary(path) as handle:
+            for lineno, raw in enumerate(handle, 1):
+                if not raw.strip():
                     continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise UserError(
+                        f"{path}:{lineno}: not UTF-8 text (byte {err.start} of the line)"
+                    ) from None
                 try:
                     text = json.loads(line)[key]
                 except (json.JSONDecodeError, KeyError, TypeError) as err:

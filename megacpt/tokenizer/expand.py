@@ -21,10 +21,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from megacpt.atomic import atomic_directory
+from megacpt.atomic import TOKENIZER, atomic_directory, check_output
 from megacpt.errors import UserError
 from megacpt.tokenizer.base import BaseVocab
-from megacpt.tokenizer.config import ExpansionConfig
+from megacpt.tokenizer.config import ExpansionConfig, TrainConfig
 from megacpt.tokenizer.corpus import iter_texts, load_split
 from megacpt.tokenizer.load import load_base
 from megacpt.tokenizer.report import LanguageStats, markdown_table, measure, plot
@@ -68,12 +68,6 @@ def _cap(config: ExpansionConfig, base_size: int) -> int | None:
     return min(caps) if caps else None
 
 
-def _check_output(config: ExpansionConfig) -> None:
-    out = config.output_dir
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not config.overwrite:
-        raise UserError(f"{out} exists and is not empty (pass overwrite to replace it)")
-
-
 def _write_lists(base: BaseVocab, selection: Selection, tmp: Path) -> None:
     ids = list(range(base.base_size))
     (tmp / "id_map.json").write_text(json.dumps({"base_vocab_size": base.base_size, "old_to_new": ids}))
@@ -86,10 +80,16 @@ def _write_lists(base: BaseVocab, selection: Selection, tmp: Path) -> None:
 
 def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
     """Expand ``config.base`` with tokens trained on ``config.corpus``; see the module docstring."""
-    _check_output(config)
+    heldout_files = [p for paths in config.heldout.values() for p in paths]
+    check_output(
+        config.output_dir, [config.base, *config.corpus_files, *heldout_files], config.overwrite, TOKENIZER
+    )
     clock: dict[str, float] = {}
     start = time.perf_counter()
     base = load_base(config.base)
+    trainer = base.default_trainer if config.train.trainer == "auto" else config.train.trainer
+    if trainer == "hf_bpe" and config.train.character_coverage != TrainConfig.character_coverage:
+        raise UserError("--character-coverage applies only to the SentencePiece trainers, not to hf_bpe")
     cap = _cap(config, base.base_size)
     splits = {
         lang: load_split(paths, config.heldout_fraction, config.json_key)
@@ -106,7 +106,6 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
     )
 
     start = time.perf_counter()
-    trainer = base.default_trainer if config.train.trainer == "auto" else config.train.trainer
     candidates = train_candidates(train, config.train, base.pre_tokenizer, trainer)
     clock["train"] = time.perf_counter() - start
     log.info("trained %d candidate tokens with %s in %.1f s", len(candidates), trainer, clock["train"])
@@ -115,6 +114,11 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
     scripts = resolve_filter(config.scripts, train)
     selection = select_tokens(base, candidates, train, config.select, cap, scripts)
     clock["select"] = time.perf_counter() - start
+    if not selection.keys:
+        raise UserError(
+            f"no new tokens: nothing in the corpus made of the scripts {', '.join(scripts.scripts or ('any',))} is missing "
+            "from the base; check --scripts against the corpus's language, or --min-frequency"
+        )
     log.info(
         "selected %d new tokens in %d rounds (%.1f s)", len(selection.keys), selection.rounds, clock["select"]
     )
@@ -129,7 +133,9 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
 
     out = config.output_dir
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(out, replace=True) as tmp:  # an old output is replaced only once this succeeds
+    with atomic_directory(
+        out, TOKENIZER, replace=True
+    ) as tmp:  # an old output is replaced only once this succeeds
         start = time.perf_counter()
         base.write(selection.keys, padded, tmp)
         _write_lists(base, selection, tmp)

@@ -267,3 +267,16 @@ def resolve_stages(config: Config) -> list[Stage]:
             )
         )
     return stages
+
+
+def budget_note(stages: list[Stage], config: Config) -> str | None:
+    """A one-line note when the stages' budgets do not add up to ``training.train_steps`` (the run
+    then lasts as long as its stages, e.g. after one preset stage is given its own steps)."""
+    total = sum(s.steps for s in stages)
+    if total == config.training.train_steps:
+        return None
+    budgets = " + ".join(str(s.steps) for s in stages)
+    return (
+        f"note: the stages add up to {budgets} = {total} steps, not training.train_steps "
+        f"({config.training.train_steps}): the run lasts {total} steps"
+    )

@@ -40,7 +40,7 @@ from megacpt.training.loss import forward_step
 from megacpt.training.metrics import MetricsLogger
 from megacpt.training.preemption import PreemptedError, PreemptionWatch
 from megacpt.training.setup import StageModel, build_datasets, build_stage_model, mixture, release
-from megacpt.training.stages import Stage, resolve_stages
+from megacpt.training.stages import Stage, budget_note, resolve_stages
 from megacpt.training.validation import Validator, build_validation_sets, validates
 
 
@@ -109,6 +109,8 @@ class Trainer:
         latest = self.resume_from
         if self.resume_note:
             self._log_rank0(self.resume_note)
+        if note := budget_note(self.stages, self.config):
+            self._log_rank0(note)
         if latest is None:
             self._enter_stage(0, init_from=Path(c.pretrained) if c.pretrained else None)
             return

@@ -129,8 +129,10 @@ def test_dedup_switches(messy: Path, tmp_path: Path) -> None:
 def test_bad_paths_and_tool_exit_codes(
     messy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(UserError, match="three different files"):
+    with pytest.raises(UserError, match="is or contains the input"):
         clean_corpus(str(messy), str(messy))
+    with pytest.raises(UserError, match="three different files"):
+        clean_corpus(str(messy), str(tmp_path / "out.jsonl"), str(tmp_path / "out.jsonl"))
     with pytest.raises(UserError, match="unknown Unicode normalisation"):
         CleanConfig(normalization="NFX")
     blocker = tmp_path / "a_file"

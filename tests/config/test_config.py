@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import yaml
@@ -294,4 +296,19 @@ def test_every_field_out_of_range_is_refused_at_load(override):
 )
 def test_cross_field_learning_rates(overrides, message):
     with pytest.raises(UserError, match=message):
+        load_config(None, overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.datasets=[{prefix: a}]", "data.mixture_file=m.yaml"], "data.datasets excludes mixture_file"),
+        (
+            ["schedule.stages=[{name: s, steps: 1, datasets: [{prefix: a}], mixture_file: m.yaml}]"],
+            "schedule.stages[0].datasets excludes mixture_file",
+        ),
+    ],
+)
+def test_settings_that_exclude_each_other_are_refused(overrides, message):
+    with pytest.raises(UserError, match=rf"^{re.escape(message)}, which is also set: set only one$"):
         load_config(None, overrides)

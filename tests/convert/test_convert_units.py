@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from megacpt.atomic import atomic_directory
+from megacpt.atomic import HF_MODEL, atomic_directory
 from megacpt.config.validate import check_model_split
 from megacpt.convert import families as fam
 from megacpt.convert.cli import convert_main, resize_main
@@ -108,12 +108,13 @@ def test_presets() -> None:
 
 
 def test_atomic_directory(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="^killed$"), atomic_directory(tmp_path / "out") as tmp:
+    with pytest.raises(RuntimeError, match="^killed$"), atomic_directory(tmp_path / "out", HF_MODEL) as tmp:
         (tmp / "half").write_text("x")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "out").mkdir()
-    with pytest.raises(UserError, match="already exists"), atomic_directory(tmp_path / "out"):
+    (tmp_path / "out" / "mine.txt").write_text("x")
+    with pytest.raises(UserError, match="already exists"), atomic_directory(tmp_path / "out", HF_MODEL):
         pass
 
 

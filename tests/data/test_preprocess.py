@@ -356,7 +356,10 @@ def test_hf_tokenizers_file_directory_and_int32_vocabulary(corpus: Path, tmp_pat
     [
         (["--input", "/nonexistent/*.jsonl"], "no input file matches"),
         (["--input", "{corpus}", "--tokenizer", "/nonexistent.model"], "does not exist"),
-        (["--input", "{corpus}", "--workers", "0"], "--workers must be at least 1"),
+        (
+            ["--input", "{corpus}", "--workers", "0"],
+            "argument --workers: expected an integer at least 1, got 0",
+        ),
         (["--input", "{corpus}", "--tokenizer", "{bpe}", "--append-eod"], "defines no end-of-sequence token"),
         (["--input", "{csv}"], "cannot tell the format"),
     ],

@@ -60,8 +60,8 @@ def test_the_command_writes_one_line_per_prompt(model_dir, tmp_path, capsys):
     [
         ({"--model": "missing"}, "is not a Hugging Face model directory"),
         ({"--prompts": "missing.jsonl"}, "prompts file"),
-        ({"--max-new-tokens": "0"}, "--max-new-tokens must be positive"),
-        ({"--limit": "-1"}, "must not be negative"),
+        ({"--max-new-tokens": "0"}, "argument --max-new-tokens: expected an integer at least 1, got 0"),
+        ({"--limit": "-1"}, "argument --limit: expected an integer at least 0, got -1"),
         ({"empty": ""}, "holds no non-empty 'text' field"),
     ],
 )

@@ -199,7 +199,7 @@ def test_ranked_layouts_are_valid_and_fitting_ones_come_first():
         (["--nodes", "3"], "world size 24 is not divisible by TP x PP x CP"),
         (["training.global_batch_size=1002"], "global_batch_size 1002 is not divisible"),
         (["model.vocab_sise=1"], "unknown config key 'model.vocab_sise'"),
-        (["--mfu", "2"], "--mfu must be in (0, 1]"),
+        (["--mfu", "2"], "argument --mfu: expected a number above 0 and at most 1, got 2"),
     ],
 )
 def test_impossible_layout_is_one_line_and_exit_2(capsys, args, message):

@@ -89,8 +89,10 @@ def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(UserError, match="exists and is not empty"):
+    with pytest.raises(UserError, match="already exists; pass --overwrite to replace it$"):
         expand_vocab(_config(tmp_path))
+    with pytest.raises(UserError, match="is not an output of megacpt"):
+        expand_vocab(_config(tmp_path, overwrite=True))
     assert (out / "keep.txt").read_text() == "mine"
 
 

@@ -28,6 +28,7 @@ def test_tool_writes_a_loadable_directory(tmp_path: Path, capsys: pytest.Capture
     assert "| ko |" in stdout and "| en |" in stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
+            ".megacpt-output",
             "tokenizer.json",
             "tokenizer_config.json",
             "tokenizer.model",
