@@ -124,7 +124,7 @@ def test_bad_distillation_settings_are_refused(
     ]
     common += ["--logit-calibration", "none"]
     cases = {
-        "at least one token": [
+        "--distill-tokens: expected an integer at least 1": [
             "--input-init",
             "distill",
             "--distill-text",

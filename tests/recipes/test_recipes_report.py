@@ -137,7 +137,10 @@ def test_long_held_out_documents_are_cut_at_line_breaks():
 
 @pytest.mark.parametrize(
     "args,message",
-    [(["--base-steps", "0"], "must be positive"), (["--eval-steps", "0"], "must be positive")],
+    [
+        (["--base-steps", "0"], "expected an integer at least 1, got 0"),
+        (["--eval-steps", "0"], "expected an integer at least 1"),
+    ],
 )
 def test_bad_budget_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
