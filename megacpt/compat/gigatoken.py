@@ -13,7 +13,7 @@ from typing import Any
 
 def sentencepiece_json(model: bytes) -> dict[str, Any]:
     """The HF ``tokenizer.json`` content gigatoken builds from a SentencePiece ``.model`` file's bytes
-    (about a second of Python: ``megacpt.data.text_tokenizers`` caches what it makes of it)."""
+    (about a second of Python: ``megacpt.tokenizer.encoders`` caches what it makes of it)."""
     from gigatoken._load.sentencepiece import sentencepiece_to_tokenizer_json
 
     return json.loads(sentencepiece_to_tokenizer_json(model))

@@ -16,7 +16,8 @@ frequencies (``megacpt.convert.calibrate``). A new token whose text the base tok
 no piece at all falls back to ``mean``; a
 leading piece that is only SentencePiece's word-boundary marker is left out of the decomposition.
 Tokenizers are read with ``transformers.AutoTokenizer``, which loads both SentencePiece and
-byte-level BPE tokenizers the same way, so decomposition is what the base model saw in training.
+byte-level BPE tokenizers the same way, so decomposition is what the base model saw in training; a
+folder gives the same ids here as in expansion and preprocessing (``megacpt.tokenizer.formats``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 from megacpt.convert.methods import METHODS
 from megacpt.errors import UserError
 from megacpt.inputs import read_json
+from megacpt.tokenizer.formats import locate
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def read_frequencies(expanded_dir: str | os.PathLike, old: int, new: int) -> lis
 def _load_tokenizer(path: str | os.PathLike) -> Any:
     from transformers import AutoTokenizer
 
+    locate(path)  # the detection every tool shares: a folder whose files disagree is refused here too
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as err:

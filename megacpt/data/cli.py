@@ -21,9 +21,9 @@ import sys
 import time
 
 from megacpt.data.preprocess import MiB, PreprocessConfig, launched_rank, run
-from megacpt.data.text_tokenizers import BACKENDS, TIKTOKEN_ENCODINGS
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.options import COUNT, POSITIVE, ArgumentParser, add_json_keys, add_overwrite, add_workers
+from megacpt.tokenizer.encoders import BACKENDS, TIKTOKEN_ENCODINGS
 
 # Megatron-LM's --tokenizer-type values that name a file format, and that format.
 TOKENIZER_TYPES = {

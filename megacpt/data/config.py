@@ -19,7 +19,7 @@ class PreprocessConfig:
     json_keys: list[str] = field(default_factory=lambda: ["text"])
     append_eod: bool = False
     workers: int = 1
-    tokenizer_kind: str = "auto"  # see megacpt.data.text_tokenizers.KINDS
+    tokenizer_kind: str = "auto"  # see megacpt.tokenizer.encoders.KINDS
     tokenizer_backend: str = "auto"  # auto: gigatoken where it matches the reference, else the reference
     merge_file: str | None = None  # GPT-2 BPE: ``tokenizer`` is then the vocab.json
     tiktoken_encoding: str | None = None  # a .tiktoken file's encoding (its split pattern)

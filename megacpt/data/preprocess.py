@@ -14,7 +14,7 @@ Shards are read in blocks of whole records (``columns``: a C++ scanner reads JSO
 columns). With gigatoken, parsing and encoding run on ``workers`` threads of one process and the
 shards are done in order; with the other tokenizers, which hold the GIL, each worker process
 (``multiprocessing``, spawn) takes one shard at a time. Under ``mpirun`` (``mpi4py``), ranks take
-shards round-robin and rank 0 merges. Tokenisers come from ``text_tokenizers``; ``append_eod``
+shards round-robin and rank 0 merges. Tokenisers come from ``megacpt.tokenizer.encoders``; ``append_eod``
 appends the tokenizer's end-of-sequence id after each document.
 """
 
@@ -50,9 +50,9 @@ from megacpt.data.shards import (
     shard_done,
     shard_prefix,
 )
-from megacpt.data.text_tokenizers import TextTokenizer, load_tokenizer
 from megacpt.errors import UserError
 from megacpt.processes import die_with_parent
+from megacpt.tokenizer.encoders import TextTokenizer, load_tokenizer
 
 # ---------------------------------------------------------------- worker pool
 

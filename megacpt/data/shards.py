@@ -26,7 +26,7 @@ from megacpt.atomic import write_json_atomic
 from megacpt.data import columns, doc_bytes, readers
 from megacpt.data.config import PreprocessConfig
 from megacpt.data.indexed import IndexedWriter, optimal_dtype
-from megacpt.data.text_tokenizers import TextTokenizer
+from megacpt.tokenizer.encoders import TextTokenizer
 
 
 @dataclass

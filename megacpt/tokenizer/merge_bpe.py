@@ -173,7 +173,10 @@ class ByteLevelVocab(BaseVocab):
         return self._cache[1]
 
     def encode(self, texts: Sequence[str], keys: Sequence[str] | None) -> Encoded:
-        encodings = self._tokenizer(keys).encode_batch_fast(list(texts), add_special_tokens=False)
+        tokenizer = self._tokenizer(keys)
+        # a special token's string in a document is text, as preprocessing encodes it
+        tokenizer.encode_special_tokens = True
+        encodings = tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
         return [e.ids for e in encodings]
 
     def token_bytes(self, key: str) -> bytes:

@@ -379,7 +379,7 @@ def test_tool_bad_arguments_exit_2_with_one_line(corpus: Path, tmp_path: Path, a
     assert not list(tmp_path.glob("o*"))
 
 
-def test_hf_directory_without_tokenizer_json_goes_through_transformers(corpus: Path, tmp_path: Path) -> None:
+def test_hf_directory_reads_its_tokenizer_model_as_every_tool_does(corpus: Path, tmp_path: Path) -> None:
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "tokenizer.model").write_bytes(Path(mistral_model()).read_bytes())
@@ -395,10 +395,30 @@ def test_hf_directory_without_tokenizer_json_goes_through_transformers(corpus: P
     small.write_text("".join(lines), encoding="utf-8")
     stats = run(PreprocessConfig([str(small)], str(tmp_path / "o"), str(hf), append_eod=True, progress=False))
     assert stats["settings"]["vocab_size"] == 32000 and stats["settings"]["eod_id"] == 2
-    assert "<unk>" in small.read_text() and stats["backend"] == "transformers"
+    assert "<unk>" in small.read_text() and stats["backend"] in ("gigatoken", "sentencepiece")
     sp = spm.SentencePieceProcessor(model_file=mistral_model())
     want = [[*sp.encode(json.loads(line)["text"]), 2] for line in lines]
     assert [d.tolist() for d in read_documents(tmp_path / "o_text_document")] == want
+
+
+def test_hf_directory_only_transformers_reads_goes_through_it(tmp_path: Path) -> None:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    hf = tmp_path / "gpt2"
+    hf.mkdir()
+    chars = bytes_to_unicode()
+    vocab = {chars[b]: b for b in range(256)} | {"he": 256, "hel": 257, "<|endoftext|>": 258}
+    (hf / "vocab.json").write_text(json.dumps(vocab))
+    (hf / "merges.txt").write_text("#version: 0.2\nh e\nhe l\n")
+    (hf / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "GPT2Tokenizer", "eos_token": "<|endoftext|>"})
+    )
+    small = tmp_path / "small.jsonl"
+    small.write_text(json.dumps({"text": "hello <|endoftext|> help"}) + "\n", encoding="utf-8")
+    stats = run(PreprocessConfig([str(small)], str(tmp_path / "o"), str(hf), append_eod=True, progress=False))
+    assert stats["backend"] == "transformers" and stats["settings"]["eod_id"] == 258
+    want = [257, *map(ord, "lo "), *map(ord, "<|endoftext|>"), ord(" "), 257, ord("p"), 258]
+    assert [d.tolist() for d in read_documents(tmp_path / "o_text_document")] == [want]
 
 
 def test_several_json_keys_give_one_aligned_dataset_each(tmp_path: Path) -> None:

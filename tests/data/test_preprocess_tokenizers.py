@@ -13,8 +13,9 @@ import pytest
 import sentencepiece as spm
 
 from megacpt.data.indexed import read_documents
-from megacpt.data.text_tokenizers import SPECIAL_TEXT, detect_kind, load_tokenizer
 from megacpt.errors import UserError
+from megacpt.tokenizer.encoders import SPECIAL_TEXT, load_tokenizer
+from megacpt.tokenizer.formats import locate
 
 REPO = Path(__file__).parents[2]
 TOOL = REPO / "tools" / "preprocess_data.py"
@@ -120,7 +121,7 @@ def test_gigatoken_runs_only_where_it_matches(tmp_path: Path) -> None:
     assert tekken.backend == "mistral-common"
     with pytest.raises(UserError, match="gigatoken cannot read tekken"):
         load_tokenizer(str(mistral_data() / "tekken_240911.json"), backend="gigatoken")
-    assert detect_kind(str(mistral_data() / "tekken_240911.json")) == "tekken"
+    assert locate(mistral_data() / "tekken_240911.json").kind == "tekken"
 
 
 def _tool(*args: str) -> subprocess.CompletedProcess:

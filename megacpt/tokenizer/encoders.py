@@ -7,8 +7,9 @@ switched off (``encode_special_tokens``). The only control ids in a dataset are 
 preprocessing adds itself (the end-of-document id, ``--append-eod``), so the ids of a document
 never depend on the file format its tokenizer came in.
 
-Formats (``kind``): ``sentencepiece`` (``.model``), ``huggingface`` (``tokenizer.json`` or a
-directory), ``tekken`` (mistral-common's ``tekken*.json``, which Megatron-LM's TikTokenizer also
+Formats (``kind``, detected by ``megacpt.tokenizer.formats.locate`` as for every other tool):
+``sentencepiece`` (``.model``), ``huggingface`` (``tokenizer.json``), ``transformers`` (a directory
+only ``transformers`` reads), ``tekken`` (mistral-common's ``tekken*.json``, which Megatron-LM's TikTokenizer also
 reads), ``tiktoken`` (a ``.tiktoken`` rank file with a named split pattern) and ``gpt2``
 (``vocab.json`` + ``merges.txt``). Each has a reference implementation (the format's own library).
 When ``gigatoken`` (a Rust tokeniser several times faster) loads the same file and gives the
@@ -33,6 +34,7 @@ from megacpt.cache import cache_dir
 from megacpt.compat import gigatoken as gigatoken_compat
 from megacpt.data import columns
 from megacpt.errors import UserError
+from megacpt.tokenizer.formats import locate
 
 KINDS = ("auto", "sentencepiece", "huggingface", "tekken", "tiktoken", "gpt2")
 BACKENDS = ("auto", "gigatoken", "reference")
@@ -59,29 +61,6 @@ class TextTokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self.encode(texts)
-
-
-def detect_kind(path: str) -> str:
-    """The format of a tokenizer file or directory."""
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "tokenizer.json")) or os.path.isfile(
-            os.path.join(path, "tokenizer_config.json")
-        ):
-            return "huggingface"
-        if os.path.isfile(os.path.join(path, "tokenizer.model")):
-            return "sentencepiece"
-        raise UserError(
-            f"{path}: no tokenizer.json, tokenizer_config.json or tokenizer.model in this directory"
-        )
-    if not os.path.isfile(path):
-        raise UserError(f"tokenizer {path} does not exist")
-    if path.endswith(".tiktoken"):
-        return "tiktoken"
-    with open(path, "rb") as handle:
-        head = handle.read(4096).lstrip()
-    if head.startswith(b"{"):
-        return "tekken" if b'"config"' in head and b'"pattern"' in head else "huggingface"
-    return "sentencepiece"
 
 
 def _sentencepiece(path: str) -> TextTokenizer:
@@ -294,9 +273,11 @@ def load_tokenizer(
         raise UserError(
             f"tokenizer kind must be one of {', '.join(KINDS)} and backend one of {', '.join(BACKENDS)}"
         )
-    kind = (
-        detect_kind(path) if kind == "auto" and merge_file is None else ("gpt2" if kind == "auto" else kind)
-    )
+    if kind == "auto" and merge_file is None:
+        source = locate(path)  # the one detection of every tool
+        kind, path = source.kind, str(source.path)
+    elif kind == "auto":
+        kind = "gpt2"
     if kind == "gpt2":
         if merge_file is None:
             raise UserError("a GPT-2 BPE tokenizer needs --vocab-file and --merge-file")
@@ -306,6 +287,7 @@ def load_tokenizer(
         "huggingface": _huggingface,
         "tekken": _tekken,
         "tiktoken": lambda p: _tiktoken(p, tiktoken_encoding),
+        "transformers": _transformers,
     }
     reference = loaders[kind](path)
     if backend == "reference" or reference.gigatoken_source is None:
