@@ -1,6 +1,7 @@
 """The ``megacpt`` command: one verb per pipeline stage, each the command-line face of its package.
 
-    megacpt clean | expand | preprocess | mix | convert | resize | plan | train | generate  [ARGS...]
+    megacpt clean | expand | preprocess | mix | convert | resize | plan | train | generate
+            | lm-eval-tasks | quickstart  [ARGS...]
     python -m megacpt VERB [ARGS...]            # the same, without the installed script
 
 ``megacpt VERB --help`` shows the verb's options. The scripts in ``tools/`` and ``python -m
@@ -12,7 +13,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-PROGRAM = "megacpt"
+from megacpt.options import PROGRAM
+
 # verb -> (module, function, what it does)
 VERBS: dict[str, tuple[str, str, str]] = {
     "clean": ("megacpt.clean.cli", "main", "normalise, filter and deduplicate a JSONL corpus"),
@@ -27,6 +29,16 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "megacpt.evaluate.cli",
         "generate_main",
         "greedy continuations of prompts by a Hugging Face model",
+    ),
+    "lm-eval-tasks": (
+        "megacpt.evaluate.lm_eval_tasks",
+        "main",
+        "lm-evaluation-harness tasks: bits per byte of held-out JSONL",
+    ),
+    "quickstart": (
+        "megacpt.recipes.quickstart",
+        "main",
+        "the whole pipeline on the bundled text, with a report",
     ),
 }
 

@@ -1,6 +1,7 @@
 """Command-line flags that several tools share: one name, one meaning, one help text.
 
-- ``ArgumentParser``: argparse's, with a bad command line reported as one ``error:`` line;
+- ``ArgumentParser``: argparse's, with a bad command line reported as one ``error:`` line, and
+  ``program``: the name its usage shows (``megacpt VERB``);
 - ``--json-keys``: the JSON field(s) holding document text (Megatron-LM's name; tools that read one
   field take exactly one);
 - ``--workers``: how many cores a tool may use (processes or threads, as its help says);
@@ -16,8 +17,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from typing import NoReturn
+
+PROGRAM = "megacpt"  # the installed command; its verbs' usage reads ``megacpt VERB``
+
+
+def program(module_form: str) -> str:
+    """The name a verb's usage shows: ``megacpt VERB`` when run through the ``megacpt`` command, else
+    its module form (``python -m megacpt.train``)."""
+    return sys.argv[0] if sys.argv[0].startswith(f"{PROGRAM} ") else module_form
 
 
 class ArgumentParser(argparse.ArgumentParser):

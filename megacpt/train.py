@@ -10,18 +10,16 @@ import sys
 
 import yaml
 
-from megacpt.cli import PROGRAM
 from megacpt.config import Config, load_config
 from megacpt.config.loader import to_dict
 from megacpt.config.validate import data_parallel_size, validate_checkpoints, validate_data, validate_layout
 from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import COUNT, ArgumentParser
+from megacpt.options import COUNT, ArgumentParser, program
 from megacpt.training.stages import budget_note, resolve_stages
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    prog = sys.argv[0] if sys.argv[0].startswith(f"{PROGRAM} ") else "python -m megacpt.train"
-    parser = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=program("python -m megacpt.train"), description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.train_steps=100")
     parser.add_argument(

@@ -9,4 +9,4 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 . "$here/env.sh"
-python -m megacpt.recipes.quickstart "$@"
+python -m megacpt quickstart "$@"

