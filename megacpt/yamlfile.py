@@ -1,15 +1,20 @@
-"""Reading YAML strictly: a key given twice in one mapping is an error naming both lines.
+"""Reading YAML strictly: a key given twice in one mapping is an error naming both lines, and
+``1e-3`` is a number.
 
 PyYAML's ``safe_load`` lets the last duplicate win, so a config with two ``training:`` sections
 silently loses the first. The loader here is PyYAML's ``SafeLoader`` with one check added to its
 mapping constructor (PyYAML is already the project's YAML library; ``ruamel.yaml`` also refuses
 duplicates but would be a second YAML stack for this one check). Merge keys (``<<``) still
-override as YAML intends; only keys written twice are refused.
+override as YAML intends; only keys written twice are refused. PyYAML follows YAML 1.1, where a
+float needs a dot (``1e-3`` is text); the loader adds YAML 1.2's exponent form, so that every file
+and override megacpt reads (run configs, mixture files) reads ``1e-3`` as the number it means, in
+this one place.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import yaml
@@ -36,6 +41,14 @@ class _StrictLoader(yaml.SafeLoader):
             if first is not key_node.start_mark:
                 raise _DuplicateKey(key, first, key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 floats PyYAML's 1.1 resolver reads as text: an exponent without a dot (1e-3, 2E+5).
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+|[0-9]*\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
 
 
 def parse_yaml(text: str) -> Any:

@@ -2,7 +2,7 @@
 
 Unknown keys and values of the wrong type are a ``UserError`` naming the key, so that a typo in a
 70B config fails on the laptop and not after the job finally gets its nodes. Override values are
-parsed as YAML scalars (``1e-4``, ``true``, ``null``, ``[1, 2]``) and then type-checked against
+parsed as YAML scalars (``1e-4``, ``true``, ``null``, ``[1, 2]``; ``megacpt.yamlfile``) and then type-checked against
 the dataclass field. Relies only on ``dataclasses`` and ``typing`` introspection: the schema is
 small and fixed, and a general library (OmegaConf, Hydra) would add a dependency and its own
 override grammar for no gain here.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 import types
 import typing
 from pathlib import Path
@@ -25,8 +24,6 @@ from megacpt.atomic import write_atomic
 from megacpt.config.schema import Config
 from megacpt.errors import UserError
 from megacpt.yamlfile import parse_yaml, read_yaml
-
-_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _suggest(key: str, options: list[str]) -> str:
@@ -78,9 +75,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return value
     elif hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-            return float(value)  # PyYAML reads '1e-4' (no dot) as a string
+            return float(value)  # 1e-4 is a number already (megacpt.yamlfile)
     elif hint is str:
         if isinstance(value, str):
             return value

@@ -10,6 +10,7 @@ type that the loader enforces, and each section checks its own ranges when it is
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -166,14 +167,35 @@ class OptimizerConfig:
 
 @dataclass
 class DatasetEntry:
-    """One ``.bin``/``.idx`` dataset in the mixture; ``weight`` is a sampling share, not a size."""
+    """One ``.bin``/``.idx`` dataset of a mixture, in a run config or a mixture file alike.
+
+    ``prefix`` is the pair's path without the suffix; ``weight`` is a sampling share, not a size;
+    ``lang`` tags the language validation reports it under; ``name`` (default: the prefix's file
+    name) names it in tables and must be unique within a mixture.
+    """
 
     prefix: str = ""
     weight: float = 1.0
     lang: str = "und"
+    name: str = ""
 
     def __post_init__(self) -> None:
-        at_least(self, 0, "weight")
+        if not self.prefix.strip():
+            raise UserError("prefix: the path of a .bin/.idx pair (without the suffix) is required")
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise UserError(
+                f"weight must be a positive finite number (a sampling share), got {self.weight!r}"
+            )
+        if not self.lang.strip():
+            raise UserError("lang must be a non-empty language tag, got ''")
+
+    @property
+    def bin_path(self) -> str:
+        return self.prefix + ".bin"
+
+    @property
+    def idx_path(self) -> str:
+        return self.prefix + ".idx"
 
 
 @dataclass

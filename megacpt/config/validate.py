@@ -115,9 +115,6 @@ def validate_data(config: Config) -> None:
                 f"data.{name} is {getattr(d, name):,}, outside the model's vocabulary of "
                 f"{config.model.vocab_size:,} tokens (model.vocab_size)"
             )
-    for entry in d.datasets:
-        if entry.weight <= 0:
-            raise UserError(f"dataset '{entry.prefix}': weight must be positive, got {entry.weight}")
     named = [(f"data.datasets[{i}]", e.prefix) for i, e in enumerate(d.datasets)]
     named += [(f"data.valid_datasets[{i}]", e.prefix) for i, e in enumerate(d.valid_datasets)]
     mixture_files = [("data.mixture_file", d.mixture_file)]

@@ -21,86 +21,82 @@ data) silently changed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from megacpt.compat import data as data_compat
+from megacpt.config.loader import from_dict
+from megacpt.config.schema import DatasetEntry
 from megacpt.data.indexed import validate
 from megacpt.errors import UserError
 from megacpt.yamlfile import read_yaml
 
-_ENTRY_KEYS = {"prefix", "weight", "lang", "name"}
-_SPEC_KEYS = {"datasets"}
 _IDX_HEADER = b"MMIDIDX\x00\x00"
 
 
-@dataclass(frozen=True)
-class MixtureEntry:
-    """One tokenised dataset of a mixture."""
+@dataclass
+class MixtureSpec:
+    """A mixture file: ``datasets``, each a ``DatasetEntry`` as in a run config's ``data.datasets``."""
 
-    prefix: str  # path prefix of a .bin/.idx pair (relative paths resolve against the spec file's folder)
-    weight: float  # sampling share (normalised over entries), NOT a size
-    lang: str = "und"  # language tag, e.g. "ko", "ja", "en"
-    name: str = ""  # defaults to the prefix's basename
-
-    @property
-    def bin_path(self) -> str:
-        return self.prefix + ".bin"
-
-    @property
-    def idx_path(self) -> str:
-        return self.prefix + ".idx"
+    datasets: list[DatasetEntry] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class DataMixture:
     """A validated list of datasets with sampling weights and language tags."""
 
-    entries: tuple[MixtureEntry, ...]
+    entries: tuple[DatasetEntry, ...]
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> DataMixture:
-        """Read a spec ``{datasets: [{prefix, weight, lang?, name?}, ...]}``; relative prefixes resolve
-        against the spec file's folder."""
+        """Read a spec ``{datasets: [{prefix, weight, lang?, name?}, ...]}`` with the run config's
+        typed loader; relative prefixes resolve against the spec file's folder."""
         path = os.fspath(path)
         spec = read_yaml(path)
-        if not isinstance(spec, dict):
-            raise UserError(f"{path}: expected a mapping with a 'datasets' list at the top level")
-        unknown = sorted(set(spec) - _SPEC_KEYS)
-        if unknown:
-            raise UserError(f"{path}: unknown top-level key(s) {unknown}; allowed: {sorted(_SPEC_KEYS)}")
-        items = spec.get("datasets")
-        if not isinstance(items, list):
-            raise UserError(f"{path}: 'datasets' must be a list of entries")
         try:
-            return cls.from_list(items, base_dir=os.path.dirname(os.path.abspath(path)))
+            if isinstance(spec, dict) and isinstance(spec.get("datasets"), list):
+                _require_weights(spec["datasets"])
+            entries = from_dict(MixtureSpec, spec).datasets
+            return cls.of(entries, base_dir=os.path.dirname(os.path.abspath(path)))
         except UserError as err:
             raise UserError(f"{path}: {err}") from None
 
     @classmethod
     def from_list(cls, items: list[dict], base_dir: str | None = None) -> DataMixture:
         """Validate entries given as dicts (as in the YAML spec)."""
-        if not items:
+        _require_weights(items)
+        return cls.of(from_dict(MixtureSpec, {"datasets": items}).datasets, base_dir)
+
+    @classmethod
+    def of(cls, entries: list[DatasetEntry], base_dir: str | None = None) -> DataMixture:
+        """The mixture of ``entries``: suffixes dropped, relative prefixes resolved against
+        ``base_dir``, each named (by default its prefix's file name), names unique."""
+        if not entries:
             raise UserError("a data mixture needs at least one dataset")
-        entries = []
-        for i, item in enumerate(items):
-            entries.append(_parse_entry(i, item, base_dir))
-        names = [e.name for e in entries]
+        resolved = []
+        for entry in entries:
+            prefix = entry.prefix.removesuffix(".bin").removesuffix(".idx")
+            if base_dir is not None and not os.path.isabs(prefix):
+                prefix = os.path.normpath(os.path.join(base_dir, prefix))
+            name = entry.name or os.path.basename(prefix)
+            resolved.append(dataclasses.replace(entry, prefix=prefix, name=name))
+        names = [e.name for e in resolved]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise UserError(
                 f"dataset names must be unique; repeated: {dupes} (set 'name' to tell them apart)"
             )
-        return cls(tuple(entries))
+        return cls(tuple(resolved))
 
     def languages(self) -> list[str]:
         """Language tags in order of first appearance."""
@@ -138,46 +134,11 @@ class DataMixture:
         return hashlib.sha256(json.dumps(desc).encode()).hexdigest()[:16]
 
 
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _parse_entry(i: int, item: Any, base_dir: str | None) -> MixtureEntry:
-    where = f"dataset #{i + 1}"
-    if not isinstance(item, dict):
-        raise UserError(f"{where}: expected a mapping with 'prefix' and 'weight', got {type(item).__name__}")
-    unknown = sorted(set(item) - _ENTRY_KEYS)
-    if unknown:
-        raise UserError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_ENTRY_KEYS)}")
-    for key in ("prefix", "weight"):
-        if key not in item:
-            raise UserError(f"{where}: missing required key '{key}'")
-    prefix = item["prefix"]
-    if not isinstance(prefix, str) or not prefix.strip():
-        raise UserError(f"{where}: 'prefix' must be a non-empty path string")
-    for suffix in (".bin", ".idx"):
-        if prefix.endswith(suffix):
-            prefix = prefix[: -len(suffix)]
-    if base_dir is not None and not os.path.isabs(prefix):
-        prefix = os.path.normpath(os.path.join(base_dir, prefix))
-    weight = item["weight"]
-    if isinstance(weight, bool) or not isinstance(weight, int | float):
-        hint = ""
-        if isinstance(weight, str) and _is_float(weight):
-            hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3, unquoted)"
-        raise UserError(f"{where}: 'weight' must be a number (a sampling share), got {weight!r}{hint}")
-    if not math.isfinite(weight) or weight <= 0:
-        raise UserError(f"{where}: 'weight' must be a positive finite number, got {weight!r}")
-    lang = item.get("lang", "und")
-    name = item.get("name") or os.path.basename(prefix)
-    for key, value in (("lang", lang), ("name", name)):
-        if not isinstance(value, str) or not value.strip():
-            raise UserError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
-    return MixtureEntry(prefix=prefix, weight=float(weight), lang=lang, name=name)
+def _require_weights(items: list[Any]) -> None:
+    """A mixture states every dataset's share: ``weight`` has no default here."""
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and "weight" not in item:
+            raise UserError(f"datasets[{i}]: missing required key 'weight' (a sampling share)")
 
 
 @dataclass(frozen=True)
@@ -210,14 +171,14 @@ def split_bounds(split: str) -> list[tuple[float, float] | None]:
     return convert_split_vector_to_split_matrix(parse_and_normalize_split(split))
 
 
-def _sequence_lengths(entry: MixtureEntry) -> np.ndarray:
+def _sequence_lengths(entry: DatasetEntry) -> np.ndarray:
     """The dataset's sequence lengths, once its ``.idx``/``.bin`` pair is checked whole (a truncated
     or mismatched pair is an error, not a token count)."""
     return np.array(validate(entry.prefix).sequence_lengths, copy=True)  # a copy: not the index's mmap
 
 
 def _check_split_parts(
-    entry: MixtureEntry, bounds: list[tuple[float, float] | None], need_valid: bool
+    entry: DatasetEntry, bounds: list[tuple[float, float] | None], need_valid: bool
 ) -> tuple[int, int]:
     """Refuse a split part without tokens (Megatron would loop forever on it); return the dataset's
     document and token counts, which the sample order depends on."""
@@ -240,7 +201,7 @@ def check_training_part(prefix: str, split: str, where: str) -> None:
     if bounds[0] is None:
         raise UserError(f"data.split {split!r} leaves no documents for training")
     try:
-        _check_split_parts(MixtureEntry(prefix, 1.0, name=os.path.basename(prefix)), bounds, need_valid=False)
+        _check_split_parts(DatasetEntry(prefix, name=os.path.basename(prefix)), bounds, need_valid=False)
     except UserError as err:
         raise UserError(f"{where}: {err} (data.split {split})") from None
 

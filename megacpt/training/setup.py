@@ -88,7 +88,7 @@ def lr_schedule(optimizer: MegatronOptimizer, o: OptimizerConfig, steps: int) ->
 def mixture(datasets: tuple[DatasetEntry, ...] | list[DatasetEntry], mixture_file: str | None) -> DataMixture:
     if mixture_file:
         return DataMixture.from_yaml(mixture_file)
-    return DataMixture.from_list([{"prefix": d.prefix, "weight": d.weight, "lang": d.lang} for d in datasets])
+    return DataMixture.of(list(datasets))
 
 
 def build_datasets(

@@ -173,16 +173,20 @@ def test_default_cache_lives_beside_the_data(spec_dir: Path, tmp_path: Path) -> 
     ("items", "message"),
     [
         ([], "at least one dataset"),
-        ([{"prefix": "a", "weight": 1, "size": 3}], "unknown key(s) ['size']"),
-        ([{"weight": 1}], "missing required key 'prefix'"),
-        ([{"prefix": "a"}], "missing required key 'weight'"),
+        ([{"prefix": "a", "weight": 1, "size": 3}], "unknown config key 'datasets[0].size'"),
+        (
+            [{"weight": 1}],
+            "datasets[0].prefix: the path of a .bin/.idx pair (without the suffix) is required",
+        ),
+        ([{"prefix": "a"}], "datasets[0]: missing required key 'weight'"),
         ([{"prefix": "a", "weight": 0}], "positive"),
         ([{"prefix": "a", "weight": -2.5}], "positive"),
-        ([{"prefix": "a", "weight": "0.5"}], "must be a number"),
-        ([{"prefix": "a", "weight": True}], "must be a number"),
-        ([{"prefix": "a", "weight": "1e-3"}], "YAML reads 1e-3 as text"),
+        ([{"prefix": "a", "weight": "0.5"}], "datasets[0].weight: expected float, got str '0.5'"),
+        ([{"prefix": "a", "weight": True}], "datasets[0].weight: expected float, got bool True"),
+        ([{"prefix": "a", "weight": "1e-3"}], "datasets[0].weight: expected float, got str '1e-3'"),
         ([{"prefix": "a", "weight": float("nan")}], "positive finite"),
-        ([{"prefix": "a", "weight": 1, "lang": 3}], "'lang' must be a non-empty string"),
+        ([{"prefix": "a", "weight": 1, "lang": 3}], "datasets[0].lang: expected str, got int 3"),
+        ([{"prefix": "a", "weight": 1, "lang": " "}], "datasets[0].lang must be a non-empty language tag"),
         ([{"prefix": "x/a", "weight": 1}, {"prefix": "y/a", "weight": 1}], "repeated: ['a']"),
         (["a"], "expected a mapping"),
     ],
@@ -196,7 +200,7 @@ def test_bad_entries_are_user_errors(items: list, message: str) -> None:
 def test_bad_spec_files(tmp_path: Path, spec_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "m.yaml"
     spec.write_text(yaml.safe_dump({"datasets": [{"prefix": "a", "weight": 1}], "seed": 3}))
-    with pytest.raises(UserError, match=r"unknown top-level key\(s\) \['seed'\]"):
+    with pytest.raises(UserError, match=r"m.yaml: unknown config key 'seed'"):
         DataMixture.from_yaml(spec)
     spec.write_text("datasets: [\n")
     with pytest.raises(UserError, match="not valid YAML"):
@@ -295,3 +299,12 @@ def test_two_gloo_ranks_build_once_and_agree(spec_dir: Path, tmp_path: Path) -> 
     assert [r["skipped_is_none"] for r in ranks] == [False, True]
     # Both ranks hashed the same indices: one set of train index files per dataset.
     assert len(list((tmp_path / "cache").glob("*-GPTDataset-train-shuffle_index.npy"))) == 4
+
+
+def test_1e_3_is_a_number_in_a_mixture_file_as_in_a_run_config(tmp_path: Path) -> None:
+    from megacpt.config.loader import parse_override
+
+    spec = tmp_path / "m.yaml"
+    spec.write_text("datasets:\n  - {prefix: a, weight: 1e-3}\n  - {prefix: b, weight: 2}\n")
+    assert [e.weight for e in DataMixture.from_yaml(spec).entries] == [0.001, 2.0]
+    assert parse_override("optimizer.lr=3e-4") == ("optimizer.lr", 0.0003)
