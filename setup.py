@@ -30,6 +30,15 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["megacpt", "megacpt.*"]),
     include_package_data=True,
+    # the quickstart's text and configs: examples/ through the link megacpt/recipes/examples
+    package_data={
+        "megacpt.recipes": [
+            "examples/*.yaml",
+            "examples/*/*.yaml",
+            "examples/corpora/*.md",
+            "examples/corpora/*/*.jsonl",
+        ]
+    },
     ext_modules=ext_modules,
     cmdclass={"build_ext": build_ext},
     install_requires=[
@@ -58,7 +67,7 @@ setup(
         "accelerate>=1.0",  # transformers' GGUF loader needs it
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "lm-eval>=0.4.13,<0.5"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "pybind11>=2.12", "ruff>=0.6", "mypy>=1.10", "lm-eval>=0.4.13,<0.5"],
         "gpu": ["transformer-engine[pytorch]>=2.0"],
         "mpi": ["mpi4py>=3.1"],
         "morph": ["fugashi>=1.3", "unidic-lite>=1.0.8", "kiwipiepy>=0.17"],

@@ -38,10 +38,10 @@ import time
 from pathlib import Path
 
 from megacpt.convert.reference_model import fetch_smollm2
+from megacpt.recipes.corpora import EXAMPLES
 from megacpt.recipes.quickstart import LANGS, MIX, Layout, _datasets, _eod_id, _tokenise
-from megacpt.recipes.runner import REPO
 
-CONFIG = REPO / "examples" / "quickstart" / "cpt_smollm2.yaml"
+CONFIG = EXAMPLES / "quickstart" / "cpt_smollm2.yaml"
 
 
 def arm_overrides(lay: Layout, expanded: bool, steps: int, eval_every: int, run_dir: Path) -> list[str]:
@@ -82,7 +82,7 @@ def resize_seconds(lay: Layout, scratch: Path) -> float:
         "--base-tokenizer", str(fetch_smollm2()), "--tokenizer", str(lay.tokenizer), "--overwrite",
     ]  # fmt: skip
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -150,7 +150,7 @@ def main() -> None:
                 *extra,
             ]
             env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-            subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
         grid[name] = curves(run_dir, init if expanded else 0.0)
         print(
             name,

@@ -1,6 +1,9 @@
 """The text bundled in ``examples/corpora`` (CC BY-SA and public-domain legal text; see its README)
 and which of it every real-model figure holds out.
 
+``examples/`` reaches the package as ``megacpt/recipes/examples`` (a link in a checkout, package
+data in a wheel), so the quickstart finds its text and configs wherever megacpt is installed.
+
 Held-out text comes from *other sources* than the text that trains the tokenizer and the model, so
 that a figure measures transfer, not memory of the training files' phrases:
 
@@ -21,7 +24,8 @@ from pathlib import Path
 
 from megacpt.tokenizer.corpus import is_heldout, iter_texts
 
-ROOT = Path(__file__).resolve().parents[2] / "examples" / "corpora"
+EXAMPLES = Path(__file__).parent / "examples"  # the repository's examples/, shipped with the package
+ROOT = EXAMPLES / "corpora"
 LANGS = ("ko", "ja", "en")
 TRAIN_FILES = {
     "ko": ("ko/klue_dev.jsonl",),

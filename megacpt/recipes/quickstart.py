@@ -35,11 +35,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import yaml
 
 from megacpt.atomic import TOKENIZER, atomic_directory, write_atomic, write_json_atomic
 from megacpt.cache import cache_dir
@@ -52,6 +55,7 @@ from megacpt.evaluate.generate import prompt_of
 from megacpt.options import COUNT, NON_NEGATIVE, ArgumentParser, program
 from megacpt.recipes import report
 from megacpt.recipes.corpora import (
+    EXAMPLES,
     HELDOUT_FILES,
     HELDOUT_SOURCES,
     LANGS,
@@ -60,7 +64,7 @@ from megacpt.recipes.corpora import (
     split_by_source,
     write_jsonl,
 )
-from megacpt.recipes.runner import REPO, megacpt, python, run_step, torchrun
+from megacpt.recipes.runner import megacpt, python, run_step, torchrun
 from megacpt.tokenizer.corpus import iter_texts
 
 TARGET = ("ko", "ja")
@@ -130,16 +134,17 @@ def mistral_tokenizer_model() -> Path:
 
 def _render(example: str, overrides: list[str], target: Path) -> Path:
     """Load ``examples/quickstart/<example>`` with ``overrides`` (validated) and write it to ``target``."""
-    dump_config(load_config(REPO / "examples" / "quickstart" / example, overrides), target)
+    dump_config(load_config(EXAMPLES / "quickstart" / example, overrides), target)
     return target
 
 
 def _datasets(key: str, prefixes: dict[str, Path], weights: dict[str, float] | None = None) -> str:
-    entries = ", ".join(
-        f"{{prefix: {prefixes[lang]}, weight: {(weights or {}).get(lang, 1.0)}, lang: {lang}}}"
+    """The override ``data.KEY=[...]`` naming ``prefixes`` (any path: written by a YAML library)."""
+    entries = [
+        {"prefix": str(prefixes[lang]), "weight": (weights or {}).get(lang, 1.0), "lang": lang}
         for lang in prefixes
-    )
-    return f"data.{key}=[{entries}]"
+    ]
+    return f"data.{key}=" + yaml.safe_dump(entries, default_flow_style=True, width=math.inf).strip()
 
 
 def _eod_id(tokenizer_dir: Path) -> int:

@@ -18,16 +18,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import megacpt as package
 from megacpt.errors import UserError
 
-REPO = Path(__file__).resolve().parents[2]
+# The folder holding this megacpt package (a checkout or site-packages): the steps import the same code.
+PACKAGE_HOME = Path(package.__file__).resolve().parent.parent
 _STEP_LINE = re.compile(r"^step\s+(\d+) \| loss ([-+0-9.eE]+|nan|inf)")
 
 
 def _env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(threads)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_HOME), env.get("PYTHONPATH", "")) if p)
     env["PYTHONWARNINGS"] = "ignore"  # Megatron's deprecation chatter; the log keeps everything else
     return env
 
@@ -35,7 +37,7 @@ def _env(threads: int) -> dict[str, str]:
 def run_step(
     name: str, argv: list[str], log: Path, *, threads: int = 2, train_steps: int | None = None
 ) -> None:
-    """Run ``argv`` from the repository root, logging to ``log``; a bar of ``train_steps`` if given.
+    """Run ``argv`` (every path in it absolute), logging to ``log``; a bar of ``train_steps`` if given.
 
     Raises ``UserError`` naming the log when the command fails, after printing the log's last lines.
     """
@@ -49,7 +51,6 @@ def run_step(
         sink.write("$ " + " ".join(argv) + "\n")
         proc = subprocess.Popen(
             argv,
-            cwd=REPO,
             env=_env(threads),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
