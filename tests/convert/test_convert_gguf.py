@@ -10,13 +10,13 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file
-from tiny_gguf import write_tiny_gguf
-from tiny_models import hf_logits, run_workers
 
 from megacpt.checkpoint.meta import read_meta
 from megacpt.convert.cli import convert_main
 from megacpt.convert.gguf import import_gguf
 from megacpt.errors import UserError
+from tests.convert.tiny_gguf import write_tiny_gguf
+from tests.convert.tiny_models import hf_logits, run_workers
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import COMMON, FAMILIES, hf_logits, make_model, run_workers
 
 from megacpt.checkpoint.meta import read_meta
 from megacpt.checkpoint.tensors import tensor_shapes
 from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
+from tests.convert.tiny_models import COMMON, FAMILIES, hf_logits, make_model, run_workers
 
 TOL = 1e-4
 COMMON_VOCAB = COMMON["vocab_size"]

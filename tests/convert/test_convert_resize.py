@@ -10,7 +10,6 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file
-from tiny_models import NEW_TOKENS, english_ids, hf_logits, make_resize_model, make_tokenizers, run_workers
 
 from megacpt.checkpoint.meta import read_meta
 from megacpt.checkpoint.tensors import read_tensors, tensor_shapes
@@ -21,6 +20,14 @@ from megacpt.convert.methods import METHODS
 from megacpt.convert.resize import Expansion, expansion_from_tokenizers
 from megacpt.convert.resize_checkpoint import calibration_for, resize_hf, resize_megatron
 from megacpt.errors import UserError
+from tests.convert.tiny_models import (
+    NEW_TOKENS,
+    english_ids,
+    hf_logits,
+    make_resize_model,
+    make_tokenizers,
+    run_workers,
+)
 
 OLD = 32000
 EMB, OUT = "embedding.word_embeddings.weight", "output_layer.weight"

@@ -10,13 +10,13 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file
-from tiny_models import NEW_TOKENS, english_ids, hf_logits, make_resize_model, make_tokenizers
 
 from megacpt.convert import distill
 from megacpt.convert.methods import DistillConfig, resolve_methods
 from megacpt.convert.resize import expansion_from_tokenizers, new_rows
 from megacpt.convert.resize_checkpoint import distilled_input_rows, resize_hf
 from megacpt.errors import UserError
+from tests.convert.tiny_models import NEW_TOKENS, english_ids, hf_logits, make_resize_model, make_tokenizers
 
 OLD = 32000
 TEXTS = [

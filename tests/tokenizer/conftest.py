@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tok_helpers import EN, JA, KO, SP_BASE, TEKKEN_BASE, texts, write_jsonl
 
 from megacpt.tokenizer import ExpansionConfig, ExpansionResult, SelectConfig, TrainConfig, expand_vocab
 from megacpt.tokenizer.load import load_base
 from megacpt.tokenizer.merge_bpe import ByteLevelVocab
+from tests.tokenizer.tok_helpers import EN, JA, KO, SP_BASE, TEKKEN_BASE, texts, write_jsonl
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tok_helpers import EN, JA, KO, SP_BASE, texts
 
 from megacpt.convert.resize import expansion_from_tokenizers
 from megacpt.errors import UserError
@@ -16,6 +15,7 @@ from megacpt.tokenizer import ExpansionResult
 from megacpt.tokenizer.encoders import load_tokenizer
 from megacpt.tokenizer.formats import locate
 from megacpt.tokenizer.load import load_base
+from tests.tokenizer.tok_helpers import EN, JA, KO, SP_BASE, texts
 
 
 def _hf_folder(tmp_path: Path) -> Path:

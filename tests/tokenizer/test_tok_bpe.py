@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 from mistral_common.tokens.tokenizers.tekken import Tekkenizer
-from tok_helpers import KO, TEKKEN_BASE, texts
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
 from megacpt.tokenizer import ExpansionResult
 from megacpt.tokenizer.merge_bpe import ByteLevelVocab
+from tests.tokenizer.tok_helpers import KO, TEKKEN_BASE, texts
 
 
 def test_tekken_conversion_matches_mistral_common(tekken_base: ByteLevelVocab, all_texts: list[str]) -> None:

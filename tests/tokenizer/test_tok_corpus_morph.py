@@ -6,10 +6,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from tok_helpers import JA, KO, texts, write_jsonl
 
 from megacpt.tokenizer.corpus import is_heldout, load_split
 from megacpt.tokenizer.morph import make_segmenter, split_words
+from tests.tokenizer.tok_helpers import JA, KO, texts, write_jsonl
 
 
 def test_split_is_deterministic_and_order_free(tmp_path: Path) -> None:

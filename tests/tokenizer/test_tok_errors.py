@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import sentencepiece as spm
-from tok_helpers import KO, REPO, SP_BASE, write_jsonl
 
 from megacpt.errors import UserError
 from megacpt.tokenizer import ExpansionConfig, SelectConfig, TrainConfig, expand_vocab
+from tests.tokenizer.tok_helpers import KO, REPO, SP_BASE, write_jsonl
 
 
 def _config(tmp_path: Path, **kw) -> ExpansionConfig:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from tok_helpers import EN, KO, texts
 from transformers import AutoTokenizer
 
 from megacpt.errors import UserError
 from megacpt.tokenizer import ExpansionResult
 from megacpt.tokenizer.merge_bpe import ByteLevelVocab
 from megacpt.tokenizer.scripts import ScriptFilter, detect_scripts, parse_scripts
+from tests.tokenizer.tok_helpers import EN, KO, texts
 
 CODE = 'def main(argv: list[str]) -> int:\n    return {"x": 1_000, "y": [3.14, -2e-5]}  # café naïve\n'
 SPECIALS = "<s> </s> <unk> <|endoftext|> <|im_start|> [INST] 12345 ½ ¼ — “quoted” emoji 🙂"

@@ -7,10 +7,10 @@ import json
 import pytest
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
-from tok_helpers import JA, SP_BASE
 from transformers import AutoTokenizer
 
 from megacpt.tokenizer import ExpansionConfig, ExpansionResult, SelectConfig, expand_vocab
+from tests.tokenizer.tok_helpers import JA, SP_BASE
 
 
 def _proto(path) -> sp_pb2.ModelProto:
@@ -107,9 +107,8 @@ def test_japanese_ratio(tmp_path) -> None:
 
 @pytest.mark.parametrize("trainer", ["sentencepiece_unigram", "hf_bpe"])
 def test_other_trainers_also_shorten_korean(sp_korean: ExpansionResult, trainer: str, tmp_path) -> None:
-    from tok_helpers import KO
-
     from megacpt.tokenizer import TrainConfig
+    from tests.tokenizer.tok_helpers import KO
 
     result = expand_vocab(
         ExpansionConfig(

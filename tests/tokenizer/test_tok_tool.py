@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from tok_helpers import EN, KO, SP_BASE, texts, write_jsonl
 
 from megacpt.tokenizer import SelectConfig
 from megacpt.tokenizer import cli as expand_cli
@@ -14,6 +13,7 @@ from megacpt.tokenizer.corpus import load_split
 from megacpt.tokenizer.load import load_base
 from megacpt.tokenizer.select import count_new, select_tokens
 from megacpt.tokenizer.train import TrainConfig, train_candidates
+from tests.tokenizer.tok_helpers import EN, KO, SP_BASE, texts, write_jsonl
 
 
 def test_tool_writes_a_loadable_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
