@@ -9,8 +9,8 @@ never depend on the file format its tokenizer came in.
 
 Formats (``kind``, detected by ``megacpt.tokenizer.formats.locate`` as for every other tool):
 ``sentencepiece`` (``.model``), ``huggingface`` (``tokenizer.json``), ``transformers`` (a directory
-only ``transformers`` reads), ``tekken`` (mistral-common's ``tekken*.json``, which Megatron-LM's TikTokenizer also
-reads), ``tiktoken`` (a ``.tiktoken`` rank file with a named split pattern) and ``gpt2``
+only ``transformers`` reads), ``tekken`` (mistral-common's ``tekken*.json``, which Megatron-LM's
+TikTokenizer also reads), ``tiktoken`` (a ``.tiktoken`` rank file with a named split pattern) and ``gpt2``
 (``vocab.json`` + ``merges.txt``). Each has a reference implementation (the format's own library).
 When ``gigatoken`` (a Rust tokeniser several times faster) loads the same file and gives the
 reference's ids on a sample of the input, it does the encoding (``backend``: which one runs).
