@@ -47,6 +47,16 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def check_merged(meta: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse a checkpoint that holds a LoRA stage's adapters unmerged (saved in the middle of the
+    stage): only the run that wrote it can use it, by resuming. Its stage's end checkpoint is plain."""
+    if meta.get("lora"):
+        raise UserError(
+            f"{path} was saved in the middle of a LoRA stage and holds its adapters unmerged: resume that "
+            "run to the stage's end, or use a checkpoint from a stage's end"
+        )
+
+
 def write_meta(path: str | os.PathLike, meta: dict[str, Any]) -> None:
     write_atomic(Path(path) / META, json.dumps(meta, indent=2) + "\n")
 

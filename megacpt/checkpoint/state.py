@@ -38,6 +38,7 @@ from megacpt.checkpoint.meta import (
     HF_SUBDIR,
     LATEST,
     META,
+    check_merged,
     checkpoint_name,
     read_meta,
     resolve,
@@ -45,6 +46,7 @@ from megacpt.checkpoint.meta import (
 )
 from megacpt.compat import optimizer as optimizer_compat
 from megacpt.errors import UserError
+from megacpt.model.lora import ADAPTERS
 
 _OPTIMIZER_FORMAT = {"distrib_optim_sharding_type": "fully_reshardable"}
 VOCAB_PARALLEL_KEYS = ("embedding.word_embeddings.weight", "output_layer.weight")
@@ -155,10 +157,14 @@ def save_checkpoint(
     meta: dict[str, Any],
     keep_last: int | None = None,
     side_files: Path | None = None,
+    weights_only: bool = False,
 ) -> Path:
     """Save model, optimizer, scheduler and RNG at ``step``; collective over all ranks. ``side_files``
     (the tokenizer and generation config, ``hf/`` of the checkpoint the run started from) are copied
-    in, so that every checkpoint exports to a complete Hugging Face model."""
+    in, so that every checkpoint exports to a complete Hugging Face model. ``weights_only`` (a LoRA
+    stage's end, whose adapters are merged into the weights) saves no optimizer or scheduler: what
+    follows it starts from the weights."""
+    meta = dict(meta, weights_only=True) if weights_only else meta
     root = Path(root)
     final = root / checkpoint_name(step)
     tmp = root / (checkpoint_name(step) + ".tmp")
@@ -171,8 +177,11 @@ def save_checkpoint(
     try:
         optimizer_compat.materialise_adam_state(optimizer)
         state = _model_state(models)
-        state["optimizer"] = optimizer.sharded_state_dict(_optimizer_view(state), metadata=_OPTIMIZER_FORMAT)
-        state["scheduler"] = scheduler.state_dict()
+        if not weights_only:
+            state["optimizer"] = optimizer.sharded_state_dict(
+                _optimizer_view(state), metadata=_OPTIMIZER_FORMAT
+            )
+            state["scheduler"] = scheduler.state_dict()
         state["megacpt"] = dict(meta, step=step)
         dist_checkpointing.save(state, str(tmp))
         (tmp / "rng").mkdir(exist_ok=True)
@@ -225,7 +234,10 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Resume: restore model, optimizer, scheduler and (at the same layout) RNG; return the metadata."""
     path = Path(path)
-    read_meta(path)
+    if read_meta(path).get("weights_only"):
+        raise UserError(
+            f"{path} holds weights only (a LoRA stage's end): start from it with checkpoint.pretrained"
+        )
     verify_files(path)
     optimizer_compat.materialise_adam_state(optimizer)
     state = _model_state(models)
@@ -317,9 +329,23 @@ def load_pretrained(
         raise UserError(
             f"checkpoint {path} has vocabulary size {meta.get('vocab_size')} but model.vocab_size is {vocab_size}"
         )
+    check_merged(meta, path)
     state = _model_state(models)
     taken = _take_repadded(path, state)
+    fresh = _take_adapters(state)
     loaded = dist_checkpointing.load(state, str(path))
     _load_repadded(path, taken, loaded, vocab_size)
+    for (chunk_key, name), tensor in fresh.items():
+        loaded[chunk_key][name] = tensor
     _load_models(models, loaded)
     return meta
+
+
+def _take_adapters(state: dict[str, Any]) -> dict[tuple[str, str], torch.Tensor]:
+    """Remove a LoRA stage's adapters from a load request on plain weights; they keep their
+    initial values (returned, to load back as they are)."""
+    taken = {}
+    for chunk_key, chunk in state.items():
+        for name in [n for n in chunk if f".{ADAPTERS}." in n]:
+            taken[(chunk_key, name)] = chunk.pop(name).data
+    return taken

@@ -276,6 +276,35 @@ class LoggingConfig:
         above(self, 0, "peak_tflops")
 
 
+LoraTarget = Literal["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"]
+
+
+@dataclass
+class LoraConfig:
+    """Low-rank adapters that a stage trains in place of the chosen linear layers' weights.
+
+    Every transformer layer gets an adapter on each of ``targets``; its update is
+    ``alpha / rank * B @ A`` (``megacpt.model.lora``), folded into the weights at the stage's end.
+    """
+
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    targets: list[LoraTarget] = field(
+        default_factory=lambda: ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"]
+    )
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "rank")
+        above(self, 0, "alpha")
+        at_least(self, 0, "dropout")
+        below(self, 1, "dropout")
+        if not self.targets:
+            raise UserError("lora.targets is empty: name the linear layers that get adapters")
+        if len(set(self.targets)) != len(self.targets):
+            raise UserError(f"lora.targets names a layer twice: {self.targets}")
+
+
 @dataclass
 class TrainableConfig:
     """What a stage trains; everything else stays bit-identical through the stage.
@@ -285,12 +314,21 @@ class TrainableConfig:
     (``even``: 0, 2, 4, ...; ``odd``: 1, 3, 5, ...); a trained layer trains its norms too, and
     ``norms: true`` also trains the norms of frozen layers and the final norm. With tied
     embeddings the input and output selections apply to the one shared matrix (their union).
+    ``lora`` adds low-rank adapters to every layer's chosen linear layers and trains them.
     """
 
     input_embeddings: Literal["none", "new", "old", "all"] = "all"
     output_layer: Literal["none", "new", "all"] = "all"
     layers: Literal["none", "all", "odd", "even"] | list[int] = "all"
     norms: bool = False
+    lora: LoraConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.lora is not None and self.layers not in ("none", []):
+            raise UserError(
+                f"train.lora trains the transformer layers through adapters, but train.layers is "
+                f"{self.layers!r}: set train.layers: none (train.norms: true also trains the norms)"
+            )
 
 
 @dataclass

@@ -200,12 +200,13 @@ def _same(mine: object, theirs: object) -> bool:
 def validate_checkpoints(config: Config) -> None:
     """The pretrained checkpoint matches the model and loads without running code; the checkpoint
     and run directories are writable. Reads metadata only, so it costs seconds at any scale."""
-    from megacpt.checkpoint.meta import read_meta, resolve, verify_files
+    from megacpt.checkpoint.meta import check_merged, read_meta, resolve, verify_files
 
     c = config.checkpoint
     if c.pretrained:
         path = resolve(c.pretrained)
         meta = read_meta(path)
+        check_merged(meta, path)
         check_model_matches(config, meta, f"checkpoint.pretrained {path}")
         verify_files(path)
     check_writable(Path(config.logging.run_dir))

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from megacpt.atomic import HF_MODEL, atomic_directory
-from megacpt.checkpoint.meta import HF_SUBDIR, read_meta, resolve
+from megacpt.checkpoint.meta import HF_SUBDIR, check_merged, read_meta, resolve
 from megacpt.checkpoint.tensors import read_tensors
 from megacpt.config.loader import from_dict
 from megacpt.config.schema import ModelConfig
@@ -74,6 +74,7 @@ def convert_megatron_to_hf(
     ``out_dir`` is replaced only with ``overwrite``."""
     ckpt_dir = resolve(ckpt_dir)
     meta = read_meta(ckpt_dir)
+    check_merged(meta, ckpt_dir)
     m = from_dict(ModelConfig, meta["model"], "model")
     if m.vocab_size != meta["vocab_size"]:
         raise UserError(

@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from megacpt.atomic import CHECKPOINT, HF_MODEL, atomic_directory
-from megacpt.checkpoint.meta import HF_SUBDIR, META, read_meta
+from megacpt.checkpoint.meta import HF_SUBDIR, META, check_merged, read_meta
 from megacpt.checkpoint.tensors import read_tensors, replace_tensors
 from megacpt.config.megatron import padded_vocab_size
 from megacpt.convert import families as fam
@@ -222,6 +222,7 @@ def resize_megatron(
 ) -> Path:
     """A megacpt checkpoint with the vocabulary grown; padded for ``tensor_parallel_size``."""
     meta = read_meta(ckpt_dir)
+    check_merged(meta, ckpt_dir)
     _check_sizes(ckpt_dir, int(meta["vocab_size"]), expansion)
     tied = bool(meta["model"]["tie_embeddings"])
     model = dict(meta["model"], vocab_size=expansion.new_size, tie_embeddings=tied and not untie)

@@ -53,7 +53,7 @@ class Checkpointer:
     def path(self, step: int) -> Path:
         return self.directory / checkpoint_name(step)
 
-    def save(self, step: int, stage: StageModel, meta: dict[str, Any]) -> Path:
+    def save(self, step: int, stage: StageModel, meta: dict[str, Any], weights_only: bool = False) -> Path:
         """Write ``iter_<step>`` (a preemption signal waits until it is complete)."""
         with self.preemption.deferred():
             return ckpt.save_checkpoint(
@@ -65,4 +65,5 @@ class Checkpointer:
                 {**self.lineage, **meta},
                 self.config.keep_last,
                 self.side_files,
+                weights_only,
             )

@@ -26,6 +26,7 @@ from megatron.core.optimizer.optimizer import FP32Optimizer
 
 from megacpt.compat import optimizer as optimizer_compat
 from megacpt.config.schema import TrainableConfig
+from megacpt.model.lora import ADAPTERS
 
 INPUT_EMBEDDING = "embedding.word_embeddings.weight"
 OUTPUT_LAYER = "output_layer.weight"
@@ -180,6 +181,8 @@ def apply_trainable(
                     assert old_vocab_size is not None
                     rows = _frozen_rows(param, selection, vocab_size, old_vocab_size)
                     plan.frozen_rows.append(rows)
+            elif f".{ADAPTERS}." in name:  # LoRA adapters exist only in the stage that trains them
+                param.requires_grad = True
             elif name.startswith("decoder.layers."):
                 decoder: Any = model.decoder
                 layer = decoder.layers[int(name.split(".")[2])]

@@ -17,6 +17,7 @@ from megacpt.config import megatron as mapping
 from megacpt.config.schema import Config, DatasetEntry, OptimizerConfig
 from megacpt.data.mixture import DataMixture, GPTDatasets, build_gpt_datasets
 from megacpt.model.builder import build_model
+from megacpt.model.lora import add_adapters
 from megacpt.training.freezing import FreezePlan, apply_trainable
 from megacpt.training.stages import Stage
 
@@ -32,9 +33,13 @@ class StageModel:
 
 
 def build_stage_model(config: Config, stage: Stage) -> StageModel:
-    """Model chunks with the stage's ``requires_grad`` set before DDP, then DDP, optimizer, schedule."""
+    """Model chunks (with a LoRA stage's adapters) and the stage's ``requires_grad`` set before DDP,
+    then DDP, optimizer, schedule."""
     tf_config = mapping.transformer_config(config)
     chunks = build_model(config, tf_config)
+    if stage.train.lora is not None:
+        for chunk in chunks:
+            add_adapters(chunk, stage.train.lora, seed=config.training.seed + stage.index)
     freeze = apply_trainable(
         chunks,
         stage.train,

@@ -187,6 +187,7 @@ def trains_anything(train: TrainableConfig) -> bool:
         or train.output_layer != "none"
         or train.layers not in ("none", [])
         or train.norms
+        or train.lora is not None
     )
 
 
@@ -242,6 +243,11 @@ def resolve_stages(config: Config) -> list[Stage]:
         if not stage.reset_optimizer and (index == 0 or stages[-1].train != stage.train):
             raise UserError(
                 f"{where}: reset_optimizer false needs a previous stage that trains the same parameters"
+            )
+        if not stage.reset_optimizer and stage.train.lora is not None:
+            raise UserError(
+                f"{where}: reset_optimizer false after a LoRA stage: its adapters are merged into the "
+                "weights at its end, so no optimizer state carries over"
             )
         # A run of 0 steps without a schedule just writes its initial weights (step 0 checkpoint).
         steps = _steps(

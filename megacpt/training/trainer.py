@@ -13,6 +13,7 @@ step boundary and raises ``PreemptedError`` (see ``preemption``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -31,6 +32,7 @@ from megacpt.config.loader import dump_config, to_dict
 from megacpt.config.schema import Config
 from megacpt.config.validate import check_model_matches, validate_checkpoints, validate_data
 from megacpt.errors import UserError
+from megacpt.model.lora import merge_adapters
 from megacpt.parallel.runtime import init_runtime, shutdown
 from megacpt.plan.flops import device_peak_flops, flops_per_step
 from megacpt.training.batches import step_microbatches
@@ -120,9 +122,12 @@ class Trainer:
         self.state = TrainState(
             step=meta["step"], stage=stage, stage_step=stage_step, skipped_steps=meta.get("skipped_steps", 0)
         )
-        if stage_step >= self.stages[stage].steps and stage + 1 < len(self.stages):
+        finished = stage_step >= self.stages[stage].steps and not meta.get("lora")  # adapters merged
+        if finished and stage + 1 < len(self.stages):
             self.state.stage, self.state.stage_step = stage + 1, 0
             self._enter_stage(stage + 1, init_from=latest)
+        elif meta.get("weights_only"):  # the end of a LoRA stage that ends the run: nothing left to train
+            self._enter_stage(stage, init_from=latest)
         else:
             self._enter_stage(stage, resume_from=latest)
         self._log_rank0(f"resumed from {latest} at step {self.state.step} (stage {self.stages[stage].name})")
@@ -261,7 +266,10 @@ class Trainer:
         """Validation loss and bits per byte per language (``megacpt.training.validation``)."""
         return self.validator.run(self.current.models, self.forward_backward, self.state.step)
 
-    def save(self) -> Path:
+    def save(self, merged: bool = False) -> Path:
+        """Checkpoint this step. In a LoRA stage the adapters are saved unmerged (an exact resume
+        point); ``merged``: they have been folded into the weights (the stage's end)."""
+        lora = self.stage.train.lora
         meta = {
             "model": to_dict(self.config)["model"],
             "vocab_size": self.config.model.vocab_size,
@@ -272,7 +280,9 @@ class Trainer:
             "stage_step": self.state.stage_step,
             "distributed_optimizer": self.config.parallel.use_distributed_optimizer,
         }
-        return self.checkpointer.save(self.state.step, self.current, meta)
+        if lora is not None and not merged:
+            meta["lora"] = dataclasses.asdict(lora)
+        return self.checkpointer.save(self.state.step, self.current, meta, weights_only=merged)
 
     def train(self) -> TrainState:
         """Run the remaining stages; checkpoints at the configured interval and at every stage end."""
@@ -296,7 +306,10 @@ class Trainer:
                     )
                 if self.validator.due(self.state.step):
                     self._validate()
-                saved = self.checkpointer.due(self.state.step)
+                # A LoRA stage's last step is saved once, merged, at the stage's end below.
+                saved = self.checkpointer.due(self.state.step) and not (
+                    self.stage.train.lora is not None and self.state.stage_step == self.stage.steps
+                )
                 if saved:
                     self.save()
                 preempted_by = self.preemption.agreed()
@@ -305,7 +318,9 @@ class Trainer:
                         self.save()
                     raise PreemptedError(preempted_by.name, self.state.step)
             last_stage = self.state.stage + 1 == len(self.stages)
-            if self.checkpointer.due_at_stage_end(self.state.step, last_stage):
+            if self.stage.train.lora is not None:
+                self._merge_adapters(last_stage)
+            elif self.checkpointer.due_at_stage_end(self.state.step, last_stage):
                 self.save()
             if not last_stage and self.validator.due(self.state.step, at_stage_end=True):
                 self._validate()
@@ -319,6 +334,15 @@ class Trainer:
             del self.current  # the optimizer state goes before the next stage allocates its own
             self.state.stage, self.state.stage_step = self.state.stage + 1, 0
             self._enter_stage(self.state.stage, init_from=self.checkpointer.path(self.state.step))
+
+    def _merge_adapters(self, last_stage: bool) -> None:
+        """Fold the LoRA stage's adapters into the weights and save them plain, replacing an
+        unmerged checkpoint of the same step (one saved by a preemption signal)."""
+        for model in self.current.models:
+            merge_adapters(model.module)
+        if self.config.checkpoint.save_at_end or not last_stage:
+            self.save(merged=True)
+        self._log_rank0(f"stage {self.stage.name}: LoRA adapters merged into the weights")
 
     def close(self, wait_for_others: bool = True) -> None:
         self.preemption.close()
@@ -344,7 +368,7 @@ def _describe(stage: Stage) -> dict[str, Any]:
     return {
         "name": stage.name,
         "steps": stage.steps,
-        "train": vars(stage.train),
+        "train": dataclasses.asdict(stage.train),
         "lr": stage.optimizer.lr,
         "reset_optimizer": stage.reset_optimizer,
     }
