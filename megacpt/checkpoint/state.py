@@ -49,7 +49,7 @@ from megacpt.errors import UserError
 from megacpt.model.lora import ADAPTERS
 
 _OPTIMIZER_FORMAT = {"distrib_optim_sharding_type": "fully_reshardable"}
-VOCAB_PARALLEL_KEYS = ("embedding.word_embeddings.weight", "output_layer.weight")
+VOCAB_PARALLEL_KEYS = ("embedding.word_embeddings.weight", "output_layer.weight", "output_layer.bias")
 
 
 def _unwrap(model: torch.nn.Module) -> Any:

@@ -24,6 +24,14 @@ def padded_vocab_size(vocab_size: int, make_divisible_by: int, tensor_parallel_s
     return -(-vocab_size // multiple) * multiple
 
 
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU in its tanh approximation: Phi's ``gelu_new``."""
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS = {"swiglu": F.silu, "gelu": F.gelu, "gelu_tanh": gelu_tanh}
+
+
 def transformer_config(config: Config) -> TransformerConfig:
     """The ``TransformerConfig`` for this model, layout and precision."""
     m, p, prec = config.model, config.parallel, config.precision
@@ -50,7 +58,7 @@ def transformer_config(config: Config) -> TransformerConfig:
         normalization=m.normalization,
         layernorm_epsilon=m.norm_epsilon,
         gated_linear_unit=m.activation == "swiglu",
-        activation_func=F.silu if m.activation == "swiglu" else F.gelu,
+        activation_func=ACTIVATIONS[m.activation],
         add_bias_linear=m.add_bias_linear,
         add_qkv_bias=m.add_qkv_bias,
         init_method_std=m.init_method_std,
@@ -70,7 +78,8 @@ def transformer_config(config: Config) -> TransformerConfig:
         fp16=prec.dtype == "fp16",
         # Fused kernels exist only on a GPU; on CPU the unfused paths compute the same thing.
         use_cpu_initialization=not on_gpu,
-        bias_activation_fusion=on_gpu and m.add_bias_linear,
+        # Megatron fuses only F.silu (SwiGLU) and F.gelu with the bias; its fused GELU is the tanh form.
+        bias_activation_fusion=on_gpu and m.add_bias_linear and m.activation != "gelu_tanh",
         bias_dropout_fusion=on_gpu,
         masked_softmax_fusion=on_gpu,
         gradient_accumulation_fusion=False,

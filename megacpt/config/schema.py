@@ -34,7 +34,9 @@ class RopeScalingConfig:
 
 @dataclass
 class ModelConfig:
-    """A Llama-family decoder: RMSNorm, SwiGLU, RoPE, GQA; Qwen2's qkv bias; tied or untied."""
+    """A Llama-family decoder: RMSNorm, SwiGLU, RoPE, GQA; Qwen2's qkv bias; tied or untied. Phi:
+    LayerNorm, GELU (tanh), biases everywhere, partial RoPE, the parallel attention/MLP block and
+    an LM-head bias."""
 
     num_layers: int = 2
     hidden_size: int = 64
@@ -47,10 +49,13 @@ class ModelConfig:
     max_position_embeddings: int = 4096
     normalization: Literal["RMSNorm", "LayerNorm"] = "RMSNorm"
     norm_epsilon: float = 1e-5
-    activation: Literal["swiglu", "gelu"] = "swiglu"
+    activation: Literal["swiglu", "gelu", "gelu_tanh"] = "swiglu"  # gelu_tanh: Phi's gelu_new
     add_bias_linear: bool = False
     add_qkv_bias: bool = False  # Qwen2
     rotary_base: float = 10000.0
+    rotary_percent: float = 1.0  # the share of each head's channels that RoPE rotates (Phi-2: 0.4)
+    parallel_attention_mlp: bool = False  # Phi: x + attention(norm(x)) + mlp(norm(x)), one norm
+    output_layer_bias: bool = False  # Phi: the LM head has a bias
     rope_scaling: RopeScalingConfig | None = None
     tie_embeddings: bool = False
     init_method_std: float = 0.02
@@ -65,6 +70,12 @@ class ModelConfig:
         above(self, 0, "norm_epsilon", "rotary_base")
         at_least(self, 0, "init_method_std", "hidden_dropout", "attention_dropout")
         below(self, 1, "hidden_dropout", "attention_dropout")
+        rotated = int(self.head_dim * self.rotary_percent)
+        if not 0 < self.rotary_percent <= 1 or (self.rotary_percent < 1 and (rotated < 2 or rotated % 2)):
+            raise UserError(
+                f"rotary_percent {self.rotary_percent} of {self.head_dim} head channels rotates {rotated}: "
+                "it must rotate an even number of channels, at least 2"
+            )
 
     @property
     def groups(self) -> int:

@@ -163,7 +163,10 @@ ARCHITECTURE_FIELDS = (
     "add_bias_linear",
     "add_qkv_bias",
     "rotary_base",
+    "rotary_percent",
     "rope_scaling",
+    "parallel_attention_mlp",
+    "output_layer_bias",
     "tie_embeddings",
 )
 

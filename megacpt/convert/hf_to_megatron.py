@@ -1,4 +1,4 @@
-"""Convert a Hugging Face Llama/Mistral/Qwen2 checkpoint into a megacpt Megatron-core checkpoint.
+"""Convert a Hugging Face Llama/Mistral/Qwen2/Phi checkpoint into a megacpt Megatron-core checkpoint.
 
 The output is a ``dist_checkpointing`` directory that ``megacpt.checkpoint.state.load_pretrained``
 loads at any TP/PP, plus ``megacpt.json`` holding the true vocabulary size, the megacpt model
@@ -60,21 +60,39 @@ class Plan:
     meta: dict[str, Any]
 
 
-def _layer_shapes(m: ModelConfig) -> dict[str, tuple[int, ...]]:
+def _layer_shapes(m: ModelConfig, family: fam.Family) -> dict[str, tuple[int, ...]]:
     """Shape of each Hugging Face tensor inside ``model.layers.{i}.`` that ``config.json`` implies."""
     h, heads, groups = m.hidden_size, m.num_attention_heads, m.groups
     d, ffn = m.head_dim, m.ffn
-    shapes = {
-        "input_layernorm.weight": (h,),
-        "post_attention_layernorm.weight": (h,),
+    shapes: dict[str, tuple[int, ...]] = {
         "self_attn.q_proj.weight": (heads * d, h),
         "self_attn.k_proj.weight": (groups * d, h),
         "self_attn.v_proj.weight": (groups * d, h),
-        "self_attn.o_proj.weight": (h, heads * d),
-        "mlp.gate_proj.weight": (ffn, h),
-        "mlp.up_proj.weight": (ffn, h),
-        "mlp.down_proj.weight": (h, ffn),
     }
+    if family.model_type == "phi":
+        shapes.update(
+            {
+                "input_layernorm.weight": (h,),
+                "input_layernorm.bias": (h,),
+                "self_attn.dense.weight": (h, heads * d),
+                "self_attn.dense.bias": (h,),
+                "mlp.fc1.weight": (ffn, h),
+                "mlp.fc1.bias": (ffn,),
+                "mlp.fc2.weight": (h, ffn),
+                "mlp.fc2.bias": (h,),
+            }
+        )
+    else:
+        shapes.update(
+            {
+                "input_layernorm.weight": (h,),
+                "post_attention_layernorm.weight": (h,),
+                "self_attn.o_proj.weight": (h, heads * d),
+                "mlp.gate_proj.weight": (ffn, h),
+                "mlp.up_proj.weight": (ffn, h),
+                "mlp.down_proj.weight": (h, ffn),
+            }
+        )
     if m.add_qkv_bias:
         shapes.update(
             {f"self_attn.{p}_proj.bias": (n * d,) for p, n in (("q", heads), ("k", groups), ("v", groups))}
@@ -112,29 +130,33 @@ def plan_conversion(
         raise UserError(
             f"{hf_dir}: embedding has {embedding_rows} rows but config.json vocab_size is {m.vocab_size}"
         )
-    top = {fam.HF_EMBEDDING: (m.vocab_size, m.hidden_size), fam.HF_FINAL_NORM: (m.hidden_size,)}
-    top[fam.HF_OUTPUT] = top[fam.HF_EMBEDDING]
+    top_shapes = {
+        fam.EMBEDDING: (m.vocab_size, m.hidden_size),
+        fam.OUTPUT: (m.vocab_size, m.hidden_size),
+        fam.OUTPUT_BIAS: (m.vocab_size,),
+    }
     state: dict[str, ShardedTensor | ShardedObject] = {}
     loaders: dict[str, Loader] = {}
     used: set[str] = set()
-    sources = [(fam.EMBEDDING, fam.HF_EMBEDDING, rows), (fam.FINAL_NORM, fam.HF_FINAL_NORM, None)]
-    sources += [] if m.tie_embeddings else [(fam.OUTPUT, fam.HF_OUTPUT, rows)]
-    for key, name, padded in sources:
+    for key, name in fam.top_keys(family, m).items():
+        padded = rows if key in fam.VOCAB_KEYS else None
         used.add(name)
-        state[key] = full_tensor(key, _declare(hf, [name], top, padded))
+        state[key] = full_tensor(
+            key, _declare(hf, [name], {name: top_shapes.get(key, (m.hidden_size,))}, padded)
+        )
         loaders[key] = partial(_read, hf, [name], _only if padded is None else partial(_padded, padded))
-    shapes = _layer_shapes(m)
+    shapes = _layer_shapes(m, family)
     for i in range(m.num_layers):
         prefix = f"model.layers.{i}."
         at = {prefix + k: v for k, v in shapes.items()}
-        for key, parts, join in _layer_sources(m):
+        for key, parts, join in _layer_sources(m, family):
             names = [prefix + p for p in parts]
             used.update(names)
             state[f"{key}.{i}"] = layer_tensor(key, _declare(hf, names, at), i, m.num_layers)
             loaders[f"{key}.{i}"] = partial(_read, hf, names, join)
         for key in fam.EXTRA_STATE_KEYS:
             state[f"{key}.{i}"] = layer_extra_state(key, i, m.num_layers)
-    _check_all_used(hf, used, m)
+    _check_all_used(hf, used, m, family)
     meta = {
         "vocab_size": m.vocab_size,
         "model": dataclasses.asdict(m),
@@ -143,9 +165,10 @@ def plan_conversion(
     return Plan(state, loaders, meta)
 
 
-def _check_all_used(hf: HFReader, used: set[str], m: ModelConfig) -> None:
+def _check_all_used(hf: HFReader, used: set[str], m: ModelConfig, family: fam.Family) -> None:
     """Every tensor of the source must go somewhere: a leftover means config.json describes another model."""
-    ignorable = {fam.HF_OUTPUT} if m.tie_embeddings else set()  # some tied checkpoints store the head too
+    # some tied checkpoints store the head too
+    ignorable = {family.top_keys[fam.OUTPUT]} if m.tie_embeddings else set()
     unused = sorted(
         n
         for n in hf.weight_map
@@ -170,14 +193,14 @@ def _padded(rows: int, tensors: list[torch.Tensor]) -> torch.Tensor:
     return pad_rows(tensors[0], rows)
 
 
-def _layer_sources(m: ModelConfig) -> list[tuple[str, list[str], Join]]:
+def _layer_sources(m: ModelConfig, family: fam.Family) -> list[tuple[str, list[str], Join]]:
     """(Megatron key, the Hugging Face names inside a layer it is made of, how they are joined)."""
-    out: list[tuple[str, list[str], Join]] = [(key, [name], _only) for key, name in fam.LAYER_KEYS.items()]
+    out: list[tuple[str, list[str], Join]] = [(key, [name], _only) for key, name in family.layer_keys.items()]
     for key, kind in ((fam.QKV_WEIGHT, "weight"), (fam.QKV_BIAS, "bias"))[: 1 + m.add_qkv_bias]:
         out.append(
             (key, [f"self_attn.{p}_proj.{kind}" for p in "qkv"], lambda t: fam.fuse_qkv(t[0], t[1], t[2], m))
         )
-    out.append((fam.FC1, ["mlp.gate_proj.weight", "mlp.up_proj.weight"], torch.cat))
+    out.append((fam.FC1, list(family.fc1), torch.cat))
     return out
 
 

@@ -28,24 +28,22 @@ from megacpt.errors import UserError
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-def _layer_tensors(key: str, stacked: torch.Tensor, m: ModelConfig) -> list[tuple[str, torch.Tensor]]:
+def _layer_tensors(
+    key: str, stacked: torch.Tensor, m: ModelConfig, family: fam.Family
+) -> list[tuple[str, torch.Tensor]]:
     """Hugging Face (suffix, tensor) pairs of every layer for one stacked Megatron key."""
     out = []
     for i in range(m.num_layers):
         prefix = f"model.layers.{i}."
         t = stacked[i]
-        if key in fam.LAYER_KEYS:
-            out.append((prefix + fam.LAYER_KEYS[key], t.clone()))
+        if key in family.layer_keys:
+            out.append((prefix + family.layer_keys[key], t.clone()))
         elif key in (fam.QKV_WEIGHT, fam.QKV_BIAS):
             kind = key.rsplit(".", 1)[1]
             for p, part in zip("qkv", fam.split_qkv(t, m)):
                 out.append((f"{prefix}self_attn.{p}_proj.{kind}", part.clone()))
-        elif key == fam.FC1:
-            gate, up = t.chunk(2)
-            out += [
-                (prefix + "mlp.gate_proj.weight", gate.clone()),
-                (prefix + "mlp.up_proj.weight", up.clone()),
-            ]
+        elif key == fam.FC1:  # Llama's gate and up halves, or Phi's one fc1
+            out += [(prefix + name, part.clone()) for name, part in zip(family.fc1, t.chunk(len(family.fc1)))]
     return out
 
 
@@ -81,28 +79,25 @@ def convert_megatron_to_hf(
             f"{ckpt_dir}: megacpt.json vocab_size {meta['vocab_size']} disagrees with its model config"
         )
     hf_meta = meta.get("hf", {})
-    family = fam.FAMILIES["qwen2" if m.add_qkv_bias else "llama"]
-    if hf_meta.get("model_type") in fam.FAMILIES:
-        family = fam.FAMILIES[hf_meta["model_type"]]
-    vocab_keys = [fam.EMBEDDING] + ([] if m.tie_embeddings else [fam.OUTPUT])
-    layer_keys = [*fam.LAYER_KEYS, fam.QKV_WEIGHT, fam.FC1] + ([fam.QKV_BIAS] if m.add_qkv_bias else [])
+    family = fam.family_of_model(m, hf_meta.get("model_type"))
+    fam.check_expressible(m, family)
+    layer_keys = [*family.layer_keys, fam.QKV_WEIGHT, fam.FC1] + ([fam.QKV_BIAS] if m.add_qkv_bias else [])
     side = Path(tokenizer_dir) if tokenizer_dir else Path(ckpt_dir) / HF_SUBDIR
     with atomic_directory(out_dir, HF_MODEL, replace=overwrite) as tmp:
         writer = HFWriter(tmp, max_shard_bytes)
         dtype = torch.float32
-        for key in vocab_keys:
+        for key, name in fam.top_keys(family, m).items():
             table = read_tensors(ckpt_dir, [key])[key]
-            if table.shape[0] < m.vocab_size:
-                raise UserError(
-                    f"{ckpt_dir}: {key} has {table.shape[0]} rows, fewer than vocab_size {m.vocab_size}"
-                )
-            dtype = table.dtype
-            writer.add(
-                fam.HF_EMBEDDING if key == fam.EMBEDDING else fam.HF_OUTPUT, table[: m.vocab_size].clone()
-            )
-        writer.add(fam.HF_FINAL_NORM, read_tensors(ckpt_dir, [fam.FINAL_NORM])[fam.FINAL_NORM])
+            if key in fam.VOCAB_KEYS:
+                if table.shape[0] < m.vocab_size:
+                    raise UserError(
+                        f"{ckpt_dir}: {key} has {table.shape[0]} rows, fewer than vocab_size {m.vocab_size}"
+                    )
+                dtype = table.dtype if key == fam.EMBEDDING else dtype
+                table = table[: m.vocab_size].clone()
+            writer.add(name, table)
         for key in layer_keys:
-            for name, tensor in _layer_tensors(key, read_tensors(ckpt_dir, [key])[key], m):
+            for name, tensor in _layer_tensors(key, read_tensors(ckpt_dir, [key])[key], m, family):
                 writer.add(name, tensor)
         writer.close()
         config = fam.hf_config_from_model(m, family, hf_meta.get("config"))

@@ -164,3 +164,11 @@ def resize_table(
         added = (added.float() + shift).to(old.dtype)
     padding = table.new_zeros(rows - expansion.new_size, table.shape[1])
     return torch.cat([old, added, padding])
+
+
+def resize_bias(
+    bias: torch.Tensor, expansion: Expansion, method: str, rows: int, seed: int = 0
+) -> torch.Tensor:
+    """An LM-head bias (Phi) grown like a table of one column: with ``subword_mean`` a new token's
+    bias is its pieces' mean bias, so that its whole logit starts at the mean of theirs."""
+    return resize_table(bias[:, None], expansion, method, rows, seed)[:, 0]

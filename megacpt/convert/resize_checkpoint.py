@@ -1,6 +1,6 @@
 """Apply a vocabulary expansion to a Hugging Face or a Megatron checkpoint, writing a new one.
 
-Only the embedding and output-layer tensors are read and rewritten. For a Hugging Face model the
+Only the embedding and output-layer tensors (and an LM-head bias: ``resize_bias``) are read and rewritten. For a Hugging Face model the
 shards that hold neither are copied byte for byte; for a Megatron ``dist_checkpointing`` directory
 the data files are copied and the two tensors are swapped through the metadata
 (``megacpt.checkpoint.tensors.replace_tensors``), so the transformer body is never loaded for the rows themselves.
@@ -36,7 +36,7 @@ from megacpt.convert.calibrate import Calibration, calibrate, hf_hidden
 from megacpt.convert.distill import LearntRows, hf_base, learn_rows, make_windows
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
 from megacpt.convert.methods import DistillConfig
-from megacpt.convert.resize import NEW_TOKENS_FILE, Expansion, new_rows, resize_table
+from megacpt.convert.resize import NEW_TOKENS_FILE, Expansion, new_rows, resize_bias, resize_table
 from megacpt.convert.safetensors_io import INDEX, SIDE_FILES, HFReader, copy_side_files
 from megacpt.errors import UserError
 from megacpt.inputs import read_json
@@ -170,7 +170,8 @@ def resize_hf(
     roles = {fam.HF_EMBEDDING: input_role}
     if output_role is not None:
         roles[fam.HF_OUTPUT] = output_role
-    touched = {hf.weight_map[name] for name in roles if name in hf}
+    head_bias = fam.FAMILIES["phi"].top_keys[fam.OUTPUT_BIAS]
+    touched = {hf.weight_map[name] for name in [*roles, head_bias] if name in hf}
     with atomic_directory(out_dir, HF_MODEL, replace=overwrite) as tmp:
         delta = 0  # growth in bytes, for the index's total_size
         for shard in sorted(set(hf.weight_map.values())):
@@ -189,6 +190,11 @@ def resize_hf(
                         old, expansion, method, expansion.new_size, role_seed, shift, given
                     )
                     delta += (tensors[name].numel() - old.numel()) * old.element_size()
+            if head_bias in tensors:
+                tensors[head_bias] = resize_bias(
+                    tensors[head_bias], expansion, methods[1], expansion.new_size, seed + 1
+                )
+                delta += (expansion.new_size - expansion.old_size) * tensors[head_bias].element_size()
             save_file(tensors, str(tmp / shard), metadata={"format": "pt"})
         if (hf.dir / INDEX).is_file():
             index = read_json(hf.dir / INDEX)
@@ -238,6 +244,9 @@ def resize_megatron(
             source = embedding if tied else read_tensors(ckpt_dir, [fam.OUTPUT])[fam.OUTPUT]
             tables[fam.OUTPUT] = resize_table(source, expansion, output_role[0], rows, *output_role[1:])
             del source
+        if model.get("output_layer_bias"):
+            bias = read_tensors(ckpt_dir, [fam.OUTPUT_BIAS])[fam.OUTPUT_BIAS]
+            tables[fam.OUTPUT_BIAS] = resize_bias(bias, expansion, methods[1], rows, seed + 1)
         del embedding
         for key, table in tables.items():
             replace_tensors(tmp, {key: table}, f"__resized_{key}.distcp", add=tied and key == fam.OUTPUT)

@@ -4,7 +4,9 @@ The Transformer Engine layer spec is used when TE imports (FP8 settings travel i
 ``TransformerConfig``); otherwise the local spec, with ``SequenceParallelTorchNorm`` for every
 norm so that sequence parallelism works without apex or TE, and PyTorch's fused SDPA as core
 attention (``megacpt.model.attention``). Asking for TE or FP8 without TE is a
-``UserError``. With virtual pipeline stages a rank holds several chunks, one per stage.
+``UserError``. With virtual pipeline stages a rank holds several chunks, one per stage. Phi's
+parallel attention/MLP block is a layer of the local spec (``megacpt.model.parallel_block``), and its
+LM-head bias a parameter added to Megatron's output layer (``add_output_bias``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from megatron.core import parallel_state
+from megatron.core import parallel_state, tensor_parallel
 from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import (
     get_gpt_layer_local_spec,
@@ -29,6 +31,7 @@ from megacpt.config.validate import transformer_engine_available
 from megacpt.errors import UserError
 from megacpt.model.attention import SDPADotProductAttention
 from megacpt.model.norms import SequenceParallelTorchNorm
+from megacpt.model.parallel_block import ParallelAttentionMLPLayer, SharedInputNorm
 
 
 def use_transformer_engine(config: Config) -> bool:
@@ -55,13 +58,15 @@ def _local_block_spec(
         attention,
         submodules=dataclasses.replace(attention.submodules, core_attention=SDPADotProductAttention),
     )
+    parallel_block = config.model.parallel_attention_mlp
     layer = dataclasses.replace(
         layer,
+        module=ParallelAttentionMLPLayer if parallel_block else layer.module,
         submodules=dataclasses.replace(
             layer.submodules,
             self_attention=attention,
             input_layernorm=SequenceParallelTorchNorm,
-            pre_mlp_layernorm=SequenceParallelTorchNorm,
+            pre_mlp_layernorm=SharedInputNorm if parallel_block else SequenceParallelTorchNorm,
         ),
     )
     num_layers = get_num_layers_to_build(tf_config, vp_stage=vp_stage)
@@ -73,6 +78,11 @@ def layer_spec(
 ) -> ModuleSpec | TransformerBlockSubmodules:
     """The transformer spec for one model chunk."""
     if use_transformer_engine(config):
+        if config.model.parallel_attention_mlp:
+            raise UserError(
+                "model.parallel_attention_mlp (Phi's block) has only the local layer spec so far: "
+                "set model.transformer_impl: local"
+            )
         return get_gpt_layer_with_transformer_engine_spec()
     return _local_block_spec(config, tf_config, vp_stage)
 
@@ -117,6 +127,20 @@ def mask_vocab_padding(model: GPTModel, vocab_size: int) -> None:
     model.output_layer.register_forward_hook(mask)
 
 
+def add_output_bias(model: GPTModel) -> None:
+    """Give the LM head a bias (Phi), vocabulary-parallel like its weight, initialised to zero.
+
+    Megatron-core's ``GPTModel`` builds its output layer without one; its ``ColumnParallelLinear``
+    adds a registered ``bias`` in its forward and shards it in checkpoints by output rows.
+    """
+    head = model.output_layer
+    rows = head.output_size_per_partition
+    bias = torch.nn.Parameter(torch.zeros(rows, dtype=model.config.params_dtype))
+    tensor_parallel.set_tensor_model_parallel_attributes(bias, True, 0, 1)
+    bias.allreduce = True  # type: ignore[attr-defined]
+    head.bias = bias
+
+
 def build_model(config: Config, tf_config: TransformerConfig) -> list[GPTModel]:
     """This rank's model chunks (one, or one per virtual pipeline stage), on the run's device."""
     m = config.model
@@ -138,12 +162,15 @@ def build_model(config: Config, tf_config: TransformerConfig) -> list[GPTModel]:
             post_process=parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage),
             share_embeddings_and_output_weights=m.tie_embeddings,
             position_embedding_type="rope",
+            rotary_percent=m.rotary_percent,
             rotary_base=int(m.rotary_base),
             **kwargs,
         )
         if rope is not None:
             _apply_llama3_rope_scaling(model, config)
         if model.post_process:
+            if m.output_layer_bias:
+                add_output_bias(model)
             mask_vocab_padding(model, m.vocab_size)
         if torch.cuda.is_available():
             model.cuda(torch.cuda.current_device())

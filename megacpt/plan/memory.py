@@ -59,7 +59,7 @@ def _layer_params(config: Config, tp: int) -> int:
     sharded = qkv_out * h + kv * m.num_attention_heads * h + fc1_out * h + ffn * h
     if m.add_qkv_bias or m.add_bias_linear:
         sharded += qkv_out
-    replicated = 2 * norm
+    replicated = norm if m.parallel_attention_mlp else 2 * norm  # Phi's block: one norm
     if m.add_bias_linear:
         sharded += fc1_out
         replicated += 2 * h  # row-parallel biases are whole on every rank
@@ -82,6 +82,8 @@ def params_on_rank(config: Config, pp_rank: int) -> int:
         total += m.hidden_size * (2 if m.normalization == "LayerNorm" else 1)  # final norm
         if not m.tie_embeddings or pp > 1:  # a tied head on another stage keeps its own copy
             total += embedding
+        if m.output_layer_bias:
+            total += vocab // tp
     return total
 
 
@@ -102,8 +104,10 @@ def _layer_activation_bytes(config: Config, seq: int, micro_batch: int, fused: b
     h, ffn = m.hidden_size, m.ffn
     dtype = DTYPE_BYTES[config.precision.dtype]
     sb = seq * micro_batch
-    # Two norm inputs and the two norm outputs feeding QKV and FC1: split only by sequence parallel.
-    elements = 4 * sb * h / sp_div
+    # Two norm inputs and the two norm outputs feeding QKV and FC1 (one of each in Phi's parallel
+    # block, whose attention and MLP read one norm's output): split only by sequence parallel.
+    norms = 1 if m.parallel_attention_mlp else 2
+    elements = 2 * norms * sb * h / sp_div
     # QKV output (kept alive by V), rotated Q and K, the attention context feeding the projection.
     q, k = heads * kv, groups * kv
     elements += sb * ((q + 2 * k) + (q + k) + q) / tp
@@ -112,7 +116,7 @@ def _layer_activation_bytes(config: Config, seq: int, micro_batch: int, fused: b
     if not fused:
         # A composite RMSNorm also keeps x / rms(x); an unfused SwiGLU keeps both halves of FC1
         # besides its output and FC1's output.
-        elements += 2 * sb * h / sp_div + sb * 2 * ffn / tp
+        elements += norms * sb * h / sp_div + sb * 2 * ffn / tp
     total = elements * dtype
     if p.recompute_granularity != "selective" and _materialises_scores(config, fused):
         # Attention that materialises the scores keeps the softmax output per head (Korthikanti's

@@ -30,6 +30,7 @@ from megacpt.model.lora import ADAPTERS
 
 INPUT_EMBEDDING = "embedding.word_embeddings.weight"
 OUTPUT_LAYER = "output_layer.weight"
+OUTPUT_BIAS = "output_layer.bias"  # Phi's LM-head bias: one entry per vocabulary row
 
 
 @dataclass
@@ -72,7 +73,7 @@ class FreezePlan:
     def restore(self, optimizer: Any) -> None:
         """Put frozen rows back in the parameters and the optimizer's main copies; zero their moments."""
         for fr in self.frozen_rows:
-            hidden = fr.param.shape[1]
+            hidden = fr.param[0].numel()  # elements per row (1 for the LM-head bias)
             copies = _main_copies(optimizer, fr.param)
             for (lo, hi), value in zip(fr.ranges, fr.values):
                 fr.param.data[lo:hi] = value
@@ -142,7 +143,7 @@ def _row_selection(name: str, train: TrainableConfig, tied: bool) -> str:
         if not chosen:
             return "none"
         return "all" if "all" in chosen or chosen == {"new", "old"} else chosen.pop()
-    return train.input_embeddings if name == INPUT_EMBEDDING else train.output_layer
+    return train.input_embeddings if name == INPUT_EMBEDDING else train.output_layer  # head and its bias
 
 
 def _frozen_rows(
@@ -174,8 +175,9 @@ def apply_trainable(
     for model in models:
         for name, param in model.named_parameters():
             rows: FrozenRows | None = None
-            if name in (INPUT_EMBEDDING, OUTPUT_LAYER):
-                selection = _row_selection(name, train, tied_embeddings)
+            if name in (INPUT_EMBEDDING, OUTPUT_LAYER, OUTPUT_BIAS):
+                # A tied model's head bias is not shared: it trains with the output rows.
+                selection = _row_selection(name, train, tied_embeddings and name != OUTPUT_BIAS)
                 param.requires_grad = selection != "none"
                 if selection in ("new", "old"):
                     assert old_vocab_size is not None
@@ -195,7 +197,7 @@ def apply_trainable(
                 raise ValueError(f"parameter {name} belongs to no trainable group")
             frozen = 0 if param.requires_grad else param.numel()
             if rows is not None:
-                frozen = rows.num_rows * param.shape[1]
+                frozen = rows.num_rows * param[0].numel()
             plan.frozen_numel += frozen
             plan.trainable_numel += param.numel() - frozen
     return plan

@@ -27,6 +27,7 @@ from typing import Literal
 from megacpt.config.loader import from_dict
 from megacpt.config.schema import Config, DatasetEntry, OptimizerConfig, StageConfig, TrainableConfig
 from megacpt.errors import UserError
+from megacpt.model.builder import use_transformer_engine
 
 _NOTHING = {"input_embeddings": "none", "output_layer": "none", "layers": "none"}
 _EVERYTHING = {"input_embeddings": "all", "output_layer": "all", "layers": "all", "norms": True}
@@ -209,6 +210,10 @@ def _check_trainable(train: TrainableConfig, config: Config, where: str) -> None
     if rows and old is not None and not 0 < old < config.model.vocab_size:
         raise UserError(
             f"schedule.old_vocab_size {old} must be between 0 and model.vocab_size {config.model.vocab_size}"
+        )
+    if train.lora is not None and use_transformer_engine(config):  # refused before any stage runs
+        raise UserError(
+            f"{where}: LoRA adapters need Megatron's local linear layers: set model.transformer_impl: local"
         )
     if isinstance(train.layers, list):
         bad = [i for i in train.layers if not 0 <= i < config.model.num_layers]

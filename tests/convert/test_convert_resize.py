@@ -281,3 +281,31 @@ def test_untied_and_calibrated_resize(setup: dict, tmp_path: Path) -> None:
     assert read_meta(untied)["model"]["tie_embeddings"] is False
     assert torch.equal(tables[OUT][:OLD], tables[EMB][:OLD])
     assert torch.allclose(tables[OUT][OLD : expansion.new_size], want, atol=1e-4)
+
+
+def test_a_phi_models_lm_head_bias_grows_with_its_output_rows(tmp_path: Path) -> None:
+    """Phi's LM head has a bias: the resize grows it like the output rows (EEVE's output method, the
+    first piece's row, gives the first piece's bias), in a Hugging Face and a Megatron checkpoint."""
+    from tests.convert.tiny_models import make_model
+
+    hf = make_model("phi", tmp_path / "phi")
+    expansion = Expansion(old_size=250, new_size=253, pieces=[[7, 9], [3], [40, 41, 42]])
+    methods = ("subword_mean", "subword_first")
+    resized = resize_hf(hf, tmp_path / "phi_resized", expansion, methods)
+    before = {}
+    for shard in hf.glob("*.safetensors"):
+        before.update(load_file(shard))
+    after = {}
+    for shard in resized.glob("*.safetensors"):
+        after.update(load_file(shard))
+    bias = after["lm_head.bias"]
+    assert bias.shape == (253,) and torch.equal(bias[:250], before["lm_head.bias"])
+    assert torch.equal(bias[250:], before["lm_head.bias"][[7, 3, 40]])
+    tokens = torch.randint(0, 250, (1, 12), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(hf_logits(resized, tokens)[..., :250], hf_logits(hf, tokens))
+
+    mcore = convert_hf_to_megatron(hf, tmp_path / "phi.mcore", make_vocab_size_divisible_by=64)
+    grown = resize_megatron(mcore, tmp_path / "phi.resized.mcore", expansion, methods, tensor_parallel_size=2)
+    megatron_bias = read_tensors(grown, ["output_layer.bias"])["output_layer.bias"]
+    assert megatron_bias.shape == (256,)  # 253 padded to a multiple of 64 x TP2
+    assert torch.equal(megatron_bias[:253], bias) and not megatron_bias[253:].any()

@@ -68,7 +68,7 @@ def _keys(spec: ModuleSpec) -> set[str]:
 
 
 def _converter_keys() -> set[str]:
-    return {*fam.LAYER_KEYS, fam.QKV_WEIGHT, fam.FC1, *fam.EXTRA_STATE_KEYS}
+    return {*fam.FAMILIES["llama"].layer_keys, fam.QKV_WEIGHT, fam.FC1, *fam.EXTRA_STATE_KEYS}
 
 
 @pytest.fixture

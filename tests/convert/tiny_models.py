@@ -38,6 +38,16 @@ FAMILIES = {
         dict(num_hidden_layers=2, num_key_value_heads=4, tie_word_embeddings=True),
     ),
     "mistral": (transformers.MistralConfig, dict(num_hidden_layers=2, sliding_window=None)),
+    # Phi-2's architecture: parallel attention/MLP from one LayerNorm, partial RoPE (40% of each
+    # head's channels), GELU (tanh), biases on every linear layer and on the untied LM head.
+    "phi": (
+        transformers.PhiConfig,
+        dict(
+            num_hidden_layers=2,
+            layer_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.4},
+        ),
+    ),
     "qwen2": (
         transformers.Qwen2Config,
         dict(

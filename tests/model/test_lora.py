@@ -104,3 +104,21 @@ def test_adapters_draw_the_same_matrices_for_the_same_seed(model_parallel):
 def test_bad_lora_settings_are_refused(train, message):
     with pytest.raises(UserError, match=message):
         from_dict(TrainableConfig, train, "train")
+
+
+def test_a_lora_stage_under_transformer_engine_is_refused_before_any_stage_runs(monkeypatch):
+    from megacpt.training.stages import resolve_stages
+
+    monkeypatch.setattr("megacpt.model.builder.transformer_engine_available", lambda: True)
+    lora_stage = {"name": "lora", "steps": 1, "train": {"layers": "none", "lora": {}}}
+    config = from_dict(
+        Config,
+        {
+            "model": {k: v for k, v in MODEL.items() if k != "transformer_impl"},
+            "data": {"datasets": [{"prefix": "unused", "weight": 1.0}]},
+            "training": {"train_steps": 2},
+            "schedule": {"stages": [{"name": "first", "steps": 1}, lora_stage]},
+        },
+    )
+    with pytest.raises(UserError, match="schedule stage 1 .*need Megatron's local linear layers"):
+        resolve_stages(config)

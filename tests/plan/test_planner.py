@@ -71,6 +71,7 @@ def _whole(path: str, vocab: int | None = None) -> Config:
         ("llama2_70b_swallow_ja.yaml", 32000, 68_976_648_192),  # meta-llama/Llama-2-70b-hf
         ("llama3_8b_ko.yaml", None, 8_030_261_248),  # meta-llama/Meta-Llama-3-8B
         ("solar_10.7b_eeve_ko.yaml", 32000, 10_731_524_096),  # upstage/SOLAR-10.7B-v1.0
+        ("phi2_eeve_ko.yaml", 51200, 2_779_683_840),  # microsoft/phi-2
     ],
 )
 def test_parameter_count_matches_the_published_model(path, vocab, published):
@@ -78,6 +79,33 @@ def test_parameter_count_matches_the_published_model(path, vocab, published):
 
 
 TINY = REPO / "examples" / "tiny_cpu.yaml"
+PHI = [  # Phi-2's architecture on the tiny model
+    "model.normalization=LayerNorm",
+    "model.activation=gelu_tanh",
+    "model.add_bias_linear=true",
+    "model.add_qkv_bias=true",
+    "model.rotary_percent=0.5",
+    "model.parallel_attention_mlp=true",
+    "model.output_layer_bias=true",
+    "model.transformer_impl=local",
+]
+
+
+def test_the_parallel_block_is_counted_by_hand():
+    """Phi-2 (32 layers, hidden 2,560, FFN 10,240, 51,200 tokens): FLOPs and the activations its one
+    norm saves, against a hand count."""
+    config = _whole("phi2_eeve_ko.yaml", 51200)
+    h, ffn, layers, seq = 2560, 10240, 32, 2048
+    matmuls = layers * (3 * h * h + h * h + ffn * h + h * ffn) + 51200 * h
+    assert flops.matmul_params(config) == matmuls
+    assert flops.flops_per_token(config) == 6 * matmuls + 12 * layers * seq * h
+    from megacpt.plan.memory import _layer_activation_bytes
+
+    sequential = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, parallel_attention_mlp=False)
+    )
+    saved = _layer_activation_bytes(sequential, seq, 4, True) - _layer_activation_bytes(config, seq, 4, True)
+    assert saved == 2 * seq * 4 * h * 2  # one norm input and one norm output fewer, bf16
 
 
 @pytest.mark.parametrize(
@@ -95,8 +123,17 @@ TINY = REPO / "examples" / "tiny_cpu.yaml"
             "parallel.tensor_model_parallel_size=2",
         ],
         ["model.add_qkv_bias=true", "parallel.context_parallel_size=2", "model.vocab_size=32001"],
+        [*PHI, "parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"],
     ],
-    ids=["tp2-pp2", "tied", "tied-pp2", "pp4-vp1", "layernorm-gelu-bias-kv", "qkv-bias-cp2-odd-vocab"],
+    ids=[
+        "tp2-pp2",
+        "tied",
+        "tied-pp2",
+        "pp4-vp1",
+        "layernorm-gelu-bias-kv",
+        "qkv-bias-cp2-odd-vocab",
+        "phi-tp2-pp2",
+    ],
 )
 def test_estimated_parameters_equal_the_meta_build(overrides):
     config = load_config(TINY, overrides)

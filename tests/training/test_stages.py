@@ -84,7 +84,7 @@ def _check_stage(name: str, train: TrainableConfig, before: dict, after: dict) -
         if key.startswith("optimizer.") or key not in after:
             continue
         new = after[key]
-        if key in ("embedding.word_embeddings.weight", "output_layer.weight"):
+        if key in ("embedding.word_embeddings.weight", "output_layer.weight", "output_layer.bias"):
             selection = train.input_embeddings if key.startswith("embedding") else train.output_layer
             trained = set(_trained_rows(selection))
             for row in range(old.shape[0]):
@@ -171,5 +171,47 @@ def test_tied_eeve_folds_to_four_stages_that_freeze_bit_for_bit_at_tp2_pp2_dp2(s
         step += stage["steps"]
         after = _load(root / "tied_eeve" / "checkpoints" / f"iter_{step:07d}", tmp_path)
         assert "output_layer.weight" not in after  # one matrix: the embedding
+        _check_stage(stage["name"], TrainableConfig(**stage["train"]), before, after)
+        before = after
+
+
+PHI = {  # Phi-2's block: parallel attention/MLP from one LayerNorm, biases, partial RoPE, head bias
+    "num_layers": LAYERS,
+    "normalization": "LayerNorm",
+    "activation": "gelu_tanh",
+    "add_bias_linear": True,
+    "add_qkv_bias": True,
+    "rotary_percent": 0.5,
+    "parallel_attention_mlp": True,
+    "output_layer_bias": True,
+}
+
+
+def test_eeve_on_an_untied_phi_model_freezes_bit_for_bit_at_tp2_pp2_dp2(setup, tmp_path):
+    """EEVE-Korean-2.8B's seven stages on Phi-2's architecture: stages 1 and 2 train the new input and
+    the new output rows apart, and the LM-head bias follows the output rows."""
+    root = setup[0]
+    data = str(root / "en_bytes")
+    init = tiny_config(data, root / "phi_init", training={"train_steps": 0})
+    init["model"].update(PHI)
+    train_losses(init, 1)
+    pretrained = root / "phi_init" / "checkpoints" / "iter_0000000"
+    cfg = tiny_config(
+        data,
+        root / "phi_eeve",
+        parallel=TP2_PP2_DP2,
+        training={"train_steps": 7},
+        checkpoint={"pretrained": str(pretrained)},
+    )
+    cfg["model"].update(PHI)
+    cfg["schedule"] = {"preset": "eeve", "old_vocab_size": OLD_VOCAB}
+    train_losses(cfg, 8)
+    plan = json.loads((root / "phi_eeve" / "stages.json").read_text())
+    assert [s["name"] for s in plan] == [s["name"] for s in PRESETS["eeve"]]
+    before = _load(pretrained, tmp_path)
+    assert {"output_layer.bias", "decoder.layers.self_attention.linear_qkv.layer_norm_bias"} <= set(before)
+    assert not any("linear_fc1.layer_norm" in key for key in before), "one norm per parallel block"
+    for step, stage in enumerate(plan, start=1):
+        after = _load(root / "phi_eeve" / "checkpoints" / f"iter_{step:07d}", tmp_path)
         _check_stage(stage["name"], TrainableConfig(**stage["train"]), before, after)
         before = after
