@@ -5,8 +5,9 @@ The Transformer Engine layer spec is used when TE imports (FP8 settings travel i
 norm so that sequence parallelism works without apex or TE, and PyTorch's fused SDPA as core
 attention (``megacpt.model.attention``). Asking for TE or FP8 without TE is a
 ``UserError``. With virtual pipeline stages a rank holds several chunks, one per stage. Phi's
-parallel attention/MLP block is a layer of the local spec (``megacpt.model.parallel_block``), and its
-LM-head bias a parameter added to Megatron's output layer (``add_output_bias``).
+parallel attention/MLP block is a layer of either spec (``megacpt.model.parallel_block``;
+``te_parallel_block_spec``), and its LM-head bias a parameter added to Megatron's output layer
+(``add_output_bias``).
 """
 
 from __future__ import annotations
@@ -73,17 +74,42 @@ def _local_block_spec(
     return TransformerBlockSubmodules(layer_specs=[layer] * num_layers, layer_norm=SequenceParallelTorchNorm)
 
 
+def te_parallel_block_spec(spec: ModuleSpec) -> ModuleSpec:
+    """Phi's parallel block on Transformer Engine: Megatron's TE layer spec with the norm taken out
+    of ``linear_qkv`` (a ``TENorm`` of its own, whose output ``linear_fc1`` also reads through
+    ``SharedInputNorm``), so that one norm weight serves both; its checkpoint key stays the fused
+    spec's ``self_attention.linear_qkv.layer_norm_*``, as in the local spec."""
+    from megatron.core.extensions.transformer_engine_spec_provider import TESpecProvider
+
+    te = TESpecProvider()
+    sub = spec.submodules
+    attention, mlp = sub.self_attention, sub.mlp
+    return dataclasses.replace(
+        spec,
+        module=ParallelAttentionMLPLayer,
+        submodules=dataclasses.replace(
+            sub,
+            input_layernorm=te.layer_norm(),
+            self_attention=dataclasses.replace(
+                attention,
+                submodules=dataclasses.replace(attention.submodules, linear_qkv=te.column_parallel_linear()),
+            ),
+            pre_mlp_layernorm=SharedInputNorm,
+            mlp=dataclasses.replace(
+                mlp, submodules=dataclasses.replace(mlp.submodules, linear_fc1=te.column_parallel_linear())
+            ),
+            sharded_state_dict_keys_map={"input_layernorm.": "self_attention.linear_qkv.layer_norm_"},
+        ),
+    )
+
+
 def layer_spec(
     config: Config, tf_config: TransformerConfig, vp_stage: int | None
 ) -> ModuleSpec | TransformerBlockSubmodules:
     """The transformer spec for one model chunk."""
     if use_transformer_engine(config):
-        if config.model.parallel_attention_mlp:
-            raise UserError(
-                "model.parallel_attention_mlp (Phi's block) has only the local layer spec so far: "
-                "set model.transformer_impl: local"
-            )
-        return get_gpt_layer_with_transformer_engine_spec()
+        spec = get_gpt_layer_with_transformer_engine_spec()
+        return te_parallel_block_spec(spec) if config.model.parallel_attention_mlp else spec
     return _local_block_spec(config, tf_config, vp_stage)
 
 

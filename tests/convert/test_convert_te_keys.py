@@ -52,13 +52,13 @@ def _modules(spec: ModuleSpec | type, path: str = "") -> dict[str, str]:
     return out
 
 
-def _keys(spec: ModuleSpec) -> set[str]:
+def _keys(spec: ModuleSpec, params: dict[str, tuple[str, ...]] = PARAMS) -> set[str]:
     """The ``decoder.layers.*`` checkpoint keys of one layer, after the spec's key renaming."""
     rename: dict[str, Any] = spec.submodules.sharded_state_dict_keys_map
     keys = set()
     for path, cls in _modules(spec).items():
-        assert cls in PARAMS, f"{path} is a {cls}; teach PARAMS its parameter names"
-        for param in PARAMS[cls]:
+        assert cls in params, f"{path} is a {cls}; teach PARAMS its parameter names"
+        for param in params[cls]:
             key = f"{path}{param}"
             for old, new in rename.items():
                 if key.startswith(old):
@@ -96,3 +96,20 @@ def test_transformer_engine_spec_keys(te_spec: ModuleSpec) -> None:
 def test_local_spec_keys() -> None:
     spec = gpt_layer_specs.get_gpt_layer_local_spec(normalization="RMSNorm")
     assert _keys(spec) == _converter_keys()
+
+
+# Phi: a bias beside every weight (linear layers and the LayerNorm); the MLP's norm is the shared one.
+PHI_PARAMS = {cls: (*names, "bias") if "weight" in names else names for cls, names in PARAMS.items()}
+PHI_PARAMS["SharedInputNorm"] = ()
+
+
+def test_phi_parallel_block_te_spec_keys(te_spec: ModuleSpec) -> None:
+    from megacpt.model.builder import te_parallel_block_spec
+
+    spec = te_parallel_block_spec(te_spec)
+    modules = _modules(spec)
+    assert modules["input_layernorm."] == "TENorm" and modules["pre_mlp_layernorm."] == "SharedInputNorm"
+    assert modules["self_attention.linear_qkv."] == modules["mlp.linear_fc1."] == "TEColumnParallelLinear"
+    phi = fam.FAMILIES["phi"]
+    expected = {*phi.layer_keys, fam.QKV_WEIGHT, fam.QKV_BIAS, fam.FC1, *fam.EXTRA_STATE_KEYS}
+    assert _keys(spec, PHI_PARAMS) == expected
