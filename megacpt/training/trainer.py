@@ -257,6 +257,8 @@ class Trainer:
         }
         if self.peak_flops:
             metrics["mfu"] = flops_per_device / self.peak_flops
+        if self.runtime.device.type == "cuda":  # the peak so far, to hold against `megacpt plan`
+            metrics["max_memory_allocated_gib"] = torch.cuda.max_memory_allocated(self.runtime.device) / 2**30
         return metrics
 
     def _validate(self) -> None:
