@@ -10,7 +10,8 @@ imports, else what blocked it is recorded. Every figure goes to ``--out`` (defau
 The lent machine has PyTorch, Python 3.12 and no network: Megatron-core and the few packages megacpt
 imports that it lacks travel as wheels (``bash bench/gpu/fetch_wheels.sh`` fills ``.whl/``, which
 git ignores; name it in the device call's ``carry``). The kit installs them into ``/tmp/site`` when
-Megatron-core does not import, then runs itself again with them on the path:
+Megatron-core does not import, then runs itself again with them on the path, and compiles megacpt's
+C++ extension for that Python (pybind11 and a compiler are in the image):
 
     python3 bench/gpu/kit.py --wheels .whl            # on the GPU machine
     python bench/gpu/kit.py --dry-run --out /tmp/g.md  # here: tiny models, fp32, on the CPU (CI runs it)
@@ -76,8 +77,9 @@ DRY_MODEL = {
 }
 
 
-def ensure_megatron(wheels: str | None) -> None:
-    """Install the carried wheels and run this script again with them, when Megatron-core is missing."""
+def ensure_installed(wheels: str | None) -> None:
+    """Install the carried wheels and run this script again with them, when Megatron-core is missing;
+    build megacpt's C++ extension for this Python, when it has none (``setup.py build_ext``)."""
     try:
         import megatron.core  # noqa: F401
     except ImportError:
@@ -93,6 +95,12 @@ def ensure_megatron(wheels: str | None) -> None:
         path = os.pathsep.join([SITE, str(REPO), os.environ.get("PYTHONPATH", "")])
         env = dict(os.environ, PYTHONPATH=path, MEGACPT_KIT_INSTALLED="1")
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    sys.path.insert(0, str(REPO))
+    try:
+        import megacpt.data.indexed  # noqa: F401
+    except ImportError:
+        build = [sys.executable, "setup.py", "-q", "build_ext", "--inplace"]
+        subprocess.run(build, cwd=REPO, check=True, capture_output=True)
 
 
 def random_dataset(prefix: Path, vocab: int, tokens: int) -> str:
@@ -222,8 +230,7 @@ def main() -> None:
         "--dry-run", action="store_true", help="tiny models in fp32 on the CPU: checks the kit itself"
     )
     args = parser.parse_args()
-    ensure_megatron(args.wheels)
-    sys.path.insert(0, str(REPO))
+    ensure_installed(args.wheels)
     import torch
 
     if not args.dry_run and not torch.cuda.is_available():
