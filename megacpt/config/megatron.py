@@ -78,8 +78,9 @@ def transformer_config(config: Config) -> TransformerConfig:
         fp16=prec.dtype == "fp16",
         # Fused kernels exist only on a GPU; on CPU the unfused paths compute the same thing.
         use_cpu_initialization=not on_gpu,
-        # Megatron fuses only F.silu (SwiGLU) and F.gelu with the bias; its fused GELU is the tanh form.
-        bias_activation_fusion=on_gpu and m.add_bias_linear and m.activation != "gelu_tanh",
+        # Only SwiGLU: Megatron's fused bias-GELU is the tanh form, which "gelu" (erf) is not, and
+        # "gelu_tanh" is not F.gelu, which is all Megatron knows how to fuse.
+        bias_activation_fusion=on_gpu and m.add_bias_linear and m.activation == "swiglu",
         bias_dropout_fusion=on_gpu,
         masked_softmax_fusion=on_gpu,
         gradient_accumulation_fusion=False,

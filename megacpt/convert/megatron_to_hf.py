@@ -81,7 +81,8 @@ def convert_megatron_to_hf(
     hf_meta = meta.get("hf", {})
     family = fam.family_of_model(m, hf_meta.get("model_type"))
     fam.check_expressible(m, family)
-    layer_keys = [*family.layer_keys, fam.QKV_WEIGHT, fam.FC1] + ([fam.QKV_BIAS] if m.add_qkv_bias else [])
+    qkv_bias = m.add_qkv_bias or m.add_bias_linear  # Megatron gives q/k/v a bias with either
+    layer_keys = [*family.layer_keys, fam.QKV_WEIGHT, fam.FC1] + ([fam.QKV_BIAS] if qkv_bias else [])
     side = Path(tokenizer_dir) if tokenizer_dir else Path(ckpt_dir) / HF_SUBDIR
     with atomic_directory(out_dir, HF_MODEL, replace=overwrite) as tmp:
         writer = HFWriter(tmp, max_shard_bytes)

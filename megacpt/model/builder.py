@@ -164,6 +164,7 @@ def add_output_bias(model: GPTModel) -> None:
     bias = torch.nn.Parameter(torch.zeros(rows, dtype=model.config.params_dtype))
     tensor_parallel.set_tensor_model_parallel_attributes(bias, True, 0, 1)
     bias.allreduce = True  # type: ignore[attr-defined]
+    bias.is_embedding_or_output_parameter = True  # type: ignore[attr-defined]  # embedding_lr applies
     head.bias = bias
 
 

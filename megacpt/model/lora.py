@@ -26,11 +26,12 @@ is supported (Transformer Engine fuses the input norm into ``linear_qkv``/``line
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 import torch
-from megatron.core import parallel_state
+from megatron.core import parallel_state, tensor_parallel
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
 from megatron.core.tensor_parallel.layers import set_tensor_model_parallel_attributes
 from megatron.core.tensor_parallel.mappings import (
@@ -40,7 +41,10 @@ from megatron.core.tensor_parallel.mappings import (
     reduce_scatter_to_sequence_parallel_region,
 )
 from megatron.core.transformer.mlp import apply_swiglu_sharded_factory
-from megatron.core.transformer.utils import make_sharded_tensors_for_checkpoint
+from megatron.core.transformer.utils import (
+    ensure_metadata_has_dp_cp_group,
+    make_sharded_tensors_for_checkpoint,
+)
 
 from megacpt.config.schema import LoraConfig, LoraTarget
 from megacpt.errors import UserError
@@ -97,7 +101,13 @@ class LinearAdapter(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The update to add to the base layer's output for its input ``x``."""
-        x = torch.nn.functional.dropout(x, self.dropout, self.training)
+        if self.dropout and self.training:
+            # A row adapter's input is this rank's slice of the channels: its own mask stream (the
+            # model-parallel RNG); a column adapter's is whole on every TP rank: the same mask.
+            with (
+                tensor_parallel.get_cuda_rng_tracker().fork() if not self.column else contextlib.nullcontext()
+            ):
+                x = torch.nn.functional.dropout(x, self.dropout, True)
         down = torch.nn.functional.linear(x, self.a)
         if self.column:
             if self.sequence_parallel:
@@ -119,8 +129,11 @@ class LinearAdapter(torch.nn.Module):
     ) -> dict[str, Any]:
         state = self.state_dict(prefix="", keep_vars=True)
         axis = {"b": 0} if self.column else {"a": 1}
+        # Both groups, as Megatron's own layers pass them: with one given and not the other, every
+        # data-parallel rank would claim to hold the main copy of each shard.
+        metadata = ensure_metadata_has_dp_cp_group(metadata)
         sharded = make_sharded_tensors_for_checkpoint(
-            state, prefix, axis, sharded_offsets, tp_group=self.tp_group
+            state, prefix, axis, sharded_offsets, tp_group=self.tp_group, dp_cp_group=metadata["dp_cp_group"]
         )
         if self.column and self.gated:
             sharded[f"{prefix}b"] = apply_swiglu_sharded_factory(sharded[f"{prefix}b"], sharded_offsets)

@@ -27,7 +27,6 @@ from typing import Literal
 from megacpt.config.loader import from_dict
 from megacpt.config.schema import Config, DatasetEntry, OptimizerConfig, StageConfig, TrainableConfig
 from megacpt.errors import UserError
-from megacpt.model.builder import use_transformer_engine
 
 _NOTHING = {"input_embeddings": "none", "output_layer": "none", "layers": "none"}
 _EVERYTHING = {"input_embeddings": "all", "output_layer": "all", "layers": "all", "norms": True}
@@ -192,6 +191,17 @@ def trains_anything(train: TrainableConfig) -> bool:
     )
 
 
+def _check_lora_spec(config: Config, where: str) -> None:
+    """LoRA adapters wrap Megatron's local linear layers: refused under Transformer Engine before
+    any stage runs (not hours later, when the LoRA stage starts)."""
+    from megacpt.model.builder import use_transformer_engine  # torch and Megatron: not at import time
+
+    if use_transformer_engine(config):
+        raise UserError(
+            f"{where}: LoRA adapters need Megatron's local linear layers: set model.transformer_impl: local"
+        )
+
+
 def _check_trainable(train: TrainableConfig, config: Config, where: str) -> None:
     if not trains_anything(train):
         raise UserError(f"{where}: the stage trains nothing (every parameter group is 'none')")
@@ -211,10 +221,8 @@ def _check_trainable(train: TrainableConfig, config: Config, where: str) -> None
         raise UserError(
             f"schedule.old_vocab_size {old} must be between 0 and model.vocab_size {config.model.vocab_size}"
         )
-    if train.lora is not None and use_transformer_engine(config):  # refused before any stage runs
-        raise UserError(
-            f"{where}: LoRA adapters need Megatron's local linear layers: set model.transformer_impl: local"
-        )
+    if train.lora is not None:
+        _check_lora_spec(config, where)
     if isinstance(train.layers, list):
         bad = [i for i in train.layers if not 0 <= i < config.model.num_layers]
         if bad:

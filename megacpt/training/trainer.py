@@ -13,11 +13,13 @@ step boundary and raises ``PreemptedError`` (see ``preemption``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ import torch.distributed as dist
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megacpt.checkpoint import state as ckpt
-from megacpt.checkpoint.meta import HF_SUBDIR, read_meta, resolve, resume_checkpoint
+from megacpt.checkpoint.meta import HF_SUBDIR, latest_checkpoint, read_meta, resolve, resume_checkpoint
 from megacpt.config.loader import dump_config, to_dict
 from megacpt.config.schema import Config
 from megacpt.config.validate import check_model_matches, validate_checkpoints, validate_data
@@ -268,6 +270,21 @@ class Trainer:
         """Validation loss and bits per byte per language (``megacpt.training.validation``)."""
         return self.validator.run(self.current.models, self.forward_backward, self.state.step)
 
+    @contextlib.contextmanager
+    def _gathered_parameters(self) -> Iterator[None]:
+        """Every rank's parameters as the last optimizer step left them. With the distributed
+        optimizer and ``overlap_param_gather`` the all-gather of updated shards waits for the next
+        forward; a save (or a merge) before it would read the previous step's values, as
+        Megatron-LM's save also forces the gather first."""
+        models = [m for m in self.current.models if m.use_forward_hook]
+        for model in models:
+            model.disable_forward_pre_hook(param_sync=True)
+        try:
+            yield
+        finally:
+            for model in models:
+                model.enable_forward_pre_hook()
+
     def save(self, merged: bool = False) -> Path:
         """Checkpoint this step. In a LoRA stage the adapters are saved unmerged (an exact resume
         point); ``merged``: they have been folded into the weights (the stage's end)."""
@@ -284,7 +301,8 @@ class Trainer:
         }
         if lora is not None and not merged:
             meta["lora"] = dataclasses.asdict(lora)
-        return self.checkpointer.save(self.state.step, self.current, meta, weights_only=merged)
+        with self._gathered_parameters():
+            return self.checkpointer.save(self.state.step, self.current, meta, weights_only=merged)
 
     def train(self) -> TrainState:
         """Run the remaining stages; checkpoints at the configured interval and at every stage end."""
@@ -339,10 +357,17 @@ class Trainer:
 
     def _merge_adapters(self, last_stage: bool) -> None:
         """Fold the LoRA stage's adapters into the weights and save them plain, replacing an
-        unmerged checkpoint of the same step (one saved by a preemption signal)."""
-        for model in self.current.models:
-            merge_adapters(model.module)
-        if self.config.checkpoint.save_at_end or not last_stage:
+        unmerged checkpoint of the same step (one saved by a preemption signal). Saved also at the
+        run's end without ``save_at_end`` when the interval falls on it: the unmerged checkpoint
+        the interval would have written is of no use past the stage."""
+        step = self.state.step
+        done = self.checkpointer.path(step)
+        if latest_checkpoint(self.ckpt_dir) == done and read_meta(done).get("weights_only"):
+            return  # a resumed run whose LoRA stage had already ended and been merged
+        with self._gathered_parameters():
+            for model in self.current.models:
+                merge_adapters(model.module)
+        if self.config.checkpoint.save_at_end or not last_stage or self.checkpointer.due(step):
             self.save(merged=True)
         self._log_rank0(f"stage {self.stage.name}: LoRA adapters merged into the weights")
 
@@ -355,7 +380,7 @@ class Trainer:
 def check_resumable(config: Config, meta: dict[str, Any], path: Path) -> None:
     """The checkpoint a run resumes must have its model and optimizer type (``UserError`` otherwise)."""
     check_model_matches(config, meta, f"the checkpoint to resume, {path},")
-    saved = meta.get("distributed_optimizer")
+    saved = None if meta.get("weights_only") else meta.get("distributed_optimizer")
     wanted = config.parallel.use_distributed_optimizer
     if saved is not None and saved != wanted:
         kind = {True: "the distributed optimizer", False: "the plain optimizer"}

@@ -21,6 +21,13 @@ from tests.helpers import CORPORA, run_training, tiny_config, train_losses, writ
 pytestmark = pytest.mark.multiproc
 
 STEPS = 4
+TP2_PP2_DP2 = {
+    "tensor_model_parallel_size": 2,
+    "pipeline_model_parallel_size": 2,
+    "use_distributed_optimizer": True,
+    "overlap_grad_reduce": True,
+    "overlap_param_gather": True,
+}
 TARGETS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
 LORA_STAGE = {
     "name": "lora",
@@ -114,18 +121,14 @@ def test_tp2_equals_tp1_and_the_merged_weights_agree(setup, tmp_path):
         torch.testing.assert_close(two[key], value, rtol=1e-4, atol=1e-6, msg=key)
 
 
-def test_a_mid_stage_checkpoint_resumes_exactly_at_another_layout_and_exports_only_merged(setup, tmp_path):
+def test_a_mid_stage_checkpoint_resumes_exactly_at_another_layout_and_only_merged_ones_leave(setup, tmp_path):
     root, config, _ = setup
-    full = train_losses(
-        config(
-            "tp2_pp2", {"tensor_model_parallel_size": 2, "pipeline_model_parallel_size": 2}, save_interval=2
-        ),
-        4,
-    )
-    mid = root / "tp2_pp2" / "checkpoints" / "iter_0000002"
+    # TP2 PP2 DP2, the distributed optimizer with overlapped gathers: every shard kind and replica
+    full = train_losses(config("tp2_pp2_dp2", TP2_PP2_DP2, save_interval=2), 8)
+    mid = root / "tp2_pp2_dp2" / "checkpoints" / "iter_0000002"
     assert json.loads((mid / "megacpt.json").read_text())["lora"]["rank"] == 4
 
-    resumed = config("resumed_tp1")
+    resumed = config("resumed_tp1", {"use_distributed_optimizer": True})
     ckpt_dir = root / "resumed_tp1" / "checkpoints"
     ckpt_dir.mkdir(parents=True)
     shutil.copytree(mid, ckpt_dir / mid.name)

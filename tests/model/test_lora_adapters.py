@@ -1,6 +1,6 @@
 """LoRA adapters in one process: a fresh adapter changes nothing, a trained one changes the output,
 merging folds it into the weights exactly, and bad settings are refused with their reason.
-(Tensor parallelism, checkpoints and the stage's merge: ``tests/training/test_lora.py``.)"""
+(Tensor parallelism, checkpoints and the stage's merge: ``tests/training/test_lora_stages.py``.)"""
 
 from __future__ import annotations
 
