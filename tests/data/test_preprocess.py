@@ -230,13 +230,47 @@ def test_killed_run_resumes_to_identical_bytes(corpus: Path, tmp_path: Path) -> 
     ]
 
 
+def test_a_pool_writes_one_token_file_and_a_dead_worker_fails_the_run_in_one_line(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """With a tokenizer that holds the GIL, worker processes encode every other shard and the
+    main process writes them in order into one token file: gigatoken's bytes. A worker killed
+    mid-run ends the run with one line; the rerun resumes to the same bytes."""
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(corpus_lines(400)) * 3, encoding="utf-8")
+    args = ["--input", str(big), "--tokenizer", mistral_model(), "--append-eod", "--shard-mb", "0.05"]
+    tool(*args, "--output-prefix", str(tmp_path / "one"))
+    pooled = [*args, "--tokenizer-backend", "reference", "--workers", "2"]
+    out = tmp_path / "pooled"
+    proc = subprocess.Popen(
+        [sys.executable, str(TOOL), "--no-progress", *pooled, "--output-prefix", str(out)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    work = Path(f"{out}.shards")
+    deadline = time.monotonic() + 120
+    while not list(work.glob("shard-*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert workers, "no worker processes"
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr
+    assert "error: preprocessing worker" in stderr and "was killed" in stderr and "Traceback" not in stderr
+    assert not Path(f"{out}_text_document.bin").exists()
+    assert (work / "merged_text.bin").exists() and not list(work.glob("shard-*_text.bin"))
+    tool(*pooled, "--output-prefix", str(out))
+    assert same_files(out.with_name("pooled_text_document"), tmp_path / "one_text_document")
+
+
 def test_one_process_run_writes_one_token_file_and_resumes_from_its_last_record(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run in one process writes every shard's tokens into the merged .bin; killed after a shard's
     tokens are written but before its record (stale bytes after them too), or with that file gone,
     a rerun gives the bytes of an uninterrupted run."""
-    from megacpt.data import shards
+    from megacpt.data.preprocess import sink
 
     def config(name: str) -> PreprocessConfig:
         return PreprocessConfig(
@@ -250,7 +284,7 @@ def test_one_process_run_writes_one_token_file_and_resumes_from_its_last_record(
 
     whole = run(config("whole"))
     assert whole["shards"] >= 4 and whole["backend"] == "gigatoken"
-    record = shards.write_json_atomic
+    record = sink.write_json_atomic
     for damage in ("stale bytes", "no token file"):
         calls = []
 
@@ -260,7 +294,7 @@ def test_one_process_run_writes_one_token_file_and_resumes_from_its_last_record(
                 raise KeyboardInterrupt
             record(path, data)
 
-        monkeypatch.setattr(shards, "write_json_atomic", killed_at_third_record)
+        monkeypatch.setattr(sink, "write_json_atomic", killed_at_third_record)
         with pytest.raises(KeyboardInterrupt):
             run(config("resumed"))
         monkeypatch.undo()

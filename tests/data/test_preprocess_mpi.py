@@ -89,43 +89,95 @@ def test_a_failing_rank_fails_the_run_cleanly(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("o*"))
 
 
-def test_a_one_process_run_is_not_resumed_by_several_ranks(
+def test_a_run_killed_in_one_process_resumes_under_mpirun_to_identical_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An unfinished run planned for one process (its shards' tokens in one file, in order) is
-    refused under mpirun with a one-line reason, and still resumes in one process."""
+    """Every run writes its shards' tokens into one file in plan order, so an unfinished run
+    resumes in any number of ranks (rank 0 writes, the others send) to the bytes of one that was
+    never interrupted; and a reference-tokenizer run with a pool per rank gives them too."""
     import mistral_common
 
-    from megacpt.data import shards
-    from megacpt.data.preprocess import PreprocessConfig, run
+    from megacpt.data.preprocess import PreprocessConfig, run, sink
 
     model = str(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1")
     corpus = tmp_path / "c.jsonl"
     with open(REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl", encoding="utf-8") as f:
         corpus.write_text("".join(itertools.islice(f, 600)), encoding="utf-8")
-    record = shards.write_json_atomic
+    record = sink.write_json_atomic
     calls = []
 
-    def killed_at_second_record(path, data):
+    def killed_at_third_record(path, data):
         calls.append(path)
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt
         record(path, data)
 
-    monkeypatch.setattr(shards, "write_json_atomic", killed_at_second_record)
+    monkeypatch.setattr(sink, "write_json_atomic", killed_at_third_record)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         run(PreprocessConfig([str(corpus)], str(out), model, shard_bytes=int(0.02 * 2**20), progress=False))
     monkeypatch.undo()
+    assert len(list((tmp_path / "out.shards").glob("shard-*.json"))) == 2
     args = ["--no-progress", "--input", str(corpus), "--tokenizer", model, "--shard-mb", "0.02"]
     mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2"]
-    refused = subprocess.run(
+    resumed = subprocess.run(
         [*mpirun, sys.executable, str(TOOL), *args, "--output-prefix", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert refused.returncode != 0 and "planned for one process; rerun it without mpirun" in refused.stderr
-    assert not (tmp_path / "out_text_document.bin").exists()
-    subprocess.run([sys.executable, str(TOOL), *args, "--output-prefix", str(out)], check=True)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    subprocess.run([sys.executable, str(TOOL), *args, "--output-prefix", str(tmp_path / "one")], check=True)
+    pool = ["--tokenizer-backend", "reference", "--workers", "2"]
+    pooled = subprocess.run(
+        [*mpirun, sys.executable, str(TOOL), *args, *pool, "--output-prefix", str(tmp_path / "pooled")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert pooled.returncode == 0, pooled.stdout[-2000:] + pooled.stderr[-2000:]
+    for name in ("out", "pooled"):
+        for ext in (".bin", ".idx", ".doc_bytes.npy"):
+            assert (tmp_path / f"{name}_text_document{ext}").read_bytes() == (
+                tmp_path / f"one_text_document{ext}"
+            ).read_bytes(), (name, ext)
     assert json.loads((tmp_path / "out.stats.json").read_text())["documents"] == 600
+
+
+@pytest.mark.parametrize("failing", ["rank 1's shard", "rank 0's shard"])
+def test_a_rank_failing_mid_stream_ends_every_rank_with_one_line(tmp_path: Path, failing: str) -> None:
+    """A truncated .zst input, read by whichever rank holds its shard after the others have sent
+    theirs, fails the run on every rank with its one-line reason: no hang, nothing published."""
+    import mistral_common
+    import zstandard
+
+    model = str(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1")
+    with open(REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl", encoding="utf-8") as f:
+        lines = list(itertools.islice(f, 600))
+    whole = tmp_path / "a.jsonl"
+    whole.write_text("".join(lines[:300]), encoding="utf-8")
+    packed = zstandard.ZstdCompressor().compress("".join(lines[300:]).encode())
+    cut = tmp_path / "b.jsonl.zst"
+    cut.write_bytes(packed[: len(packed) // 2])
+    # The .zst is one shard, the last, so rank (shards of a.jsonl) % 2 reads it.
+    from megacpt.data import readers
+
+    want = 0 if failing == "rank 0's shard" else 1
+    shard_bytes = next(
+        b for b in range(8_000, 80_000, 1_000) if len(readers.plan_shards([str(whole)], b)) % 2 == want
+    )
+    args = ["--no-progress", "--input", str(whole), str(cut), "--tokenizer", model]
+    args += ["--shard-mb", str(shard_bytes / 2**20)]
+    mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2"]
+    run = subprocess.run(
+        [*mpirun, sys.executable, str(TOOL), *args, "--output-prefix", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    plan = json.loads((tmp_path / "o.shards" / "plan.json").read_text())
+    owner = (len(plan["shards"]) - 1) % 2
+    assert f"rank {owner}'s shard" == failing, "the shard size no longer puts the .zst on that rank"
+    assert run.returncode != 0 and "is truncated" in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert not list(tmp_path.glob("o_text_document*")) and not (tmp_path / "o.stats.json").exists()
