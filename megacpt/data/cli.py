@@ -4,7 +4,7 @@
         --tokenizer tokenizer.model --append-eod --workers 16
     python tools/preprocess_data.py --input ko.jsonl --output-prefix data/ko --tokenizer-type \
         SentencePieceTokenizer --tokenizer-model tokenizer.model --append-eod --workers 8 --log-interval 100
-    mpirun -n 4 python tools/preprocess_data.py ...   # ranks split the shards; rank 0 merges
+    mpirun -n 4 python tools/preprocess_data.py ...   # ranks split the shards; rank 0 writes them in order
 
 Writes <output-prefix>_<key>_document.{bin,idx,doc_bytes.npy} and <output-prefix>.stats.json; rerun
 the same command after an interruption to resume. Special-token strings inside documents are

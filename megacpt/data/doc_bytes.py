@@ -5,18 +5,19 @@ documents' own: tokens cannot always give them back (normalisers, SentencePiece'
 space, dropped characters). Preprocessing records one int64 per document, in dataset order, and
 validation reads the sizes of exactly the documents it scores. A dataset made elsewhere (Megatron-
 LM's own script) has no such file; its validation then reports loss without bits per byte.
-Shards write raw int64 files while they stream; the merged file is a NumPy ``.npy``, written
-through a memory map so that memory stays flat for any number of documents.
+Shards write raw int64 files while they stream; the merged file is a NumPy ``.npy``, streamed
+from them so that memory stays flat for any number of documents.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 
 import numpy as np
 
-from megacpt.atomic import atomic_path
+from megacpt.atomic import atomic_open
 
 SUFFIX = ".doc_bytes.npy"
 SHARD_SUFFIX = ".doc_bytes"
@@ -52,16 +53,20 @@ class ShardDocBytes:
 
 
 def merge(output_prefix: str, shard_prefixes: Sequence[str]) -> None:
-    """Concatenate shards' raw sizes into ``output_prefix``'s ``.npy`` (written under a temporary name)."""
+    """Concatenate shards' raw sizes into ``output_prefix``'s ``.npy`` (written under a temporary name),
+    streamed through a small buffer: a memory map of the output would hold 8 bytes of every document
+    in the process's memory until written back."""
     counts = [os.path.getsize(p + SHARD_SUFFIX) // 8 for p in shard_prefixes]
-    with atomic_path(path_of(output_prefix)) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int64, shape=(sum(counts),))
-        start = 0
-        for prefix, count in zip(shard_prefixes, counts, strict=True):
-            out[start : start + count] = np.fromfile(prefix + SHARD_SUFFIX, dtype=np.int64)
-            start += count
-        out.flush()
-        del out
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype("<i8")),
+        "fortran_order": False,
+        "shape": (sum(counts),),
+    }
+    with atomic_open(path_of(output_prefix), "wb") as out:
+        np.lib.format.write_array_header_1_0(out, header)
+        for prefix in shard_prefixes:
+            with open(prefix + SHARD_SUFFIX, "rb") as shard:
+                shutil.copyfileobj(shard, out, 1 << 22)
 
 
 def read(prefix: str | os.PathLike[str]) -> np.ndarray | None:
