@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         dry_run(config, args.world_size, args.layout_only)
         return 0
-    from megacpt.training.trainer import NonFiniteLossError, Trainer  # heavy: after the config is good
+    from megacpt.parallel.runtime import lost_peer  # heavy: after the config is good
+    from megacpt.training.trainer import NonFiniteLossError, Trainer
 
     trainer = Trainer(config)
     try:
@@ -83,6 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as error:
         trainer.close(wait_for_others=False)
         print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    except RuntimeError as error:
+        trainer.close(wait_for_others=False)
+        lost = lost_peer(error)
+        if lost is None:
+            raise
+        print(
+            f"error: rank {trainer.runtime.rank} lost another rank during step {trainer.state.step + 1} "
+            f"(a rank or node died): {lost}; the run resumes from the latest checkpoint in "
+            f"{trainer.ckpt_dir} when restarted (a requeued Slurm job does so itself)",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     except BaseException:
         trainer.close(wait_for_others=False)  # the others may never arrive: fail fast, torchrun stops them

@@ -146,3 +146,23 @@ def shutdown(wait_for_others: bool = True) -> None:
         if wait_for_others:
             dist.barrier()
         dist.destroy_process_group()
+
+
+# What a collective raises on a rank whose peer vanished (its process killed, its node dead): gloo's
+# TCP pairs, NCCL's watchdog and communicator, the c10d store.
+_PEER_LOST = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "remote process exited",
+    "NCCL communicator was aborted",
+    "failed to recv, got 0 bytes",
+)
+
+
+def lost_peer(error: BaseException) -> str | None:
+    """The first line of ``error`` when it says another rank vanished mid-collective, else None."""
+    text = str(error)
+    if not any(marker in text for marker in _PEER_LOST):
+        return None
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)

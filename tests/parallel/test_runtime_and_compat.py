@@ -107,3 +107,26 @@ def test_transformer_engine_requests_without_te_are_errors(override, message):
 
     with pytest.raises(UserError, match=message):
         use_transformer_engine(load_config(None, [override]))
+
+
+@pytest.mark.parametrize(
+    ("message", "line"),
+    [
+        (
+            "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+            "[10.206.123.12]:29925. This is typically caused by a remote worker crashing.",
+            "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+            "[10.206.123.12]:29925. This is typically caused by a remote worker crashing.",
+        ),
+        (
+            "\nNCCL communicator was aborted on rank 3.\nmore detail",
+            "NCCL communicator was aborted on rank 3.",
+        ),
+        ("shape mismatch: [4] vs [8]", None),
+    ],
+)
+def test_a_vanished_peer_is_told_from_other_errors(message: str, line: str | None) -> None:
+    """What the trainer turns into one ``error:`` line (a rank or node died) and what it re-raises."""
+    from megacpt.parallel.runtime import lost_peer
+
+    assert lost_peer(RuntimeError(message)) == line
