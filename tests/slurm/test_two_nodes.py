@@ -7,7 +7,7 @@ namespaces' interface (``GLOO_SOCKET_IFNAME=mcpt0``). Checked against the same l
 the losses; a preemption signal, a requeue that restarts on both nodes, and an exact resume; a node
 that dies mid-step; and ``torchrun --nnodes 2`` (c10d rendezvous) in the two namespaces.
 
-Opt-in (about 6 minutes on 2 cores): ``MEGACPT_TWO_NODES=1 python -m pytest tests/slurm/test_two_nodes.py``.
+Opt-in (about 4 minutes on 2 cores): ``MEGACPT_TWO_NODES=1 python -m pytest tests/slurm/test_two_nodes.py``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ pytestmark = [
     pytest.mark.multiproc,
     pytest.mark.slow,
     pytest.mark.skipif(
-        os.environ.get("MEGACPT_TWO_NODES") != "1", reason="opt-in: MEGACPT_TWO_NODES=1 (about 6 minutes)"
+        os.environ.get("MEGACPT_TWO_NODES") != "1", reason="opt-in: MEGACPT_TWO_NODES=1 (about 4 minutes)"
     ),
 ]
 
