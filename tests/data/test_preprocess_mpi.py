@@ -26,13 +26,21 @@ pytestmark = [
 ]
 
 
-def test_two_ranks_match_one_process(tmp_path: Path) -> None:
+def mistral_model() -> str:
     import mistral_common
 
-    model = str(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1")
-    corpus = tmp_path / "c.jsonl"
+    return str(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1")
+
+
+def klue_lines(count: int = 600) -> list[str]:
     with open(REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl", encoding="utf-8") as f:
-        corpus.write_text("".join(itertools.islice(f, 600)), encoding="utf-8")
+        return list(itertools.islice(f, count))
+
+
+def test_two_ranks_match_one_process(tmp_path: Path) -> None:
+    model = mistral_model()
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(klue_lines()), encoding="utf-8")
     args = [
         "--no-progress",
         "--input",
@@ -95,14 +103,11 @@ def test_a_run_killed_in_one_process_resumes_under_mpirun_to_identical_bytes(
     """Every run writes its shards' tokens into one file in plan order, so an unfinished run
     resumes in any number of ranks (rank 0 writes, the others send) to the bytes of one that was
     never interrupted; and a reference-tokenizer run with a pool per rank gives them too."""
-    import mistral_common
-
     from megacpt.data.preprocess import PreprocessConfig, run, sink
 
-    model = str(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1")
+    model = mistral_model()
     corpus = tmp_path / "c.jsonl"
-    with open(REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl", encoding="utf-8") as f:
-        corpus.write_text("".join(itertools.islice(f, 600)), encoding="utf-8")
+    corpus.write_text("".join(klue_lines()), encoding="utf-8")
     record = sink.write_json_atomic
     calls = []
 
@@ -148,12 +153,10 @@ def test_a_run_killed_in_one_process_resumes_under_mpirun_to_identical_bytes(
 def test_a_rank_failing_mid_stream_ends_every_rank_with_one_line(tmp_path: Path, failing: str) -> None:
     """A truncated .zst input, read by whichever rank holds its shard after the others have sent
     theirs, fails the run on every rank with its one-line reason: no hang, nothing published."""
-    import mistral_common
     import zstandard
 
-    model = str(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1")
-    with open(REPO / "examples" / "corpora" / "ko" / "klue_dev.jsonl", encoding="utf-8") as f:
-        lines = list(itertools.islice(f, 600))
+    model = mistral_model()
+    lines = klue_lines()
     whole = tmp_path / "a.jsonl"
     whole.write_text("".join(lines[:300]), encoding="utf-8")
     packed = zstandard.ZstdCompressor().compress("".join(lines[300:]).encode())
