@@ -100,6 +100,21 @@ def validate_layout(config: Config, world_size: int, *, this_machine: bool = Tru
         raise UserError("precision.fp8 needs model.transformer_impl 'transformer_engine' or 'auto'")
 
 
+def data_sources(config: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(mixture files, dataset prefixes) the config names (training, validation, each stage's), each
+    as ``(where, path)``; the mixture files' own entries are not read."""
+    d = config.data
+    named = [(f"data.datasets[{i}]", e.prefix) for i, e in enumerate(d.datasets)]
+    named += [(f"data.valid_datasets[{i}]", e.prefix) for i, e in enumerate(d.valid_datasets)]
+    mixture_files = [("data.mixture_file", d.mixture_file)]
+    for j, stage in enumerate(config.schedule.stages):
+        named += [
+            (f"schedule.stages[{j}].datasets[{i}]", e.prefix) for i, e in enumerate(stage.datasets or [])
+        ]
+        mixture_files.append((f"schedule.stages[{j}].mixture_file", stage.mixture_file))
+    return [(where, file) for where, file in mixture_files if file is not None], named
+
+
 def validate_data(config: Config) -> None:
     """Raise ``UserError`` for a dataset the run would read (training, validation, each stage's, each
     mixture file's) that is missing, corrupt, or holds ids outside ``model.vocab_size``."""
@@ -115,17 +130,8 @@ def validate_data(config: Config) -> None:
                 f"data.{name} is {getattr(d, name):,}, outside the model's vocabulary of "
                 f"{config.model.vocab_size:,} tokens (model.vocab_size)"
             )
-    named = [(f"data.datasets[{i}]", e.prefix) for i, e in enumerate(d.datasets)]
-    named += [(f"data.valid_datasets[{i}]", e.prefix) for i, e in enumerate(d.valid_datasets)]
-    mixture_files = [("data.mixture_file", d.mixture_file)]
-    for j, stage in enumerate(config.schedule.stages):
-        named += [
-            (f"schedule.stages[{j}].datasets[{i}]", e.prefix) for i, e in enumerate(stage.datasets or [])
-        ]
-        mixture_files.append((f"schedule.stages[{j}].mixture_file", stage.mixture_file))
+    mixture_files, named = data_sources(config)
     for where, file in mixture_files:
-        if file is None:
-            continue
         if not Path(file).is_file():
             raise UserError(f"{where}: data mixture file not found: {file}")
         named += [(f"{file} entry {i}", e.prefix) for i, e in enumerate(DataMixture.from_yaml(file).entries)]

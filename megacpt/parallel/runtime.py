@@ -8,6 +8,7 @@ processes it starts do not inherit a rank).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import random
@@ -22,8 +23,11 @@ from megatron.core.process_groups_config import ProcessGroupCollection
 from megacpt.compat import cpu as cpu_compat
 from megacpt.compat import dcp as dcp_compat
 from megacpt.compat import optimizer as optimizer_compat
+from megacpt.config.loader import to_dict
 from megacpt.config.schema import Config
-from megacpt.config.validate import data_parallel_size, validate_layout
+from megacpt.config.validate import data_parallel_size, data_sources, validate_layout
+from megacpt.errors import UserError
+from megacpt.fingerprint import code_version, describe_files, disagreement, flatten, host
 from megacpt.processes import children_die_with_parent
 
 
@@ -130,6 +134,36 @@ def init_runtime(config: Config) -> Runtime:
         data_parallel_size=data_parallel_size(config, world_size),
         groups=ProcessGroupCollection.use_mpu_process_groups(required_pgs=["tp", "pp", "cp", "dp"]),
     )
+
+
+def job_description(config: Config) -> dict[str, str]:
+    """What this rank will run: megacpt's code and its libraries' versions, every config value, and
+    the files of every dataset and mixture file it names (each file by size and edges)."""
+    from megacpt.data.mixture import DataMixture
+
+    mixture_files, named = data_sources(config)
+    prefixes = [prefix for _, prefix in named]
+    for _, file in mixture_files:
+        with contextlib.suppress(OSError, UserError):  # then described as unreadable below
+            prefixes += [e.prefix for e in DataMixture.from_yaml(file).entries]
+    files = [file for _, file in mixture_files]
+    files += [prefix + suffix for prefix in dict.fromkeys(prefixes) for suffix in (".bin", ".idx")]
+    description = {f"code: {k}": v for k, v in code_version().items()}
+    description |= {f"config: {k}": v for k, v in flatten(to_dict(config)).items()}
+    description |= {f"file {k}": v for k, v in describe_files(files).items()}
+    return description
+
+
+def agree(description: dict[str, str]) -> None:
+    """Raise the same ``UserError`` on every rank when any rank's ``description`` differs from rank
+    0's (a node with other code, config or data files); a collective of the whole world."""
+    if dist.get_world_size() == 1:
+        return
+    described: list[tuple[str, dict[str, str]] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(described, (host(), description))
+    problem = disagreement([d for d in described if d is not None])
+    if problem:
+        raise UserError(f"the job's ranks must run the same code, config and data: {problem}")
 
 
 def shutdown(wait_for_others: bool = True) -> None:

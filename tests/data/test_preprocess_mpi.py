@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from megacpt.fingerprint import host
+
 REPO = Path(__file__).parents[2]
 TOOL = REPO / "tools" / "preprocess_data.py"
 
@@ -184,3 +186,26 @@ def test_a_rank_failing_mid_stream_ends_every_rank_with_one_line(tmp_path: Path,
     assert run.returncode != 0 and "is truncated" in run.stderr, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert not list(tmp_path.glob("o_text_document*")) and not (tmp_path / "o.stats.json").exists()
+
+
+@pytest.mark.parametrize("node_1_sees", ["no file", "another file"])
+def test_ranks_that_see_other_inputs_stop_in_one_line(tmp_path: Path, node_1_sees: str) -> None:
+    """Each rank reads its input from a folder of its own (as nodes with their own disks would): a
+    rank that cannot read it, or finds another file there, stops every rank before any work."""
+    lines = klue_lines(200)
+    for rank in (0, 1) if node_1_sees == "another file" else (0,):
+        (tmp_path / f"node{rank}").mkdir()
+        (tmp_path / f"node{rank}" / "c.jsonl").write_text("".join(lines[: 200 - rank]), encoding="utf-8")
+    per_rank = f'exec "$@" --input {tmp_path}/node$OMPI_COMM_WORLD_RANK/c.jsonl'
+    mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2", "sh", "-c", per_rank, "sh"]
+    args = ["--no-progress", "--tokenizer", mistral_model(), "--output-prefix", str(tmp_path / "o")]
+    run = subprocess.run(
+        [*mpirun, sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode != 0, run.stderr[-2000:]
+    if node_1_sees == "no file":  # rank 1 says why, rank 0 says whose
+        assert f"error: rank 1: no input file matches {tmp_path}/node1/c.jsonl" in run.stderr
+    else:
+        assert run.stderr.count(f"disagrees with rank 0 on {host()} about input {tmp_path}/node0") == 2
+    assert "Traceback" not in run.stderr
+    assert not list(tmp_path.glob("o*"))

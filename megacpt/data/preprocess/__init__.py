@@ -41,6 +41,7 @@ from megacpt.data.preprocess.progress import ProgressBar
 from megacpt.data.preprocess.publish import publish
 from megacpt.data.preprocess.sink import Sink
 from megacpt.errors import UserError
+from megacpt.fingerprint import describe_files
 from megacpt.tokenizer.encoders import TextTokenizer
 
 __all__ = ["MiB", "PreprocessConfig", "launched_rank", "output_prefix", "run"]
@@ -65,16 +66,32 @@ def _encode_and_write(
         mpi.root_write(comm, sink, tasks, local)
 
 
+def _open_inputs(cfg: PreprocessConfig) -> tuple[list[str], TextTokenizer]:
+    """The input files and the tokenizer, checked against a sample of the text."""
+    paths = readers.expand_inputs(cfg.inputs)
+    if len(cfg.json_keys) > 1 and any(readers.kind_of(p) == "text" for p in paths):
+        raise UserError("plain-text inputs hold one text per file: use a single --json-keys")
+    os.environ.setdefault("RAYON_NUM_THREADS", str(cfg.workers))  # gigatoken's pool, built on first use
+    return paths, load(cfg, cfg.tokenizer_backend, sample(paths, cfg.json_keys, cfg.max_document_bytes))
+
+
+def _description(cfg: PreprocessConfig, settings: dict[str, Any]) -> dict[str, str]:
+    """What the ranks must agree on: the settings, each input by size (copies on other nodes keep
+    other times), and the tokenizer's files by content."""
+    described = {f"setting {key}": repr(value) for key, value in settings.items() if key != "inputs"}
+    described |= {f"input {path}": f"size {size:,}" for path, size, _ in settings["inputs"]}
+    tokenizer = Path(cfg.tokenizer)
+    files = sorted(p for p in tokenizer.iterdir() if p.is_file()) if tokenizer.is_dir() else [tokenizer]
+    files += [Path(cfg.merge_file)] if cfg.merge_file else []
+    return described | {f"tokenizer file {k}": v for k, v in describe_files(files).items()}
+
+
 def run(cfg: PreprocessConfig) -> dict[str, Any]:
     """Tokenise ``cfg.inputs`` into one dataset per JSON key; return the stats (also written to
     ``<output_prefix>.stats.json``). Resumes an unfinished run; a finished one is not redone."""
     comm = mpi.world()
     rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
-    paths = readers.expand_inputs(cfg.inputs)
-    if len(cfg.json_keys) > 1 and any(readers.kind_of(p) == "text" for p in paths):
-        raise UserError("plain-text inputs hold one text per file: use a single --json-keys")
-    os.environ.setdefault("RAYON_NUM_THREADS", str(cfg.workers))  # gigatoken's pool, built on first use
-    tok = load(cfg, cfg.tokenizer_backend, sample(paths, cfg.json_keys, cfg.max_document_bytes))
+    paths, tok = mpi.each(comm, lambda: _open_inputs(cfg))
     if rank == 0 and cfg.progress:
         print(
             f"tokenizer: {cfg.tokenizer} ({tok.vocab_size:,} tokens, encoded by {tok.backend})",
@@ -83,6 +100,7 @@ def run(cfg: PreprocessConfig) -> dict[str, Any]:
     if cfg.append_eod and tok.eod_id is None:
         raise UserError(f"--append-eod: tokenizer {cfg.tokenizer} defines no end-of-sequence token")
     settings = settings_of(cfg, tok, paths)
+    mpi.agree(comm, _description(cfg, settings))
     work_dir = work_dir_of(cfg)
     stats_path = cfg.output_prefix + ".stats.json"
     finished = load_json(stats_path)

@@ -15,12 +15,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from megacpt.data.preprocess.encode import Item
 from megacpt.data.preprocess.plan import Task
 from megacpt.data.preprocess.sink import Sink
 from megacpt.errors import UserError
+from megacpt.fingerprint import disagreement, host
+
+T = TypeVar("T")
 
 DATA, FINAL = 71, 72
 POLL_S = 0.002
@@ -45,19 +48,8 @@ def world() -> Any:
     return MPI.COMM_WORLD
 
 
-def together(comm: Any, action: Callable[[], Any], root_only: bool) -> Any:
-    """Run ``action`` on rank 0 (``root_only``) or every rank, so that a failure on any rank
-    raises on all of them instead of leaving the others waiting; rank 0's result is shared."""
-    result, error = None, None
-    if comm is None or not root_only or comm.Get_rank() == 0:
-        try:
-            result = action()
-        except BaseException as err:
-            if comm is None:
-                raise
-            error = err
-    if comm is None:
-        return result
+def _settle(comm: Any, error: BaseException | None) -> None:
+    """Meet every rank; raise on all of them if any one failed (its own error on the failed rank)."""
     barrier = comm.Ibarrier()
     while not barrier.Test():
         time.sleep(0.05)
@@ -68,7 +60,46 @@ def together(comm: Any, action: Callable[[], Any], root_only: bool) -> Any:
                 raise error
             kind, message = failure
             raise (UserError if kind == "UserError" else RuntimeError)(f"rank {rank}: {message}")
-    return comm.bcast(result, root=0)
+
+
+def _attempt(comm: Any, action: Callable[[], T], runs_here: bool) -> tuple[T | None, BaseException | None]:
+    if not runs_here:
+        return None, None
+    try:
+        return action(), None
+    except BaseException as err:
+        if comm is None:
+            raise
+        return None, err
+
+
+def together(comm: Any, action: Callable[[], T], root_only: bool) -> T:
+    """Run ``action`` on rank 0 (``root_only``) or every rank, so that a failure on any rank
+    raises on all of them instead of leaving the others waiting; rank 0's result is shared."""
+    result, error = _attempt(comm, action, comm is None or not root_only or comm.Get_rank() == 0)
+    if comm is None:
+        return cast(T, result)
+    _settle(comm, error)
+    return cast(T, comm.bcast(result, root=0))
+
+
+def each(comm: Any, action: Callable[[], T]) -> T:
+    """Run ``action`` on every rank and return this rank's own result; a failure on any rank (an
+    input it cannot read, a tokenizer it cannot load) raises on all of them."""
+    result, error = _attempt(comm, action, True)
+    if comm is not None:
+        _settle(comm, error)
+    return cast(T, result)
+
+
+def agree(comm: Any, description: dict[str, str]) -> None:
+    """Raise the same ``UserError`` on every rank when any rank's ``description`` of its inputs and
+    settings differs from rank 0's (a node that sees other files)."""
+    if comm is None:
+        return
+    problem = disagreement(comm.allgather((host(), description)))
+    if problem:
+        raise UserError(f"the MPI ranks must read the same inputs with the same settings: {problem}")
 
 
 def _send(comm: Any, message: tuple[Any, ...]) -> None:
