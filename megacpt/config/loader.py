@@ -170,7 +170,20 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     for key, value in parsed:
         if key.startswith("model."):
             _set_dotted(tree, key, value)
+    _complete_stage_optimizers(tree)
     return from_dict(Config, tree)
+
+
+def _complete_stage_optimizers(tree: dict) -> None:
+    """Each stage's ``optimizer`` section, which gives what differs, over the run's ``optimizer``."""
+    schedule = tree.get("schedule")
+    stages = schedule.get("stages") if isinstance(schedule, dict) else None
+    run = tree.get("optimizer") or {}
+    if not isinstance(stages, list) or not isinstance(run, dict):
+        return  # from_dict reports the wrong type
+    for stage in stages:
+        if isinstance(stage, dict) and isinstance(stage.get("optimizer"), dict):
+            stage["optimizer"] = {**run, **stage["optimizer"]}
 
 
 def to_dict(config: Config) -> dict:

@@ -347,9 +347,10 @@ class StageConfig:
     """One stage of a continual-pretraining schedule.
 
     Its budget is ``steps``, or ``tokens`` (rounded up to whole global batches), or ``share`` of
-    ``training.train_steps``. Unset LR fields and data fall back to ``optimizer`` and ``data``.
-    ``reset_optimizer: false`` carries Adam's state over from the previous stage, which must then
-    train the same parameters. Every stage ends with a checkpoint.
+    ``training.train_steps``. Its ``optimizer`` section gives only what differs from the run's: the
+    loader fills the rest from the run's ``optimizer`` (None: the run's as it is). Unset data falls
+    back to ``data``. ``reset_optimizer: false`` carries Adam's state over from the previous stage,
+    which must then train the same parameters. Every stage ends with a checkpoint.
     """
 
     name: str = ""
@@ -357,24 +358,16 @@ class StageConfig:
     tokens: int | None = None
     share: float | None = None
     train: TrainableConfig = field(default_factory=TrainableConfig)
-    lr: float | None = None
-    min_lr: float | None = None
-    embedding_lr: float | None = None
-    embedding_min_lr: float | None = None
-    warmup_steps: int | None = None
-    decay_style: Literal["cosine", "linear", "constant", "WSD"] | None = None
+    optimizer: OptimizerConfig | None = None
     datasets: list[DatasetEntry] | None = None
     mixture_file: str | None = None
     reset_optimizer: bool = True
 
     def __post_init__(self) -> None:
         at_least(self, 0, "steps", "tokens")  # an empty stage is refused where it matters (stages.py)
-        above(self, 0, "share", "lr", "embedding_lr")
-        at_least(self, 0, "min_lr", "embedding_min_lr", "warmup_steps")
+        above(self, 0, "share")
         if self.share is not None and self.share > 1:
             raise UserError(f"share is a fraction of training.train_steps, at most 1, got {self.share}")
-        not_above(self, "min_lr", "lr")
-        not_above(self, "embedding_min_lr", "embedding_lr")
         exclusive(self, "datasets", "mixture_file")
 
 

@@ -90,12 +90,7 @@ _TUNABLE = (
     "steps",
     "tokens",
     "share",
-    "lr",
-    "min_lr",
-    "embedding_lr",
-    "embedding_min_lr",
-    "warmup_steps",
-    "decay_style",
+    "optimizer",
     "datasets",
     "mixture_file",
 )
@@ -243,16 +238,7 @@ def resolve_stages(config: Config) -> list[Stage]:
     for index, stage in enumerate(configs):
         where = f"schedule stage {index} ({stage.name or 'unnamed'})"
         _check_trainable(stage.train, config, where)
-        overrides = {
-            k: getattr(stage, k)
-            for k in ("lr", "min_lr", "embedding_lr", "embedding_min_lr", "warmup_steps", "decay_style")
-        }
-        try:
-            optimizer = dataclasses.replace(
-                config.optimizer, **{k: v for k, v in overrides.items() if v is not None}
-            )
-        except UserError as err:  # e.g. the stage's lr below optimizer.min_lr
-            raise UserError(f"{where}: {err} (the stage's values over optimizer's)") from None
+        optimizer = stage.optimizer or config.optimizer
         if not stage.reset_optimizer and (index == 0 or stages[-1].train != stage.train):
             raise UserError(
                 f"{where}: reset_optimizer false needs a previous stage that trains the same parameters"

@@ -289,8 +289,8 @@ def test_every_field_out_of_range_is_refused_at_load(override):
             r"embedding_min_lr \(0\.002\) must not be above embedding_lr",
         ),
         (
-            ["schedule.stages=[{name: a, lr: 1e-3, min_lr: 1e-2}]"],
-            r"stages\[0\]\.min_lr .* must not be above lr",
+            ["schedule.stages=[{name: a, optimizer: {lr: 1e-3, min_lr: 1e-2}}]"],
+            r"stages\[0\]\.optimizer\.min_lr .* must not be above lr",
         ),
     ],
 )

@@ -44,13 +44,36 @@ def test_explicit_stages_with_budgets_and_overrides():
             *BASE,
             "data.seq_length=16",
             "training.global_batch_size=4",
-            "schedule.stages=[{name: warm, tokens: 100, lr: 1.0e-5, min_lr: 1.0e-6, train: {input_embeddings: new, "
+            "schedule.stages=[{name: warm, tokens: 100, optimizer: {lr: 1.0e-5, min_lr: 1.0e-6}, train: {input_embeddings: new, "
             "output_layer: none, layers: none}}, {name: rest, steps: 3, train: {layers: [0, 2]}}]",
         ],
     )
     warm, rest = resolve_stages(config)
     assert warm.steps == 2 and warm.optimizer.lr == 1e-5  # ceil(100 / (4 x 16))
     assert rest.steps == 3 and rest.train.layers == [0, 2] and rest.optimizer.lr == config.optimizer.lr
+
+
+def test_a_stage_optimizer_gives_what_differs_from_the_runs():
+    config = load_config(
+        None,
+        [
+            *BASE,
+            "optimizer.clip_grad=0.5",
+            "schedule.stages=[{name: a, steps: 1, optimizer: {lr: 1.0e-3, weight_decay: 0.0, warmup_steps: 2}},"
+            " {name: b, steps: 1}]",
+        ],
+    )
+    a, b = resolve_stages(config)
+    assert (a.optimizer.lr, a.optimizer.weight_decay, a.optimizer.warmup_steps) == (1e-3, 0.0, 2)
+    assert a.optimizer.clip_grad == 0.5 and a.optimizer.min_lr == config.optimizer.min_lr  # the run's
+    assert b.optimizer == config.optimizer
+    with pytest.raises(
+        UserError,
+        match=r"unknown config key 'schedule\.stages\[0\]\.optimizer\.warmup' \(did you mean 'warmup_steps'\?\)",
+    ):
+        load_config(None, [*BASE, "schedule.stages=[{name: a, steps: 1, optimizer: {warmup: 2}}]"])
+    with pytest.raises(UserError, match=r"unknown config key 'schedule\.stages\[0\]\.lr'"):
+        load_config(None, [*BASE, "schedule.stages=[{name: a, steps: 1, lr: 1.0e-3}]"])
 
 
 def test_no_schedule_is_one_stage_training_everything():
@@ -89,7 +112,10 @@ def test_new_rows_need_the_old_vocabulary_size():
 def test_a_preset_stage_is_adjusted_by_name():
     eeve = ["schedule.preset=eeve", "schedule.old_vocab_size=200", "training.train_steps=70"]
     stages = resolve_stages(
-        load_config(None, [*BASE, *eeve, "schedule.stages=[{name: 6-all-parameters, lr: 5e-4, steps: 4}]"])
+        load_config(
+            None,
+            [*BASE, *eeve, "schedule.stages=[{name: 6-all-parameters, optimizer: {lr: 5e-4}, steps: 4}]"],
+        )
     )
     assert [s.steps for s in stages] == [10, 10, 10, 10, 10, 4, 10]
     assert (
@@ -98,7 +124,9 @@ def test_a_preset_stage_is_adjusted_by_name():
     )
     assert {s.optimizer.lr for i, s in enumerate(stages) if i != 5} == {load_config(None, BASE).optimizer.lr}
     with pytest.raises(UserError, match="'6-all' is not a stage of preset eeve"):
-        resolve_stages(load_config(None, [*BASE, *eeve, "schedule.stages=[{name: 6-all, lr: 1e-4}]"]))
+        resolve_stages(
+            load_config(None, [*BASE, *eeve, "schedule.stages=[{name: 6-all, optimizer: {lr: 1e-4}}]"])
+        )
     with pytest.raises(UserError, match="may only change steps, tokens, share"):
         resolve_stages(
             load_config(
@@ -119,13 +147,16 @@ def test_tied_embeddings_fold_eeve_as_its_paper_says():
     rows = [(s.train.input_embeddings, s.train.output_layer) for s in stages]
     assert rows == [("new", "new"), ("all", "all"), ("all", "all"), ("none", "none")]
     adjusted = resolve_stages(
-        load_config(None, [*tied, "schedule.stages=[{name: 4-all-output-rows, lr: 1.0e-5, min_lr: 1.0e-6}]"])
+        load_config(
+            None,
+            [*tied, "schedule.stages=[{name: 4-all-output-rows, optimizer: {lr: 1.0e-5, min_lr: 1.0e-6}}]"],
+        )
     )
     assert adjusted[1].optimizer.lr == 1e-5
     with pytest.raises(
-        UserError, match=r"stage 1 \(4-all-output-rows\): min_lr \(3e-05\) must not be above lr"
+        UserError, match=r"schedule\.stages\[0\]\.optimizer\.min_lr \(3e-05\) must not be above lr"
     ):
-        resolve_stages(load_config(None, [*tied, "schedule.stages=[{name: 4-all-output-rows, lr: 1.0e-5}]"]))
+        load_config(None, [*tied, "schedule.stages=[{name: 4-all-output-rows, optimizer: {lr: 1.0e-5}}]"])
     with pytest.raises(UserError, match="'1-new-input-rows' is folded into '3-new-input-and-output-rows'"):
         resolve_stages(load_config(None, [*tied, "schedule.stages=[{name: 1-new-input-rows, steps: 3}]"]))
     assert len(resolve_stages(load_config(None, [*BASE, "schedule.preset=eeve"]))) == 7  # untied: all seven
