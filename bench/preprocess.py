@@ -199,13 +199,13 @@ def raw_limit(corpus: Path, workers: int) -> tuple[float, float, int]:
     return seconds, cpu, tokens
 
 
-def gigatoken_raw(corpus: Path) -> list[str]:
+def gigatoken_raw(*corpora: Path) -> list[str]:
     """A whole process running gigatoken's raw file encoding (the speed bar for (b))."""
     code = (
         "import gigatoken, sys; t = gigatoken.Tokenizer.from_sentencepiece(sys.argv[1]); "
-        "a = t.encode_files(gigatoken.JsonlFileSource([sys.argv[2]], field='text')); print(len(a))"
+        "a = t.encode_files(gigatoken.JsonlFileSource(sys.argv[2:], field='text')); print(len(a))"
     )
-    return [sys.executable, "-c", code, model_path(), str(corpus)]
+    return [sys.executable, "-c", code, model_path(), *map(str, corpora)]
 
 
 def megatron_lm_cmd(checkout: Path, corpus: Path, prefix: Path, workers: int) -> list[str]:

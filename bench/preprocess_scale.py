@@ -14,6 +14,14 @@ throughput and the process tree's peak summed RSS for each run (each output is h
 before the next run, so the disk holds one at a time).
 
     PYTHONPATH=. python bench/preprocess_scale.py --sizes-gb 1,10 --tmp /tmp/ppscale
+
+``--against-raw R`` instead times the one-process run against gigatoken's raw ``encode_files`` on
+the same plain JSONL (four plain files), alternating R times each:
+
+    PYTHONPATH=. python bench/preprocess_scale.py --sizes-gb 10 --against-raw 3 [--mutated]
+
+Exact replicas flatter gigatoken's raw encoder, whose caches see each line thousands of times;
+``--mutated`` makes every copy new Korean and Japanese text (``replica``).
 """
 
 from __future__ import annotations
@@ -31,32 +39,53 @@ from pathlib import Path
 import psutil
 import zstandard
 
-from bench.preprocess import CORPORA, REPO, model_path, timed_tree
+from bench.preprocess import CORPORA, REPO, gigatoken_raw, model_path, timed_tree
 
 TOOL = REPO / "tools" / "preprocess_data.py"
 OUTPUTS = (".bin", ".idx", ".doc_bytes.npy")
 
 
-def build_inputs(folder: Path, size_gb: float) -> list[Path]:
-    """Four files of ``size_gb / 4`` GB of replicated corpus lines each, two of them zstd-compressed."""
+def replica(text: str, k: int) -> str:
+    """The ``k``-th copy of ``text`` with its Hangul syllables, CJK ideographs and kana shifted by a
+    ``k``-dependent offset within their blocks (0: unchanged): every copy reads as new Korean and
+    Japanese to a tokenizer's caches, with the scripts' byte lengths kept; ASCII (JSON keys,
+    English) is left as it is."""
+    if k == 0:
+        return text
+    blocks = ((0xAC00, 11172, 7919 * k), (0x4E00, 20992, 7919 * k), (0x3041, 86, k), (0x30A1, 86, k))
+    table = {}
+    for char in {c for c in text if ord(c) >= 0x3041}:
+        code = ord(char)
+        for start, size, shift in blocks:
+            if start <= code < start + size:
+                table[code] = start + (code - start + shift) % size
+    return text.translate(table)
+
+
+def build_inputs(folder: Path, size_gb: float, compressed: bool = True, mutated: bool = False) -> list[Path]:
+    """Four files of ``size_gb / 4`` GB of replicated corpus lines each, two of them zstd-compressed
+    (none without ``compressed``); with ``mutated``, each copy of the corpus is a ``replica``."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [ln for f in sorted(CORPORA.glob("*/*.jsonl")) for ln in f.read_bytes().splitlines(keepends=True)]
-    block = b"".join(lines)
+    text = b"".join(lines).decode()
     each = int(size_gb * 1e9 / 4)
-    paths = []
+    paths, copies = [], 0
     for i in range(4):
-        path = folder / (f"part-{i}.jsonl" + (".zst" if i % 2 else ""))
+        packed = compressed and i % 2 == 1
+        path = folder / (f"part-{i}.jsonl" + (".zst" if packed else ""))
         paths.append(path)
         if path.exists():
             continue
         partial = path.with_name(path.name + ".partial")
         with open(partial, "wb") as raw:
-            out = zstandard.ZstdCompressor(level=3, threads=2).stream_writer(raw) if i % 2 else raw
+            out = zstandard.ZstdCompressor(level=3, threads=2).stream_writer(raw) if packed else raw
             written = 0
             while written < each:
+                block = replica(text, copies).encode() if mutated else text.encode()
+                copies += 1
                 out.write(block)
                 written += len(block)
-            if i % 2:
+            if packed:
                 out.close()
         os.replace(partial, path)
     return paths
@@ -98,13 +127,72 @@ def killed_halfway(cmd: list[str], prefix: Path) -> tuple[float, int, int]:
     raise SystemExit("the run ended before half of its shards were recorded: nothing was killed")
 
 
+def against_raw(folder: Path, size_gb: float, repeats: int, workers: int, mutated: bool) -> None:
+    """Ours in one process against gigatoken's raw ``encode_files`` (reading, JSON and encoding in
+    Rust, tokens kept in memory, nothing written) on the same plain JSONL, alternating ``repeats``
+    times each; prints every run and the ratio of the medians. Raw runs one process per file, one
+    after the other (times summed, peak memory the largest)."""
+    inputs = build_inputs(folder, size_gb, compressed=False, mutated=mutated)
+    prefix = folder / "out"
+    ours = [sys.executable, str(TOOL), "--no-progress", "--input", *map(str, inputs), "--tokenizer"]
+    ours += [model_path(), "--append-eod", "--workers", str(workers), "--output-prefix", str(prefix)]
+    runs: dict[str, list[tuple[float, float, float]]] = {"ours": [], "gigatoken raw": []}
+    for _ in range(repeats):
+        remove_outputs(Path(f"{prefix}_text_document"))
+        remove_outputs(prefix)
+        runs["ours"].append(timed_tree(ours))
+        # one process per file: over all of them at once, encode_files holds every token in memory
+        # (killed for memory at 10 GB on a 24 GiB machine)
+        per_file = [timed_tree(gigatoken_raw(path)) for path in inputs]
+        runs["gigatoken raw"].append(
+            (sum(r[0] for r in per_file), sum(r[1] for r in per_file), max(r[2] for r in per_file))
+        )
+        print(
+            f"{size_gb:g} GB plain: ours {runs['ours'][-1]}, raw {runs['gigatoken raw'][-1]}", file=sys.stderr
+        )
+    remove_outputs(Path(f"{prefix}_text_document"))
+    remove_outputs(prefix)
+    medians = {name: sorted(r)[len(r) // 2] for name, r in runs.items()}
+    print(
+        f"| {size_gb:g} GB plain JSONL, {'mutated' if mutated else 'exact'} replicas | wall s (each run) "
+        "| CPU s (each run) | peak RSS MiB (median run) |"
+    )
+    print("| --- | --- | --- | ---: |")
+    for name, r in runs.items():
+        walls = ", ".join(f"{w:.0f}" for w, _, _ in r)
+        cpus = ", ".join(f"{c:.0f}" for _, c, _ in r)
+        print(f"| {name} | {walls} | {cpus} | {medians[name][2]:.0f} |")
+    ratio = medians["ours"][0] / medians["gigatoken raw"][0]
+    print(f"ours / gigatoken raw, median wall: x{ratio:.3f} (goal <= 1.0)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes-gb", default="1,10", help="comma-separated input sizes in GB")
     p.add_argument("--tmp", type=Path, default=Path("/tmp/ppscale"))
     p.add_argument("--workers", type=int, default=2, help="threads of the one-process runs")
     p.add_argument("--keep-inputs", action="store_true")
+    p.add_argument(
+        "--against-raw",
+        type=int,
+        default=0,
+        metavar="REPEATS",
+        help="instead: ours against gigatoken's raw encode_files on plain JSONL, REPEATS times each",
+    )
+    p.add_argument(
+        "--mutated",
+        action="store_true",
+        help="with --against-raw: every copy of the corpus shifts its Korean and Japanese characters "
+        "(bench.preprocess_scale.replica), so that no copy repeats another",
+    )
     args = p.parse_args()
+    if args.against_raw:
+        for size in [float(s) for s in args.sizes_gb.split(",")]:
+            folder = args.tmp / f"{size:g}gb-plain{'-mutated' if args.mutated else ''}"
+            against_raw(folder, size, args.against_raw, args.workers, args.mutated)
+            if not args.keep_inputs:
+                shutil.rmtree(folder)
+        return
     rows = []
     for size in [float(s) for s in args.sizes_gb.split(",")]:
         folder = args.tmp / f"{size:g}gb"

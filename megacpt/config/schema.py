@@ -18,6 +18,10 @@ from megacpt.config.checks import above, at_least, below, exclusive, not_above
 from megacpt.errors import UserError
 
 
+# The published recipes megacpt serves: a stage schedule each (training.stages.PRESETS) and a row
+# initialisation each (convert.methods.PRESETS).
+Preset = Literal["swallow", "eeve", "redwhale"]
+
 @dataclass
 class RopeScalingConfig:
     """Llama-3.x RoPE frequency scaling (``rope_scaling`` with ``rope_type: llama3`` in HF)."""
@@ -379,7 +383,7 @@ class ScheduleConfig:
     schedule or data (not what it trains).
     """
 
-    preset: Literal["swallow", "eeve", "redwhale"] | None = None
+    preset: Preset | None = None
     stages: list[StageConfig] = field(default_factory=list)
     old_vocab_size: int | None = None  # the base vocabulary size before expansion
 

@@ -88,8 +88,8 @@ Example (EEVE: input rows = mean of sub-token rows, output rows = first sub-toke
         --base-tokenizer models/SOLAR-10.7B --tokenizer out/tokenizer-ko --preset eeve --target-tp 8
 
 ``--input`` is a Hugging Face model directory or a megacpt Megatron checkpoint (then only the two
-vocabulary tensors are read and rewritten). Methods: random, mean, subword_mean, subword_first;
-presets: swallow, eeve, redwhale. By default the new output rows are also logit-calibrated from
+vocabulary tensors are read and rewritten). ``--preset`` takes the row methods of a published
+recipe. By default the new output rows are also logit-calibrated from
 the new tokens' frequencies (``megacpt.convert.calibrate``; this runs the base model once over a
 few hundred tokens). A model with tied embeddings stays tied unless ``--untie-embeddings``. The input
 is never modified.

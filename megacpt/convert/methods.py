@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from megacpt.config.schema import Preset
 from megacpt.errors import UserError
 
 METHODS = ("random", "mean", "subword_mean", "subword_first")
 INPUT_METHODS = (*METHODS, "distill")  # distill needs the base model and text: resize_checkpoint
 # preset -> (input rows, output rows). Swallow and RedWhale both build both rows from the pieces.
-PRESETS = {
+PRESETS: dict[Preset, tuple[str, str]] = {
     "swallow": ("subword_mean", "subword_mean"),
     "eeve": ("subword_mean", "subword_first"),
     "redwhale": ("subword_mean", "subword_mean"),

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from megacpt.config.loader import from_dict
-from megacpt.config.schema import Config, DatasetEntry, OptimizerConfig, StageConfig, TrainableConfig
+from megacpt.config.schema import Config, DatasetEntry, OptimizerConfig, Preset, StageConfig, TrainableConfig
 from megacpt.errors import UserError
 
 _NOTHING = {"input_embeddings": "none", "output_layer": "none", "layers": "none"}
 _EVERYTHING = {"input_embeddings": "all", "output_layer": "all", "layers": "all", "norms": True}
 
-PRESETS: dict[str, list[dict]] = {
+PRESETS: dict[Preset, list[dict]] = {
     "swallow": [{"name": "continual-pretraining", "share": 1.0, "train": _EVERYTHING}],
     "eeve": [
         {"name": "1-new-input-rows", "train": {**_NOTHING, "input_embeddings": "new"}},

@@ -167,3 +167,15 @@ def test_tied_embeddings_refuse_stages_that_train_input_and_output_apart():
     with pytest.raises(UserError, match="model.tie_embeddings makes them one matrix"):
         resolve_stages(load_config(None, [*BASE, "model.tie_embeddings=true", stage]))
     resolve_stages(load_config(None, [*BASE, stage]))  # untied: fine
+
+
+def test_every_recipe_has_its_schedule_and_row_initialisation_under_one_name():
+    from typing import get_args
+
+    from megacpt.config.schema import Preset
+    from megacpt.convert.methods import PRESETS as ROW_PRESETS
+    from megacpt.training.stages import PRESETS as SCHEDULE_PRESETS
+
+    assert list(SCHEDULE_PRESETS) == list(ROW_PRESETS) == list(get_args(Preset))
+    with pytest.raises(UserError, match=r"schedule\.preset: 'eve' is not one of 'swallow', 'eeve', 'redwhale'"):
+        load_config(None, ["schedule.preset=eve"])
