@@ -17,10 +17,10 @@ from typing import Literal
 from megacpt.config.checks import above, at_least, below, exclusive, not_above
 from megacpt.errors import UserError
 
-
 # The published recipes megacpt serves: a stage schedule each (training.stages.PRESETS) and a row
 # initialisation each (convert.methods.PRESETS).
 Preset = Literal["swallow", "eeve", "redwhale"]
+
 
 @dataclass
 class RopeScalingConfig:

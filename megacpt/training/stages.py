@@ -120,7 +120,7 @@ def _one_matrix(train: TrainableConfig) -> TrainableConfig:
     return dataclasses.replace(train, input_embeddings=rows, output_layer=rows)
 
 
-def _preset_stages(name: str, overrides: list[StageConfig], tied: bool) -> list[StageConfig]:
+def _preset_stages(name: Preset, overrides: list[StageConfig], tied: bool) -> list[StageConfig]:
     """The preset's stages (equal shares of ``training.train_steps``; folded for ``tied``
     embeddings), adjusted by ``overrides``."""
     stages = PRESETS[name]

@@ -177,5 +177,7 @@ def test_every_recipe_has_its_schedule_and_row_initialisation_under_one_name():
     from megacpt.training.stages import PRESETS as SCHEDULE_PRESETS
 
     assert list(SCHEDULE_PRESETS) == list(ROW_PRESETS) == list(get_args(Preset))
-    with pytest.raises(UserError, match=r"schedule\.preset: 'eve' is not one of 'swallow', 'eeve', 'redwhale'"):
+    with pytest.raises(
+        UserError, match=r"schedule\.preset: 'eve' is not one of 'swallow', 'eeve', 'redwhale'"
+    ):
         load_config(None, ["schedule.preset=eve"])
