@@ -22,11 +22,13 @@ class UserError(ValueError):
 
 
 # Megatron-core's import-time notes about optional kernels (Apex, Transformer Engine) that megacpt
-# does not need: noise before a tool's own output or error line.
+# does not need, and its RowParallelLinear's own deprecation note (it passes ``tp_group=None`` to its
+# matmul on every forward, in 0.16): noise before a tool's own output or error line.
 FOREIGN_WARNINGS = (
     r".*(Apex|Transformer Engine).* (is|are) not installed",
     r".*scope is deprecated",
     r"If you are using transformer_engine",
+    r"Warning: tp_group is None, using default tp group",
 )
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT
 
