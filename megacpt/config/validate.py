@@ -101,8 +101,10 @@ def validate_layout(config: Config, world_size: int, *, this_machine: bool = Tru
 
 
 def data_sources(config: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(mixture files, dataset prefixes) the config names (training, validation, each stage's), each
-    as ``(where, path)``; the mixture files' own entries are not read."""
+    """(mixture files, dataset prefixes) the run reads (training, validation, each stage's, each
+    mixture file's entries), each as ``(where, path)``; a mixture file that is missing is refused."""
+    from megacpt.data.mixture import DataMixture
+
     d = config.data
     named = [(f"data.datasets[{i}]", e.prefix) for i, e in enumerate(d.datasets)]
     named += [(f"data.valid_datasets[{i}]", e.prefix) for i, e in enumerate(d.valid_datasets)]
@@ -112,14 +114,19 @@ def data_sources(config: Config) -> tuple[list[tuple[str, str]], list[tuple[str,
             (f"schedule.stages[{j}].datasets[{i}]", e.prefix) for i, e in enumerate(stage.datasets or [])
         ]
         mixture_files.append((f"schedule.stages[{j}].mixture_file", stage.mixture_file))
-    return [(where, file) for where, file in mixture_files if file is not None], named
+    files = [(where, file) for where, file in mixture_files if file is not None]
+    for where, file in files:
+        if not Path(file).is_file():
+            raise UserError(f"{where}: data mixture file not found: {file}")
+        named += [(f"{file} entry {i}", e.prefix) for i, e in enumerate(DataMixture.from_yaml(file).entries)]
+    return files, named
 
 
 def validate_data(config: Config) -> None:
     """Raise ``UserError`` for a dataset the run would read (training, validation, each stage's, each
     mixture file's) that is missing, corrupt, or holds ids outside ``model.vocab_size``."""
     from megacpt.data.checks import check_dataset
-    from megacpt.data.mixture import DataMixture, check_training_part
+    from megacpt.data.mixture import check_training_part
 
     d = config.data
     if not d.datasets and not d.mixture_file:
@@ -130,11 +137,7 @@ def validate_data(config: Config) -> None:
                 f"data.{name} is {getattr(d, name):,}, outside the model's vocabulary of "
                 f"{config.model.vocab_size:,} tokens (model.vocab_size)"
             )
-    mixture_files, named = data_sources(config)
-    for where, file in mixture_files:
-        if not Path(file).is_file():
-            raise UserError(f"{where}: data mixture file not found: {file}")
-        named += [(f"{file} entry {i}", e.prefix) for i, e in enumerate(DataMixture.from_yaml(file).entries)]
+    _, named = data_sources(config)
     checked: set[str] = set()
     for where, prefix in named:
         if prefix in checked:

@@ -8,7 +8,6 @@ processes it starts do not inherit a rank).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import random
@@ -138,27 +137,23 @@ def init_runtime(config: Config) -> Runtime:
 
 def job_description(config: Config) -> dict[str, str]:
     """What this rank will run: megacpt's code and its libraries' versions, every config value, and
-    the files of every dataset and mixture file it names (each file by size and edges)."""
-    from megacpt.data.mixture import DataMixture
-
+    the files of every dataset and mixture file it reads (each file by size and edges)."""
     mixture_files, named = data_sources(config)
-    prefixes = [prefix for _, prefix in named]
-    for _, file in mixture_files:
-        with contextlib.suppress(OSError, UserError):  # then described as unreadable below
-            prefixes += [e.prefix for e in DataMixture.from_yaml(file).entries]
     files = [file for _, file in mixture_files]
-    files += [prefix + suffix for prefix in dict.fromkeys(prefixes) for suffix in (".bin", ".idx")]
+    files += [prefix + suffix for prefix in dict.fromkeys(p for _, p in named) for suffix in (".bin", ".idx")]
     description = {f"code: {k}": v for k, v in code_version().items()}
     description |= {f"config: {k}": v for k, v in flatten(to_dict(config)).items()}
     description |= {f"file {k}": v for k, v in describe_files(files).items()}
     return description
 
 
-def agree(description: dict[str, str]) -> None:
-    """Raise the same ``UserError`` on every rank when any rank's ``description`` differs from rank
-    0's (a node with other code, config or data files); a collective of the whole world."""
+def agree_on_job(config: Config, resumes_from: str | os.PathLike | None) -> None:
+    """Raise the same ``UserError`` on every rank when any rank's ``job_description`` (or the
+    checkpoint it resumes from) differs from rank 0's: a node with other code, config or data files.
+    A collective of the whole world; a world of one describes nothing."""
     if dist.get_world_size() == 1:
         return
+    description = job_description(config) | {"resumes from": str(resumes_from)}
     described: list[tuple[str, dict[str, str]] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(described, (host(), description))
     problem = disagreement([d for d in described if d is not None])

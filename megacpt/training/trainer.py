@@ -35,7 +35,7 @@ from megacpt.config.schema import Config
 from megacpt.config.validate import check_model_matches, validate_checkpoints, validate_data
 from megacpt.errors import UserError
 from megacpt.model.lora import merge_adapters
-from megacpt.parallel.runtime import agree, init_runtime, job_description, shutdown
+from megacpt.parallel.runtime import agree_on_job, init_runtime, shutdown
 from megacpt.plan.flops import device_peak_flops, flops_per_step
 from megacpt.training.batches import step_microbatches
 from megacpt.training.checkpointer import Checkpointer
@@ -81,7 +81,7 @@ class Trainer:
             check_resumable(config, read_meta(self.resume_from), self.resume_from)
         self.runtime = init_runtime(config)
         try:
-            agree(job_description(config) | {"resumes from": str(self.resume_from)})
+            agree_on_job(config, self.resume_from)
         except UserError:
             shutdown(wait_for_others=False)
             raise
