@@ -264,6 +264,30 @@ def test_a_pool_writes_one_token_file_and_a_dead_worker_fails_the_run_in_one_lin
     assert same_files(out.with_name("pooled_text_document"), tmp_path / "one_text_document")
 
 
+def _send_half_a_batch(out) -> None:
+    """A worker killed halfway through sending a batch: a header for 1 MiB, then 16 bytes."""
+    os.write(out.fileno(), (1 << 20).to_bytes(4, "big") + b"x" * 16)
+    os._exit(9)
+
+
+def test_a_worker_that_dies_halfway_through_a_batch_fails_the_run_instead_of_hanging_it() -> None:
+    """A pool worker killed while its batch is half written leaves bytes in the pipe: reading them
+    must end (the worker holds the only write end) and say which worker died, in one line."""
+    import multiprocessing as mp
+
+    from megacpt.data.preprocess.execute import _receive
+
+    ctx = mp.get_context("spawn")
+    read_end, write_end = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=_send_half_a_batch, args=(write_end,), name="megacpt-preprocess-1")
+    worker.start()
+    write_end.close()
+    started = time.monotonic()
+    with pytest.raises(UserError, match="worker megacpt-preprocess-1 exited with status 9; rerun"):
+        _receive(read_end, worker)
+    assert time.monotonic() - started < 30
+
+
 def test_one_process_run_writes_one_token_file_and_resumes_from_its_last_record(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

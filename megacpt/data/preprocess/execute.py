@@ -4,9 +4,10 @@ gigatoken encodes on ``workers`` threads of this process, so with it (or with on
 shards are encoded here, in order. The other tokenizers hold the GIL: ``workers`` spawned processes
 then take every ``workers``-th shard each, in order, and their streams are read back in plan order.
 Either way a process's shards come out as one ordered stream of items (``encode.Item``), encoded on
-a thread (``on_thread``) while the sink writes the previous batch. A worker's queue holds a few
-batches at most, so a slow shard holds the others back instead of filling memory, and a worker that
-dies (killed, out of memory) fails the run with its exit code instead of hanging it.
+a thread (``on_thread``) while the sink writes the previous batch. A worker encodes a few batches
+ahead at most, so a slow shard holds the others back instead of filling memory. Each worker writes
+to a pipe whose only write end it holds, so a worker that dies (killed, out of memory), even halfway
+through sending a batch, ends its pipe and fails the run with its exit code instead of hanging it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import os
 import queue
 import threading
 from collections.abc import Generator, Iterator
-from typing import Any, TypeVar
+from multiprocessing.connection import Connection
+from typing import Any, NoReturn, TypeVar
 
 from megacpt.data.config import PreprocessConfig
 from megacpt.data.preprocess.encode import Item, encoded_stream
@@ -57,22 +59,23 @@ def local_stream(cfg: PreprocessConfig, tasks: list[Task], tok: TextTokenizer, f
 def _pool_stream(cfg: PreprocessConfig, tasks: list[Task], backend: str) -> Iterator[Item]:
     ctx = mp.get_context("spawn")
     count = min(cfg.workers, len(tasks))
-    queues = [ctx.Queue(QUEUED_BATCHES) for _ in range(count)]
+    pipes = [ctx.Pipe(duplex=False) for _ in range(count)]
     workers = [
         ctx.Process(
             target=_pool_worker,
-            args=(cfg, backend, tasks[w::count], queues[w], os.getpid()),
+            args=(cfg, backend, tasks[w::count], pipes[w][1], os.getpid()),
             name=f"megacpt-preprocess-{w}",
             daemon=True,
         )
         for w in range(count)
     ]
-    for worker in workers:
+    for worker, (_, write_end) in zip(workers, pipes):
         worker.start()
+        write_end.close()  # the worker holds the only write end: its death ends the pipe
     try:
         for k, (index, _) in enumerate(tasks):
             while True:
-                got, batch = _receive(queues[k % count], workers[k % count])
+                got, batch = _receive(pipes[k % count][0], workers[k % count])
                 if got != index:
                     raise RuntimeError(f"worker {k % count} sent shard {got} where shard {index} was due")
                 yield got, batch
@@ -81,38 +84,44 @@ def _pool_stream(cfg: PreprocessConfig, tasks: list[Task], backend: str) -> Iter
     finally:
         for worker in workers:
             worker.terminate()
-        for worker, q in zip(workers, queues):
+        for worker, (read_end, _) in zip(workers, pipes):
             worker.join()
-            q.cancel_join_thread()
-            q.close()
+            read_end.close()
 
 
-def _receive(source: Any, worker: Any) -> Item:
-    while True:
-        try:
-            message = source.get(timeout=0.2)
-        except queue.Empty:
-            if not worker.is_alive():
-                code = worker.exitcode
-                how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-                raise UserError(
-                    f"preprocessing worker {worker.name} {how}; rerun the same command to resume"
-                ) from None
-            continue
-        if message[0] == "error":
-            _, kind, text = message
-            raise (UserError if kind == "UserError" else RuntimeError)(text)
-        return message[1]
+def _receive(source: Connection, worker: Any) -> Item:
+    while not source.poll(0.2):
+        if not worker.is_alive():
+            _worker_died(worker)
+    try:
+        message = source.recv()
+    except (EOFError, OSError):  # the worker died before or while sending this message
+        _worker_died(worker)
+    if message[0] == "error":
+        _, kind, text = message
+        raise (UserError if kind == "UserError" else RuntimeError)(text)
+    return message[1]
 
 
-def _pool_worker(cfg: PreprocessConfig, backend: str, tasks: list[Task], out: Any, parent: int) -> None:
+def _worker_died(worker: Any) -> NoReturn:
+    worker.join()
+    code = worker.exitcode
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+    raise UserError(f"preprocessing worker {worker.name} {how}; rerun the same command to resume") from None
+
+
+def _pool_worker(
+    cfg: PreprocessConfig, backend: str, tasks: list[Task], out: Connection, parent: int
+) -> None:
     die_with_parent(parent)  # a killed run's workers must not keep running
     try:
         tok = load(cfg, backend)
-        for item in encoded_stream(cfg, tasks, tok, flat=True):
-            out.put(("item", item))
+        for item in on_thread(encoded_stream(cfg, tasks, tok, flat=True), ahead=QUEUED_BATCHES):
+            out.send(("item", item))
     except Exception as err:
-        out.put(("error", type(err).__name__, str(err)))
+        out.send(("error", type(err).__name__, str(err)))
+    finally:
+        out.close()
 
 
 def on_thread(stream: Iterator[T], ahead: int = 2) -> Generator[T, None, None]:
