@@ -31,9 +31,9 @@ import argparse
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -45,6 +45,19 @@ from megacpt.convert.resize import expansion_from_tokenizers, new_rows
 from megacpt.recipes.corpora import LANGS, heldout_documents, training_documents
 
 CLASSES = ("new", "after_new", "later", "rest")
+
+
+class Span(NamedTuple):
+    """Expanded tokens ``ids[j0 + 1 .. j1]`` against the base pieces of the same bytes."""
+
+    ids: list[int]
+    j0: int
+    j1: int
+    kind: str
+    nll: float
+    base_nll: float
+
+
 METHODS = ("mean", "calibrated", "distil_tied", "distil_untied")
 
 
@@ -83,29 +96,44 @@ class Split:
         _, offsets = self._encode(self.base_tok, text)
         return text[: offsets[:limit][-1][1]]
 
-    def of(self, model: Any) -> dict[str, float]:
-        """bits per byte of the base and of ``model``, and each class's share of the gap."""
-        split = dict.fromkeys(CLASSES, 0.0)
-        base_total = new_total = 0.0
+    def spans(self, model: Any) -> Iterator[Span]:
+        """Every aligned span of every document under ``model``, with its NLL against the base's."""
         for text, nll_b in zip(self.texts, self.base_nll, strict=True):
             _, off_b = self._encode(self.base_tok, text)
             ids, off = self._encode(self.tok, text)
             nll = token_nll(model, [self.eod, *ids])
-            base_total, new_total = base_total + sum(nll_b), new_total + sum(nll)
             ends_b = distill.closed_ends(off_b)
             aligned = sorted(
                 [(-1, -1)] + [(j, ends_b[e]) for e, j in distill.closed_ends(off).items() if e in ends_b]
             )
             for (j0, k0), (j1, k1) in itertools.pairwise(aligned):
-                split[classify(ids, j0, j1, self.old)] += sum(nll[j0 + 1 : j1 + 1]) - sum(
-                    nll_b[k0 + 1 : k1 + 1]
+                yield Span(
+                    ids,
+                    j0,
+                    j1,
+                    classify(ids, j0, j1, self.old),
+                    sum(nll[j0 + 1 : j1 + 1]),
+                    sum(nll_b[k0 + 1 : k1 + 1]),
                 )
+
+    def of(self, model: Any) -> dict[str, float]:
+        """bits per byte of the base and of ``model``, and each class's share of the gap."""
+        split = dict.fromkeys(CLASSES, 0.0)
+        base_total = new_total = 0.0
+        for span in self.spans(model):
+            split[span.kind] += span.nll - span.base_nll
+            base_total, new_total = base_total + span.base_nll, new_total + span.nll
         scale = 1 / math.log(2) / self.bytes
         return {
             "base": base_total * scale,
             "model": new_total * scale,
             **{k: v * scale for k, v in split.items()},
         }
+
+    def token_ratio(self) -> float:
+        """Expanded tokens per base token over the documents."""
+        expanded = sum(len(self._encode(self.tok, t)[0]) for t in self.texts)
+        return expanded / sum(len(n) for n in self.base_nll)
 
 
 def build(base_dir: Path, old_rows: torch.Tensor, inputs: torch.Tensor, outputs: torch.Tensor | None) -> Any:

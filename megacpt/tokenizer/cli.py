@@ -89,6 +89,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--max-new-tokens", type=COUNT, default=s.max_new_tokens)
     p.add_argument(
+        "--whole-characters",
+        action="store_true",
+        help="byte-level bases: no new token joins whole characters to the first bytes of the next one",
+    )
+    p.add_argument(
         "--vocab-size",
         type=COUNT,
         default=ExpansionConfig.target_vocab_size,
@@ -124,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             min_frequency=args.min_frequency,
             char_min_frequency=args.char_min_frequency,
             max_new_tokens=args.max_new_tokens,
+            whole_characters=args.whole_characters,
         ),
         target_vocab_size=args.vocab_size,
         pad_to_multiple_of=args.pad_to_multiple_of,

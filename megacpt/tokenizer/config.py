@@ -63,6 +63,7 @@ class SelectConfig:
     char_min_frequency: int = 2
     max_new_tokens: int | None = None
     max_rounds: int = 10
+    whole_characters: bool = False  # byte-level: no token joins characters to part of the next one
 
     def __post_init__(self) -> None:
         if self.min_frequency < 1 or self.char_min_frequency < 1:

@@ -68,7 +68,8 @@ def _cap(config: ExpansionConfig, base_size: int) -> int | None:
     return min(caps) if caps else None
 
 
-def _write_lists(base: BaseVocab, selection: Selection, tmp: Path) -> None:
+def write_lists(base: BaseVocab, selection: Selection, tmp: Path) -> None:
+    """Write ``id_map.json`` and ``new_tokens.tsv`` (see the module docstring) into ``tmp``."""
     ids = list(range(base.base_size))
     (tmp / "id_map.json").write_text(json.dumps({"base_vocab_size": base.base_size, "old_to_new": ids}))
     rows = ["token\tid\tfrequency\ttext"]
@@ -138,7 +139,7 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
     ) as tmp:  # an old output is replaced only once this succeeds
         start = time.perf_counter()
         base.write(selection.keys, padded, tmp)
-        _write_lists(base, selection, tmp)
+        write_lists(base, selection, tmp)
         (tmp / "report.md").write_text(markdown_table(stats), encoding="utf-8")
         if stats:
             plot(stats, tmp / "report.png")

@@ -6,6 +6,13 @@ under ``min_frequency`` (characters that passed ``char_min_frequency`` stay), ke
 the survivors are merged from, apply the optional cap, and repeat until the set stops changing.
 Counting uses the merged tokenizer itself, so a token that exists but is never produced (because
 other tokens win the merges) is pruned like a rare one.
+
+A byte-level trainer also learns tokens that join whole characters to the first bytes of the next
+one (``を`` plus the lead byte of a kanji): such a token predicts a particle together with a third of
+an unknown character. ``whole_characters`` keeps them out (pieces inside one character stay: they
+build the characters the base lacks). On SmolLM2 it starts 0.04× the base's bits per byte better
+on Japanese, but after the quickstart's 20 steps Japanese is equal and Korean 0.03 worse (two
+seeds; ``bench/results/expansion_token_count.md``), so it is off by default.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ class Selection:
     converged: bool
 
 
-def _closure(chosen: set[str], parts: dict[str, Parts]) -> set[str]:
+def closure(chosen: set[str], parts: dict[str, Parts]) -> set[str]:
     """``chosen`` plus, recursively, the new tokens they are merged from."""
     out, stack = set(), list(chosen)
     while stack:
@@ -47,10 +54,23 @@ def _capped(ranked: list[str], parts: dict[str, Parts], cap: int) -> set[str]:
     """Take tokens by rank while the set (closed under parts) stays within ``cap``."""
     kept: set[str] = set()
     for key in ranked:
-        grown = kept | _closure({key}, parts)
+        grown = kept | closure({key}, parts)
         if len(grown) <= cap:
             kept = grown
     return kept
+
+
+def crosses_characters(token: bytes) -> bool:
+    """Whether ``token`` (UTF-8 bytes, after an optional leading space) holds bytes of two characters
+    without being whole characters: ``"を".encode() + b"\\xe7"``, or the end of one character and the
+    next."""
+    body = token[1:] if token.startswith(b" ") else token
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        starts = [i for i, b in enumerate(body) if b >> 6 != 0b10]  # bytes that begin a character
+        return bool(starts) and starts != [0]
+    return False
 
 
 def frequent_chars(
@@ -91,7 +111,11 @@ def select_tokens(
     """Run the selection loop; ``cap`` bounds the number of new tokens (``None``: no bound), and
     only candidates that ``scripts`` admits take part."""
     chars = frequent_chars(texts, base, cfg.char_min_frequency, scripts)
-    admitted = [c for c in candidates if scripts is None or scripts.admits(c)]
+    admitted = [
+        c
+        for c in candidates
+        if not (cfg.whole_characters and crosses_characters(c)) and (scripts is None or scripts.admits(c))
+    ]
     trained = [k for k in (base.key(c) for c in admitted) if k is not None and not base.in_base(k)]
     pool = list(dict.fromkeys(chars + trained))
     protected = set(chars)
@@ -100,7 +124,7 @@ def select_tokens(
     for round_no in range(1, cfg.max_rounds + 1):
         freqs = count_new(base, texts, current)
         keep = {k for k in current if freqs[k] >= cfg.min_frequency or k in protected}
-        keep = _closure(keep, parts)
+        keep = closure(keep, parts)
         if cap is not None and len(keep) > cap:
             ranked = sorted(keep, key=lambda k: -freqs[k])
             keep = _capped(ranked, parts, cap)

@@ -9,9 +9,11 @@ from transformers import AutoTokenizer
 
 from megacpt.errors import UserError
 from megacpt.tokenizer import ExpansionResult
+from megacpt.tokenizer.config import SelectConfig
 from megacpt.tokenizer.merge_bpe import ByteLevelVocab
 from megacpt.tokenizer.scripts import ScriptFilter, detect_scripts, parse_scripts
-from tests.tokenizer.tok_helpers import EN, KO, texts
+from megacpt.tokenizer.select import crosses_characters, select_tokens
+from tests.tokenizer.tok_helpers import EN, JA, KO, texts
 
 CODE = 'def main(argv: list[str]) -> int:\n    return {"x": 1_000, "y": [3.14, -2e-5]}  # café naïve\n'
 SPECIALS = "<s> </s> <unk> <|endoftext|> <|im_start|> [INST] 12345 ½ ¼ — “quoted” emoji 🙂"
@@ -74,3 +76,24 @@ def test_the_tool_refuses_an_unknown_script(tmp_path, capsys) -> None:
     assert (
         exit_info.value.code == 2 and err.startswith("error: ") and "'elvish' names no Unicode script" in err
     )
+
+
+def test_whole_characters_keeps_out_tokens_that_join_a_character_to_part_of_the_next(
+    tekken_base: ByteLevelVocab,
+) -> None:
+    no_kagami = "の".encode() + "鏡".encode()[:1]  # a particle and the first byte of the kanji after it
+    assert crosses_characters(no_kagami) and crosses_characters("鏡".encode()[1:] + "の".encode())
+    assert crosses_characters(" 이".encode() + "름".encode()[:1])
+    for whole_or_inside in ("本を書く".encode(), " 안녕".encode(), "鏡".encode()[:2], b" \xeb", b"\xbc"):
+        assert not crosses_characters(whole_or_inside)
+    # tekken spells 鏡 in three single bytes, so a merge of の with its first byte, ranked before the
+    # piece that would build 鏡, would be emitted wherever の鏡 occurs
+    docs = texts(*JA)[::4]
+    assert len(tekken_base.encode(["鏡"], None)[0]) == 3 and sum(d.count("の鏡") for d in docs) >= 2
+    candidates = [no_kagami, "鏡".encode()[:2]]
+    for scripts in (ScriptFilter(parse_scripts("japanese")), None):
+        for whole in (True, False):
+            cfg = SelectConfig(whole_characters=whole)
+            chosen = select_tokens(tekken_base, candidates, docs, cfg, None, scripts).keys
+            surfaces = {tekken_base.token_bytes(k) for k in chosen}
+            assert (no_kagami in surfaces) is not whole and "鏡".encode() in surfaces
