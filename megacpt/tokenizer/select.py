@@ -11,7 +11,7 @@ A byte-level trainer also learns tokens that join whole characters to the first 
 one (``を`` plus the lead byte of a kanji): such a token predicts a particle together with a third of
 an unknown character. ``whole_characters`` keeps them out (pieces inside one character stay: they
 build the characters the base lacks). On SmolLM2 it starts 0.04× the base's bits per byte better
-on Japanese, but after the quickstart's 20 steps Japanese is equal and Korean 0.03 worse (two
+on Japanese, but after the quickstart's 20 steps Japanese is equal and Korean 0.02 worse (three
 seeds; ``bench/results/expansion_token_count.md``), so it is off by default.
 """
 
