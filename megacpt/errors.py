@@ -33,6 +33,13 @@ FOREIGN_WARNINGS = (
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT
 
 
+def say_error(message: str) -> None:
+    """Print ``error: message`` as one write, so that the lines of ranks sharing a stderr pipe never
+    interleave (``print`` writes the text and its newline apart)."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
 def exits_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Wrap a tool's ``main``: a ``UserError`` prints ``error: ...`` and exits 2, Ctrl-C prints one
     line and exits 130, and Megatron-core's notes about optional kernels are not shown."""
@@ -44,10 +51,10 @@ def exits_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
         try:
             return main(*args, **kwargs)
         except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
+            say_error(str(err))
             raise SystemExit(2) from None
         except KeyboardInterrupt:
-            print("error: interrupted; no output was half-written", file=sys.stderr)
+            say_error("interrupted; no output was half-written")
             raise SystemExit(INTERRUPTED) from None
 
     return wrapped
