@@ -31,13 +31,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import torch
-from expansion_split import LANGS, Split, build
+from expansion_split import LANGS, Split, build, default_rows
 
 from megacpt.convert import distill
-from megacpt.convert.calibrate import calibrate
 from megacpt.convert.reference_model import fetch_smollm2
-from megacpt.convert.resize import expansion_from_tokenizers, new_rows
+from megacpt.convert.resize import expansion_from_tokenizers
 from megacpt.recipes.corpora import heldout_documents, training_documents
 from megacpt.tokenizer.expand import write_lists
 from megacpt.tokenizer.load import load_base
@@ -48,12 +46,8 @@ TARGET = ("ko", "ja")
 
 def initialised(base_dir: Path, frozen: Any, tokenizer: Path) -> Any:
     """The base resized for ``tokenizer`` with the default rows: subword mean + calibration, tied."""
-    expansion = expansion_from_tokenizers(base_dir, tokenizer)
-    mean = new_rows("subword_mean", frozen.embedding, expansion.pieces)
-    hidden = lambda t: frozen.model.model(input_ids=t).last_hidden_state.float()  # noqa: E731
-    with torch.no_grad():
-        shift = calibrate(expansion.pieces, expansion.frequencies or [1] * len(mean), hidden, 2048).shift()
-    return build(base_dir, frozen.embedding, mean + shift, None)
+    _, calibrated = default_rows(frozen, expansion_from_tokenizers(base_dir, tokenizer))
+    return build(base_dir, frozen.embedding, calibrated, None)
 
 
 def costs(split: Split, model: Any) -> dict[int, list[float]]:

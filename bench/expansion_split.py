@@ -136,6 +136,17 @@ class Split:
         return expanded / sum(len(n) for n in self.base_nll)
 
 
+def default_rows(frozen: Any, expansion: Any, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The new rows ``subword_mean`` gives, and the same plus ``scale`` times the frequency calibration
+    (``megacpt resize``'s default at scale 1)."""
+    mean = new_rows("subword_mean", frozen.embedding, expansion.pieces)
+    hidden = lambda t: frozen.model.model(input_ids=t).last_hidden_state.float()  # noqa: E731
+    with torch.no_grad():
+        frequencies = expansion.frequencies or [1] * len(mean)
+        shift = calibrate(expansion.pieces, frequencies, hidden, 2048).shift()
+    return mean, mean + scale * shift
+
+
 def build(base_dir: Path, old_rows: torch.Tensor, inputs: torch.Tensor, outputs: torch.Tensor | None) -> Any:
     """The base model resized in memory: new input rows ``inputs``; an untied head when ``outputs``."""
     from transformers import AutoModelForCausalLM
@@ -190,14 +201,7 @@ def main() -> None:
         for lang in LANGS
     }
     table = frozen.embedding
-    mean = new_rows("subword_mean", table, expansion.pieces)
-    hidden = lambda t: base_model.model(input_ids=t).last_hidden_state.float()  # noqa: E731
-    with torch.no_grad():
-        calibrated = (
-            mean
-            + args.calibration_scale
-            * calibrate(expansion.pieces, expansion.frequencies or [1] * len(mean), hidden, 2048).shift()
-        )
+    mean, calibrated = default_rows(frozen, expansion, args.calibration_scale)
     cfg = DistillConfig(tokens=args.distill_tokens)
     texts = [t for lang in ("ko", "ja") for t in training_documents(lang)]
     windows = distill.make_windows(texts, base_tok, tok, old, eod, cfg)

@@ -91,6 +91,10 @@ def expand_vocab(config: ExpansionConfig) -> ExpansionResult:
     trainer = base.default_trainer if config.train.trainer == "auto" else config.train.trainer
     if trainer == "hf_bpe" and config.train.character_coverage != TrainConfig.character_coverage:
         raise UserError("--character-coverage applies only to the SentencePiece trainers, not to hf_bpe")
+    if config.select.whole_characters and base.kind == "sentencepiece":
+        raise UserError(
+            "--whole-characters applies only to byte-level bases: SentencePiece tokens are whole characters"
+        )
     cap = _cap(config, base.base_size)
     splits = {
         lang: load_split(paths, config.heldout_fraction, config.json_key)

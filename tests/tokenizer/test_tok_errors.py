@@ -123,3 +123,10 @@ def test_trained_vocabulary_smaller_than_the_characters_is_a_clear_error(tmp_pat
     with pytest.raises(UserError, match="Vocabulary size is smaller than required_chars"):
         expand_vocab(_config(tmp_path, train=TrainConfig(vocab_size=300)))
     assert not (tmp_path / "out").exists()
+
+
+def test_whole_characters_is_refused_for_a_sentencepiece_base(tmp_path: Path) -> None:
+    config = _config(tmp_path, select=SelectConfig(whole_characters=True))
+    with pytest.raises(UserError, match="^--whole-characters applies only to byte-level bases"):
+        expand_vocab(config)
+    assert not (tmp_path / "out").exists()
