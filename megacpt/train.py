@@ -5,38 +5,38 @@ Config -> build -> train -> close. Bad input is one ``error: ...`` line and exit
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 
 import yaml
 
 from megacpt.config import Config, load_config
 from megacpt.config.loader import to_dict
 from megacpt.config.validate import data_parallel_size, validate_checkpoints, validate_data, validate_layout
-from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import COUNT, ArgumentParser, program
+from megacpt.errors import UserError, exits_on_user_error, say_error
+from megacpt.options import COUNT, flag, parse
 from megacpt.training.stages import budget_note, resolve_stages
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(prog=program("python -m megacpt.train"), description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="YAML config file")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.train_steps=100")
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="load and validate the config for --world-size processes, then exit without training",
-    )
-    parser.add_argument(
-        "--world-size", type=COUNT, help="with --dry-run: processes of the real job (default: TP x PP x CP)"
-    )
-    parser.add_argument(
-        "--layout-only",
-        action="store_true",
-        help="with --dry-run: check the config and layout only, not the files it names (a config "
-        "whose data and checkpoints live on another machine)",
-    )
-    return parser.parse_intermixed_args(argv)
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """``megacpt train``'s options."""
+
+    config: str = flag(positional=True)
+    """YAML config file"""
+    overrides: tuple[str, ...] = flag((), positional=True)
+    """dotted overrides, e.g. training.train_steps=100"""
+    dry_run: bool = False
+    """load and validate the config for --world-size processes, then exit without training"""
+    world_size: int | None = flag(None, type=COUNT, default_text="TP x PP x CP")
+    """with --dry-run: processes of the real job"""
+    layout_only: bool = False
+    """with --dry-run: check the config and layout only, not the files it names (a config whose data
+    and checkpoints live on another machine)"""
+
+    def __post_init__(self) -> None:
+        if self.world_size is not None and not self.dry_run:
+            raise UserError("--world-size applies only with --dry-run (a real run takes torchrun's world)")
 
 
 def dry_run(config: Config, world_size: int | None, layout_only: bool = False) -> None:
@@ -60,10 +60,10 @@ def dry_run(config: Config, world_size: int | None, layout_only: bool = False) -
 
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.world_size is not None and not args.dry_run:
-        raise UserError("--world-size applies only with --dry-run (a real run takes torchrun's world)")
-    config = load_config(args.config, args.overrides)
+    args = parse(
+        TrainOptions, argv, __doc__.splitlines()[0], intermixed=True, module_form="python -m megacpt.train"
+    )
+    config = load_config(args.config, list(args.overrides))
     from megacpt.training.preemption import PREEMPTED_EXIT_CODE, PreemptedError, parse_signals  # torch
 
     parse_signals(config.checkpoint.preempt_signals)
@@ -83,19 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         return PREEMPTED_EXIT_CODE
     except NonFiniteLossError as error:
         trainer.close(wait_for_others=False)
-        print(f"error: {error}", file=sys.stderr, flush=True)
+        say_error(str(error))
         return 1
     except RuntimeError as error:
         trainer.close(wait_for_others=False)
         lost = lost_peer(error)
         if lost is None:
             raise
-        print(
-            f"error: rank {trainer.runtime.rank} lost another rank during step {trainer.state.step + 1} "
+        say_error(
+            f"rank {trainer.runtime.rank} lost another rank during step {trainer.state.step + 1} "
             f"(a rank or node died): {lost}; the run resumes from the latest checkpoint in "
-            f"{trainer.ckpt_dir} when restarted (a requeued Slurm job does so itself)",
-            file=sys.stderr,
-            flush=True,
+            f"{trainer.ckpt_dir} when restarted (a requeued Slurm job does so itself)"
         )
         return 1
     except BaseException:

@@ -35,13 +35,24 @@ def test_min_lang_prob_without_lang(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert line == "error: --min-lang-prob applies only with --lang (the languages to keep)"
 
 
-def test_tiktoken_pattern_with_another_tokenizer() -> None:
+def test_tiktoken_pattern_with_another_tokenizer(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["preprocess", "--input", "x.jsonl", "--output-prefix", "o", "--tokenizer", "tok.json",
+            "--tiktoken-pattern", "cl100k_base"]  # fmt: skip
+    assert (
+        _error(argv, capsys) == "error: --tiktoken-pattern applies only to a .tiktoken file, not to tok.json"
+    )
     with pytest.raises(
-        UserError, match="--tiktoken-pattern applies only to a .tiktoken file, not to tok.json$"
+        UserError, match="^tiktoken_encoding applies only to a .tiktoken file, not to tok.json$"
     ):
         PreprocessConfig(
             inputs=["x.jsonl"], output_prefix="o", tokenizer="tok.json", tiktoken_encoding="cl100k_base"
         )
+
+
+def test_a_json_key_given_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["preprocess", "--input", "x.jsonl", "--output-prefix", "o", "--tokenizer", "t", "--json-keys",
+            "text", "text"]  # fmt: skip
+    assert _error(argv, capsys) == "error: --json-keys names a key twice: text text"
 
 
 def test_target_tp_with_a_hugging_face_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

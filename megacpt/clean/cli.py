@@ -8,8 +8,8 @@ An existing output is an error unless ``--overwrite``.
 
 from __future__ import annotations
 
-import argparse
 import os
+from dataclasses import dataclass
 
 from megacpt.clean.config import CleanConfig
 from megacpt.clean.filters import FILTERS, QualityConfig
@@ -19,82 +19,97 @@ from megacpt.options import (
     COUNT,
     NON_NEGATIVE,
     SHARE,
-    ArgumentParser,
-    add_json_key,
-    add_overwrite,
-    add_workers,
+    flag,
+    json_key_flag,
+    overwrite_flag,
+    parse,
+    workers_flag,
 )
+
+Q = QualityConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class CleanOptions:
+    """``megacpt clean``'s options."""
+
+    input: str = flag(positional=True)
+    """JSONL file, one document per line"""
+    output: str = flag(positional=True)
+    """cleaned JSONL file (written atomically)"""
+    report: str | None = None
+    """JSON report path (default: OUTPUT.report.json)"""
+    json_key: str = json_key_flag(CleanConfig.text_key, old_name="--text-key")
+    lang: tuple[str, ...] = flag((), repeat=True)
+    """keep only this language (repeatable), e.g. ko"""
+    min_lang_prob: float | None = flag(None, type=SHARE, default_text=str(CleanConfig.min_lang_prob))
+    """with --lang: minimum language-id probability"""
+    normalization: str = flag(CleanConfig.normalization, choices=FORMS)
+    """Unicode normalisation form"""
+    min_chars: int = flag(Q.min_chars, type=NON_NEGATIVE)
+    """drop documents shorter than this many characters"""
+    max_chars: int = flag(Q.max_chars, type=COUNT)
+    """drop documents longer than this many characters"""
+    min_script_share: float = flag(Q.min_script_share, type=SHARE)
+    """share of letters in the language's script"""
+    max_symbol_ratio: float = flag(Q.max_symbol_ratio, type=SHARE)
+    """largest share of punctuation and symbols among non-space characters"""
+    max_digit_ratio: float = flag(Q.max_digit_ratio, type=SHARE)
+    """largest share of digits among non-space characters"""
+    max_dup_line_fraction: float = flag(Q.max_dup_line_fraction, type=SHARE)
+    """largest share of characters in lines that repeat an earlier line"""
+    max_dup_ngram_fraction: float = flag(Q.max_dup_ngram_fraction, type=SHARE)
+    """largest share of characters covered by character n-grams seen twice or more"""
+    disable: tuple[str, ...] = flag((), repeat=True, choices=tuple(sorted(FILTERS)))
+    """turn a quality filter off (repeatable)"""
+    exact_dedup: bool = flag(True, "--no-exact-dedup")
+    """keep exact duplicates (no content-hash deduplication)"""
+    near_dedup: bool = flag(True, "--no-near-dedup")
+    """keep near duplicates (no MinHash deduplication)"""
+    near_dup_threshold: float = flag(CleanConfig.near_dup_threshold, type=SHARE)
+    """MinHash Jaccard above which a document is a near duplicate"""
+    workers: int = workers_flag(os.cpu_count() or 1, "worker processes")
+    overwrite: bool = overwrite_flag()
+
+    def __post_init__(self) -> None:
+        if self.min_lang_prob is not None and not self.lang:
+            raise UserError("--min-lang-prob applies only with --lang (the languages to keep)")
+
+    def config(self) -> CleanConfig:
+        quality = QualityConfig(
+            min_script_share=self.min_script_share,
+            min_chars=self.min_chars,
+            max_chars=self.max_chars,
+            max_symbol_ratio=self.max_symbol_ratio,
+            max_digit_ratio=self.max_digit_ratio,
+            max_dup_line_fraction=self.max_dup_line_fraction,
+            max_dup_ngram_fraction=self.max_dup_ngram_fraction,
+            disabled=frozenset(self.disable),
+        )
+        return CleanConfig(
+            text_key=self.json_key,
+            normalization=self.normalization,
+            languages=self.lang,
+            min_lang_prob=CleanConfig.min_lang_prob if self.min_lang_prob is None else self.min_lang_prob,
+            quality=quality,
+            exact_dedup=self.exact_dedup,
+            near_dedup=self.near_dedup,
+            near_dup_threshold=self.near_dup_threshold,
+        )
 
 
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="JSONL file, one document per line")
-    p.add_argument("output", help="cleaned JSONL file (written atomically)")
-    p.add_argument("--report", help="JSON report path (default: OUTPUT.report.json)")
-    add_json_key(p, CleanConfig.text_key, old_name="--text-key")
-    p.add_argument(
-        "--lang", action="append", default=[], help="keep only this language (repeatable), e.g. ko"
-    )
-    p.add_argument(
-        "--min-lang-prob",
-        type=SHARE,
-        default=None,
-        help=f"with --lang: minimum language-id probability (default: {CleanConfig.min_lang_prob})",
-    )
-    p.add_argument(
-        "--normalization", choices=FORMS, default=CleanConfig.normalization, help="Unicode normalisation form"
-    )
-    q = QualityConfig
-    p.add_argument("--min-chars", type=NON_NEGATIVE, default=q.min_chars)
-    p.add_argument("--max-chars", type=COUNT, default=q.max_chars)
-    p.add_argument(
-        "--min-script-share",
-        type=SHARE,
-        default=q.min_script_share,
-        help="share of letters in the language's script",
-    )
-    p.add_argument("--max-symbol-ratio", type=SHARE, default=q.max_symbol_ratio)
-    p.add_argument("--max-digit-ratio", type=SHARE, default=q.max_digit_ratio)
-    p.add_argument("--max-dup-line-fraction", type=SHARE, default=q.max_dup_line_fraction)
-    p.add_argument("--max-dup-ngram-fraction", type=SHARE, default=q.max_dup_ngram_fraction)
-    p.add_argument(
-        "--disable", action="append", default=[], choices=sorted(FILTERS), help="turn a quality filter off"
-    )
-    p.add_argument("--no-exact-dedup", action="store_true")
-    p.add_argument("--no-near-dedup", action="store_true")
-    p.add_argument(
-        "--near-dup-threshold",
-        type=SHARE,
-        default=CleanConfig.near_dup_threshold,
-        help="MinHash Jaccard above which a document is a near duplicate",
-    )
-    add_workers(p, os.cpu_count() or 1, "worker processes")
-    add_overwrite(p)
-    a = p.parse_args(argv)
-    quality = QualityConfig(
-        min_script_share=a.min_script_share,
-        min_chars=a.min_chars,
-        max_chars=a.max_chars,
-        max_symbol_ratio=a.max_symbol_ratio,
-        max_digit_ratio=a.max_digit_ratio,
-        max_dup_line_fraction=a.max_dup_line_fraction,
-        max_dup_ngram_fraction=a.max_dup_ngram_fraction,
-        disabled=frozenset(a.disable),
-    )
-    if a.min_lang_prob is not None and not a.lang:
-        raise UserError("--min-lang-prob applies only with --lang (the languages to keep)")
-    config = CleanConfig(
-        text_key=a.json_key,
-        normalization=a.normalization,
-        languages=tuple(a.lang),
-        min_lang_prob=CleanConfig.min_lang_prob if a.min_lang_prob is None else a.min_lang_prob,
-        quality=quality,
-        exact_dedup=not a.no_exact_dedup,
-        near_dedup=not a.no_near_dedup,
-        near_dup_threshold=a.near_dup_threshold,
-    )
+    options = parse(CleanOptions, argv, __doc__)
+    config = options.config()
     from megacpt.clean.pipeline import clean_corpus  # numpy and datasketch: once the options are good
 
-    report = clean_corpus(a.input, a.output, a.report, config, workers=a.workers, overwrite=a.overwrite)
+    report = clean_corpus(
+        options.input,
+        options.output,
+        options.report,
+        config,
+        workers=options.workers,
+        overwrite=options.overwrite,
+    )
     print(report.summary())

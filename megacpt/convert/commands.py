@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from megacpt.checkpoint.meta import META, read_meta
 from megacpt.config.loader import from_dict
@@ -16,6 +16,14 @@ from megacpt.convert.gguf import import_gguf
 from megacpt.convert.hf_to_megatron import convert_hf_to_megatron
 from megacpt.convert.megatron_to_hf import convert_megatron_to_hf
 from megacpt.convert.methods import DistillConfig
+from megacpt.convert.options import (
+    ConvertOptions,
+    GgufToHf,
+    GgufToMegatron,
+    HfToMegatron,
+    MegatronToHf,
+    ResizeOptions,
+)
 from megacpt.convert.resize import expansion_from_tokenizers
 from megacpt.convert.resize_checkpoint import (
     calibration_for,
@@ -29,7 +37,7 @@ from megacpt.errors import UserError
 from megacpt.tokenizer.corpus import iter_texts
 
 
-def _to_megatron(hf_dir: Path, args: argparse.Namespace) -> Path:
+def _to_megatron(hf_dir: Path, args: HfToMegatron) -> Path:
     model = families.model_config(HFReader(hf_dir).config, args.make_vocab_size_divisible_by)
     check_model_split(model, args.target_tp, args.target_pp)
     return convert_hf_to_megatron(
@@ -37,22 +45,28 @@ def _to_megatron(hf_dir: Path, args: argparse.Namespace) -> Path:
     )
 
 
-def convert(args: argparse.Namespace) -> Path:
+def convert(args: ConvertOptions) -> Path:
     """Run ``megacpt convert``'s direction; the output directory."""
-    if args.direction == "gguf-to-hf":
+    if isinstance(args, GgufToHf):
         return import_gguf(args.input, args.output, args.dtype, overwrite=args.overwrite)
-    if args.direction == "gguf-to-megatron":
+    if isinstance(args, GgufToMegatron):
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=args.output.parent) as tmp:
             return _to_megatron(import_gguf(args.input, Path(tmp) / "hf"), args)
-    if args.direction == "hf-to-megatron":
+    if isinstance(args, HfToMegatron):
         return _to_megatron(args.input, args)
-    return convert_megatron_to_hf(
-        args.input, args.output, args.tokenizer, args.max_shard_size_mb * 1024**2, overwrite=args.overwrite
-    )
+    if isinstance(args, MegatronToHf):
+        return convert_megatron_to_hf(
+            args.input,
+            args.output,
+            args.tokenizer,
+            args.max_shard_size_mb * 1024**2,
+            overwrite=args.overwrite,
+        )
+    raise TypeError(f"no conversion for {type(args).__name__}")
 
 
-def resize(args: argparse.Namespace, methods: tuple[str, str], distill_cfg: DistillConfig | None) -> None:
+def resize(args: ResizeOptions, methods: tuple[str, str], distill_cfg: DistillConfig | None) -> None:
     """Run ``megacpt resize`` with its resolved (input, output) methods and distillation settings."""
     expansion = expansion_from_tokenizers(args.base_tokenizer, args.tokenizer)
     meta = read_meta(args.input) if (args.input / META).is_file() else None
@@ -76,13 +90,13 @@ def resize(args: argparse.Namespace, methods: tuple[str, str], distill_cfg: Dist
             meta,
             expansion,
             (args.base_tokenizer, args.tokenizer),
-            list(iter_texts(args.distill_text)),
+            list(iter_texts(args.distill_text or ())),
             distill_cfg,
             calibration.shift() if calibration is not None and kept_tied else None,
         )
         print(learnt.summary(), flush=True)
         input_rows = learnt.input
-    common = dict(
+    common: dict[str, Any] = dict(
         input_rows=input_rows,
         seed=args.seed,
         tokenizer_dir=args.tokenizer,

@@ -19,10 +19,11 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import MISSING, dataclass
 
 from megacpt.data.preprocess import MiB, PreprocessConfig, launched_rank, run
 from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import COUNT, POSITIVE, ArgumentParser, add_json_keys, add_overwrite, add_workers
+from megacpt.options import COUNT, POSITIVE, flag, overwrite_flag, parse, workers_flag
 from megacpt.tokenizer.encoders import BACKENDS, TIKTOKEN_ENCODINGS
 
 # Megatron-LM's --tokenizer-type values that name a file format, and that format.
@@ -36,76 +37,85 @@ TOKENIZER_TYPES = {
 }
 
 
-def _preprocess_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--input", nargs="+", required=True, help="input files or globs (JSONL[.gz|.zst], Parquet, text)"
+@dataclass(frozen=True, kw_only=True)
+class PreprocessOptions:
+    """``megacpt preprocess``'s options (Megatron-LM's ``tools/preprocess_data.py`` names)."""
+
+    input: tuple[str, ...]
+    """input files or globs (JSONL[.gz|.zst], Parquet, text)"""
+    output_prefix: str
+    """prefix of the output datasets and stats file"""
+    tokenizer: str = flag(MISSING, "--tokenizer", "--tokenizer-model", "--vocab-file")
+    """SentencePiece .model, HF tokenizer.json or directory, tekken*.json, .tiktoken, or (with
+    --merge-file) a GPT-2 vocab.json"""
+    tokenizer_type: str | None = flag(None, default_text="detected")
+    """Megatron-LM's name of the tokenizer format (SentencePieceTokenizer, HuggingFaceTokenizer,
+    GPT2BPETokenizer, TikTokenizer, ...)"""
+    merge_file: str | None = None
+    """GPT-2 BPE merges.txt (with --vocab-file)"""
+    tiktoken_pattern: str | None = flag(None, choices=TIKTOKEN_ENCODINGS)
+    """a .tiktoken file's encoding"""
+    tokenizer_backend: str = flag("auto", choices=BACKENDS)
+    """auto: gigatoken when it gives the reference's ids on a sample of the input"""
+    json_keys: tuple[str, ...] = flag(PreprocessConfig.json_keys, metavar="KEY")
+    """JSON fields / Parquet columns to read, one dataset each"""
+    append_eod: bool = False
+    """append the end-of-sequence id to each document"""
+    workers: int = workers_flag(
+        PreprocessConfig.workers, "cores per MPI rank: gigatoken's threads, else tokeniser processes"
     )
-    p.add_argument("--output-prefix", required=True, help="prefix of the output datasets and stats file")
-    p.add_argument(
-        "--tokenizer",
-        "--tokenizer-model",
-        "--vocab-file",
-        dest="tokenizer",
-        required=True,
-        help="SentencePiece .model, HF tokenizer.json or directory, tekken*.json, .tiktoken, or (with "
-        "--merge-file) a GPT-2 vocab.json",
-    )
-    p.add_argument(
-        "--tokenizer-type",
-        default=None,
-        help=f"Megatron-LM's name of the tokenizer format ({', '.join(TOKENIZER_TYPES)}); default: detected",
-    )
-    p.add_argument("--merge-file", default=None, help="GPT-2 BPE merges.txt (with --vocab-file)")
-    p.add_argument(
-        "--tiktoken-pattern", choices=TIKTOKEN_ENCODINGS, default=None, help="a .tiktoken file's encoding"
-    )
-    p.add_argument(
-        "--tokenizer-backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: gigatoken when it gives the reference's ids on a sample of the input",
-    )
-    add_json_keys(p, ["text"])
-    p.add_argument("--append-eod", action="store_true", help="append the end-of-sequence id to each document")
-    add_workers(
-        p, PreprocessConfig.workers, "cores per MPI rank: gigatoken's threads, else tokeniser processes"
-    )
-    p.add_argument(
-        "--partitions",
-        type=COUNT,
-        default=1,
-        help="cut the input into at least this many shards (order is kept)",
-    )
-    p.add_argument("--log-interval", type=COUNT, default=None, help="print a progress line every N documents")
-    p.add_argument(
-        "--keep-sequential-samples",
-        action="store_true",
-        help="accepted for Megatron-LM compatibility: documents always keep their input order",
-    )
-    p.add_argument("--split-sentences", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--keep-newlines", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument(
-        "--shard-mb",
-        type=POSITIVE,
-        help="split plain JSONL into shards of this size (default: ~8 per worker, 1-64)",
-    )
-    p.add_argument(
-        "--max-document-mb",
-        type=POSITIVE,
-        default=PreprocessConfig.max_document_bytes / MiB,
-        help="a JSONL line, Parquet value or text file over this size is skipped and counted",
-    )
-    p.add_argument(
-        "--batch-mb",
-        type=POSITIVE,
-        default=PreprocessConfig.batch_bytes / MiB,
-        help="input is read, checked and encoded in batches of about this many MB",
-    )
-    p.add_argument("--keep-shards", action="store_true", help="keep <output-prefix>.shards/ after merging")
-    add_overwrite(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    partitions: int = flag(PreprocessConfig.min_shards, type=COUNT)
+    """cut the input into at least this many shards (order is kept)"""
+    log_interval: int | None = flag(None, type=COUNT)
+    """print a progress line every N documents"""
+    keep_sequential_samples: bool = False
+    """accepted for Megatron-LM compatibility: documents always keep their input order"""
+    split_sentences: bool = flag(False, help=argparse.SUPPRESS)
+    keep_newlines: bool = flag(False, help=argparse.SUPPRESS)
+    shard_mb: float | None = flag(None, type=POSITIVE, default_text="~8 per worker, 1-64")
+    """split plain JSONL into shards of this size"""
+    max_document_mb: float = flag(PreprocessConfig.max_document_bytes / MiB, type=POSITIVE)
+    """a JSONL line, Parquet value or text file over this size is skipped and counted"""
+    batch_mb: float = flag(PreprocessConfig.batch_bytes / MiB, type=POSITIVE)
+    """input is read, checked and encoded in batches of about this many MB"""
+    keep_shards: bool = False
+    """keep <output-prefix>.shards/ after merging"""
+    overwrite: bool = overwrite_flag()
+    no_progress: bool = False
+    """no progress bar"""
+
+    def __post_init__(self) -> None:
+        if self.split_sentences or self.keep_newlines:
+            raise UserError(
+                "--split-sentences/--keep-newlines are not supported: megacpt writes one sequence per "
+                "document; split documents into sentences beforehand (tools/clean_corpus.py writes the JSONL)"
+            )
+        if len(set(self.json_keys)) != len(self.json_keys):
+            raise UserError(f"--json-keys names a key twice: {' '.join(self.json_keys)}")
+        if self.tiktoken_pattern is not None and not self.tokenizer.endswith(".tiktoken"):
+            raise UserError(f"--tiktoken-pattern applies only to a .tiktoken file, not to {self.tokenizer}")
+
+    def config(self) -> PreprocessConfig:
+        return PreprocessConfig(
+            inputs=self.input,
+            output_prefix=self.output_prefix,
+            tokenizer=self.tokenizer,
+            json_keys=self.json_keys,
+            append_eod=self.append_eod,
+            workers=self.workers,
+            tokenizer_kind=tokenizer_kind(self.tokenizer_type, self.merge_file),
+            tokenizer_backend=self.tokenizer_backend,
+            merge_file=self.merge_file,
+            tiktoken_encoding=self.tiktoken_pattern,
+            min_shards=self.partitions,
+            log_interval=self.log_interval,
+            shard_bytes=None if self.shard_mb is None else int(self.shard_mb * MiB),
+            max_document_bytes=int(self.max_document_mb * MiB),
+            batch_bytes=int(self.batch_mb * MiB),
+            keep_shards=self.keep_shards,
+            overwrite=self.overwrite,
+            progress=not self.no_progress,
+        )
 
 
 def tokenizer_kind(name: str | None, merge_file: str | None) -> str:
@@ -122,32 +132,7 @@ def tokenizer_kind(name: str | None, merge_file: str | None) -> str:
 
 @exits_on_user_error
 def preprocess_main(argv: list[str] | None = None) -> None:
-    args = _preprocess_args(argv)
-    if args.split_sentences or args.keep_newlines:
-        raise UserError(
-            "--split-sentences/--keep-newlines are not supported: megacpt writes one sequence per document; "
-            "split documents into sentences beforehand (tools/clean_corpus.py writes the JSONL)"
-        )
-    cfg = PreprocessConfig(
-        inputs=args.input,
-        output_prefix=args.output_prefix,
-        tokenizer=args.tokenizer,
-        json_keys=args.json_keys,
-        append_eod=args.append_eod,
-        workers=args.workers,
-        tokenizer_kind=tokenizer_kind(args.tokenizer_type, args.merge_file),
-        tokenizer_backend=args.tokenizer_backend,
-        merge_file=args.merge_file,
-        tiktoken_encoding=args.tiktoken_pattern,
-        min_shards=args.partitions,
-        log_interval=args.log_interval,
-        shard_bytes=None if args.shard_mb is None else int(args.shard_mb * MiB),
-        max_document_bytes=int(args.max_document_mb * MiB),
-        batch_bytes=int(args.batch_mb * MiB),
-        keep_shards=args.keep_shards,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+    cfg = parse(PreprocessOptions, argv, __doc__.split("\n")[0]).config()
     start = time.monotonic()
     stats = run(cfg)
     seconds = time.monotonic() - start
@@ -168,19 +153,23 @@ Weights in the spec are sampling shares, not sizes: a share larger than a datase
 """
 
 
+@dataclass(frozen=True, kw_only=True)
+class MixOptions:
+    """``megacpt mix``'s options."""
+
+    spec: str = flag(positional=True)
+    """data-mixture YAML file"""
+    tokens: str
+    """training-token budget, e.g. 2000000, 2e9, 500M, 100B"""
+    split: str | None = None
+    """train,valid,test split, e.g. 98,2,0: count only train documents"""
+
+
 @exits_on_user_error
 def mix_main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(description=MIX_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("spec", help="data-mixture YAML file")
-    parser.add_argument(
-        "--tokens", required=True, help="training-token budget, e.g. 2000000, 2e9, 500M, 100B"
-    )
-    parser.add_argument(
-        "--split", default=None, help="train,valid,test split, e.g. 98,2,0: count only train documents"
-    )
-    args = parser.parse_args(argv)
+    options = parse(MixOptions, argv, MIX_DOC)
     from megacpt.data.mixture import DataMixture, format_budget_table, parse_token_count, token_budget_table
 
-    mixture = DataMixture.from_yaml(args.spec)
-    rows = token_budget_table(mixture, parse_token_count(args.tokens), split=args.split)
+    mixture = DataMixture.from_yaml(options.spec)
+    rows = token_budget_table(mixture, parse_token_count(options.tokens), split=options.split)
     print(format_budget_table(rows))

@@ -13,7 +13,7 @@ in its place, so both give the same documents and the same skip counts.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -89,7 +89,7 @@ class Batch:
         return len(self.columns[0])
 
 
-def from_records(records: Iterable[readers.Record], keys: list[str]) -> Batch:
+def from_records(records: Iterable[readers.Record], keys: Sequence[str]) -> Batch:
     """The reference reader's records (texts or a skip reason) as a batch."""
     kept: list[list[str]] = [[] for _ in keys]
     skipped: Counter[str] = Counter()
@@ -104,7 +104,7 @@ def from_records(records: Iterable[readers.Record], keys: list[str]) -> Batch:
 
 def batches(
     shard: readers.Shard,
-    keys: list[str],
+    keys: Sequence[str],
     max_bytes: int,
     batch_bytes: int,
     first_batch_bytes: int | None = None,
@@ -141,10 +141,10 @@ def prefetched(items: Iterator[T], ahead: int = 2) -> Iterator[T]:
             yield item
 
 
-def parse_jsonl(block: bytes | bytearray, keys: list[str], max_bytes: int) -> Batch:
+def parse_jsonl(block: bytes | bytearray, keys: Sequence[str], max_bytes: int) -> Batch:
     """A block of whole JSONL lines as a batch: scanned in C++ where its answer is certainly the
     reference reader's, the other lines read by the reference reader and put in their place."""
-    scanned, counts, undecided = _jsonl_scan.scan(block, keys, max_bytes)
+    scanned, counts, undecided = _jsonl_scan.scan(block, list(keys), max_bytes)
     skipped: Counter[str] = +Counter(counts)
     inserted: list[tuple[int, list[str]]] = []
     for start, end, position in undecided.tolist():

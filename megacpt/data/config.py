@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from megacpt.errors import UserError
 
@@ -13,10 +13,10 @@ MiB = 1 << 20
 class PreprocessConfig:
     """What to tokenise, with what, and where to write it."""
 
-    inputs: list[str]
+    inputs: tuple[str, ...]
     output_prefix: str
     tokenizer: str
-    json_keys: list[str] = field(default_factory=lambda: ["text"])
+    json_keys: tuple[str, ...] = ("text",)
     append_eod: bool = False
     workers: int = 1
     tokenizer_kind: str = "auto"  # see megacpt.tokenizer.encoders.KINDS
@@ -33,15 +33,17 @@ class PreprocessConfig:
     overwrite: bool = False  # start over, replacing the datasets of an earlier run with other settings
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "json_keys", tuple(self.json_keys))
         if self.workers < 1:
-            raise UserError("--workers must be at least 1")
+            raise UserError("workers must be at least 1")
         if self.min_shards < 1 or (self.log_interval is not None and self.log_interval < 1):
-            raise UserError("--partitions and --log-interval must be at least 1")
+            raise UserError("min_shards and log_interval must be at least 1")
         if not self.json_keys or len(set(self.json_keys)) != len(self.json_keys):
-            raise UserError("--json-keys must name at least one key, each once")
+            raise UserError("json_keys must name at least one key, each once")
         if min(self.batch_bytes, self.max_document_bytes) < 1:
             raise UserError("the batch size and the maximum document size must be positive")
         if self.shard_bytes is not None and self.shard_bytes < 1:
             raise UserError("the shard size must be positive")
         if self.tiktoken_encoding is not None and not self.tokenizer.endswith(".tiktoken"):
-            raise UserError(f"--tiktoken-pattern applies only to a .tiktoken file, not to {self.tokenizer}")
+            raise UserError(f"tiktoken_encoding applies only to a .tiktoken file, not to {self.tokenizer}")

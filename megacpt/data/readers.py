@@ -16,7 +16,7 @@ import glob
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from megacpt.errors import UserError
@@ -76,7 +76,7 @@ def kind_of(path: str) -> str:
     )
 
 
-def expand_inputs(patterns: list[str]) -> list[str]:
+def expand_inputs(patterns: Sequence[str]) -> list[str]:
     """Files named by ``patterns`` (paths or globs), in the order given, each glob sorted."""
     paths: list[str] = []
     for pattern in patterns:
@@ -137,7 +137,7 @@ def _texts(values: list[object], max_bytes: int) -> Record:
 _MISSING = object()
 
 
-def _json_record(line: bytes, keys: list[str], max_bytes: int) -> Record:
+def _json_record(line: bytes, keys: Sequence[str], max_bytes: int) -> Record:
     if not line.strip():
         return None, BLANK_LINE
     try:
@@ -216,12 +216,12 @@ def jsonl_blocks(
                 yield block
 
 
-def line_record(line: bytes, keys: list[str], max_bytes: int) -> Record:
+def line_record(line: bytes, keys: Sequence[str], max_bytes: int) -> Record:
     """One JSONL line (read whole) as a record."""
     return (None, TOO_LONG) if too_long(line, max_bytes) else _json_record(line, keys, max_bytes)
 
 
-def _read_jsonl(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
+def _read_jsonl(shard: Shard, keys: Sequence[str], max_bytes: int) -> Iterator[Record]:
     for block in jsonl_blocks(shard, max_bytes, BLOCK_BYTES):
         if isinstance(block, bytearray):
             yield from (line_record(line, keys, max_bytes) for line in io.BytesIO(block))
@@ -243,7 +243,7 @@ def _read_text(shard: Shard, max_bytes: int) -> Iterator[Record]:
     yield _texts([text], max_bytes)
 
 
-def _read_parquet(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
+def _read_parquet(shard: Shard, keys: Sequence[str], max_bytes: int) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(shard.path)
@@ -258,7 +258,7 @@ def _read_parquet(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Rec
             yield _texts(list(values), max_bytes)
 
 
-def read_shard(shard: Shard, keys: list[str], max_bytes: int) -> Iterator[Record]:
+def read_shard(shard: Shard, keys: Sequence[str], max_bytes: int) -> Iterator[Record]:
     """Yield ``(texts, None)`` for each usable record (one text per key) or ``(None, reason)``."""
     if shard.kind == "jsonl":
         return _read_jsonl(shard, keys, max_bytes)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from megacpt.atomic import check_output, write_atomic
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.evaluate.generate import greedy_continuations, prompt_of
-from megacpt.options import COUNT, NON_NEGATIVE, ArgumentParser, add_json_key, add_overwrite
+from megacpt.options import COUNT, NON_NEGATIVE, flag, json_key_flag, overwrite_flag, parse
 from megacpt.tokenizer.corpus import iter_texts
 
 GENERATE_DOC = """Continue prompts greedily with a Hugging Face causal LM (an export, or a base model).
@@ -23,29 +23,29 @@ Each output line is {"prompt", "continuation", "new_tokens"}; without --output t
 """
 
 
-def _generate_args(argv: list[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(prog="megacpt generate", description=GENERATE_DOC.split("\n")[0])
-    p.add_argument("--model", required=True, type=Path, help="Hugging Face model directory")
-    p.add_argument("--prompts", required=True, type=Path, help="JSONL file, one prompt (or document) a line")
-    add_json_key(p, "text")
-    p.add_argument("--output", type=Path, default=None, help="JSONL file to write (default: print)")
-    p.add_argument(
-        "--max-new-tokens", type=COUNT, default=32, help="tokens to generate per prompt (default: 32)"
-    )
-    p.add_argument(
-        "--prompt-chars",
-        type=NON_NEGATIVE,
-        default=0,
-        help="cut each text to its first N characters, back to a space (default: 0, the whole text)",
-    )
-    p.add_argument("--limit", type=NON_NEGATIVE, default=0, help="only the first N prompts (default: 0, all)")
-    add_overwrite(p)
-    return p.parse_args(argv)
+@dataclass(frozen=True, kw_only=True)
+class GenerateOptions:
+    """``megacpt generate``'s options."""
+
+    model: Path
+    """Hugging Face model directory"""
+    prompts: Path
+    """JSONL file, one prompt (or document) a line"""
+    json_key: str = json_key_flag("text")
+    output: Path | None = flag(None, default_text="print")
+    """JSONL file to write"""
+    max_new_tokens: int = flag(32, type=COUNT)
+    """tokens to generate per prompt"""
+    prompt_chars: int = flag(0, type=NON_NEGATIVE)
+    """cut each text to its first N characters, back to a space (0: the whole text)"""
+    limit: int = flag(0, type=NON_NEGATIVE)
+    """only the first N prompts (0: all)"""
+    overwrite: bool = overwrite_flag()
 
 
 @exits_on_user_error
 def generate_main(argv: list[str] | None = None) -> None:
-    args = _generate_args(argv)
+    args = parse(GenerateOptions, argv, GENERATE_DOC.split("\n")[0], module_form="megacpt generate")
     if not (args.model / "config.json").is_file():
         raise UserError(f"{args.model} is not a Hugging Face model directory (no config.json)")
     if not args.prompts.is_file():

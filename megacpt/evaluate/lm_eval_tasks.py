@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from megacpt.atomic import LM_EVAL_TASKS, atomic_directory, check_output
 from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import NON_NEGATIVE, ArgumentParser, add_overwrite, program, ranged
+from megacpt.options import NON_NEGATIVE, flag, overwrite_flag, parse, ranged
 from megacpt.tokenizer.corpus import iter_texts
 
 GROUP = "megacpt_bpb"
@@ -94,24 +95,28 @@ def _eos_id(model_dir: str) -> int:
     return int(eos)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TasksOptions:
+    """``megacpt lm-eval-tasks``'s options."""
+
+    files: tuple[str, ...] = flag(positional=True, metavar="LANG=FILE.jsonl")
+    """held-out JSONL (field 'text') per language"""
+    out: Path
+    """folder for the task YAMLs (lm_eval --include_path)"""
+    model: str
+    """the Hugging Face export the printed command evaluates"""
+    seq_length: int = flag(4096, type=ranged(int, 2))
+    """the run's data.seq_length"""
+    eod_id: int | None = flag(None, type=NON_NEGATIVE, default_text="the model's eos")
+    """the run's data.eod_id"""
+    overwrite: bool = overwrite_flag()
+
+
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    p = ArgumentParser(
-        prog=program("python -m megacpt.evaluate.lm_eval_tasks"), description=__doc__.split("\n")[0]
+    args = parse(
+        TasksOptions, argv, __doc__.split("\n")[0], module_form="python -m megacpt.evaluate.lm_eval_tasks"
     )
-    p.add_argument(
-        "files", nargs="+", metavar="LANG=FILE.jsonl", help="held-out JSONL (field 'text') per language"
-    )
-    p.add_argument(
-        "--out", required=True, type=Path, help="folder for the task YAMLs (lm_eval --include_path)"
-    )
-    p.add_argument("--model", required=True, help="the Hugging Face export the printed command evaluates")
-    p.add_argument("--seq-length", type=ranged(int, 2), default=4096, help="the run's data.seq_length")
-    p.add_argument(
-        "--eod-id", type=NON_NEGATIVE, default=None, help="the run's data.eod_id (default: the model's eos)"
-    )
-    add_overwrite(p)
-    args = p.parse_args(argv)
     files: dict[str, str] = {}
     for item in args.files:
         lang, sep, path = item.partition("=")

@@ -7,49 +7,46 @@ the layouts that fit a GPU. It runs on a CPU, before a job waits for its nodes.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 from megacpt.config import load_config
 from megacpt.errors import exits_on_user_error
-from megacpt.options import COUNT, POSITIVE, ArgumentParser, ranged
+from megacpt.options import COUNT, POSITIVE, flag, parse, ranged
 
 
-def _parser() -> argparse.ArgumentParser:
-    plan_parser = ArgumentParser(prog="megacpt plan", description=__doc__.splitlines()[0])
-    plan_parser.add_argument("config", help="YAML training config")
-    plan_parser.add_argument(
-        "overrides", nargs="*", help="dotted overrides, e.g. parallel.tensor_model_parallel_size=4"
-    )
-    plan_parser.add_argument("--nodes", type=COUNT, required=True, help="nodes of the job")
-    plan_parser.add_argument("--gpus-per-node", type=COUNT, default=8)
-    plan_parser.add_argument(
-        "--gpu-memory-gib", type=POSITIVE, default=80.0, help="memory of one GPU (H100: 80)"
-    )
-    plan_parser.add_argument(
-        "--reserve-gib",
-        type=ranged(float, 0),
-        default=6.0,
-        help="memory kept free for the CUDA context, NCCL buffers and fragmentation (a rule of thumb)",
-    )
-    plan_parser.add_argument("--top", type=COUNT, default=10, help="how many ranked layouts to print")
-    plan_parser.add_argument(
-        "--mfu",
-        type=ranged(float, 0, 1, above=True),
-        default=0.5,
-        help="utilisation for the step-time projection",
-    )
-    plan_parser.add_argument("--step-time", type=POSITIVE, help="a measured step time (s), to report its MFU")
-    plan_parser.add_argument("--no-build", action="store_true", help="skip the meta-device build")
-    return plan_parser
+@dataclass(frozen=True, kw_only=True)
+class PlanOptions:
+    """``megacpt plan``'s options."""
+
+    config: str = flag(positional=True)
+    """YAML training config"""
+    overrides: tuple[str, ...] = flag((), positional=True)
+    """dotted overrides, e.g. parallel.tensor_model_parallel_size=4"""
+    nodes: int = flag(type=COUNT)
+    """nodes of the job"""
+    gpus_per_node: int = flag(8, type=COUNT)
+    """GPUs of one node"""
+    gpu_memory_gib: float = flag(80.0, type=POSITIVE)
+    """memory of one GPU (H100: 80)"""
+    reserve_gib: float = flag(6.0, type=ranged(float, 0))
+    """memory kept free for the CUDA context, NCCL buffers and fragmentation (a rule of thumb)"""
+    top: int = flag(10, type=COUNT)
+    """how many ranked layouts to print"""
+    mfu: float = flag(0.5, type=ranged(float, 0, 1, above=True))
+    """utilisation for the step-time projection"""
+    step_time: float | None = flag(None, type=POSITIVE)
+    """a measured step time (s), to report its MFU"""
+    no_build: bool = False
+    """skip the meta-device build"""
 
 
-def plan(args: argparse.Namespace) -> int:
+def plan(args: PlanOptions) -> int:
     """Print the plan; exit status 1 when the configured layout does not fit or shapes disagree."""
     from megacpt.plan import report
     from megacpt.plan.layouts import GIB, candidates, check_layout, evaluate
     from megacpt.plan.meta_build import check_shapes
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, list(args.overrides))
     world = args.nodes * args.gpus_per_node
     check_layout(config, world)  # an impossible layout stops here, before any process group
     usable = (args.gpu_memory_gib - args.reserve_gib) * GIB
@@ -76,5 +73,6 @@ def plan(args: argparse.Namespace) -> int:
 
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    # Options may follow the dotted overrides.
-    return plan(_parser().parse_intermixed_args(argv))
+    # intermixed: options may follow the dotted overrides
+    options = parse(PlanOptions, argv, __doc__.splitlines()[0], intermixed=True, module_form="megacpt plan")
+    return plan(options)

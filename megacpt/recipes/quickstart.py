@@ -32,14 +32,13 @@ an error rather than a silent mix. Configs are rendered from the example YAML in
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
@@ -52,7 +51,7 @@ from megacpt.config.loader import dump_config
 from megacpt.convert.reference_model import PACKAGE, fetch_smollm2, is_fetched
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.evaluate.generate import prompt_of
-from megacpt.options import COUNT, NON_NEGATIVE, ArgumentParser, program
+from megacpt.options import COUNT, NON_NEGATIVE, flag, parse
 from megacpt.recipes import report
 from megacpt.recipes.corpora import (
     EXAMPLES,
@@ -79,11 +78,16 @@ DEFAULT_STEPS = {"smollm2": 20, "tiny": 140}
 class Budget:
     """The settings the outputs depend on; the defaults are the README's run (``bench/results/quickstart.md``)."""
 
-    base: str = "smollm2"
-    cpt_steps: int = 0  # 0: the base's default (DEFAULT_STEPS)
-    new_tokens: int = 16000
-    eval_steps: int = 3
-    base_steps: int = 150  # --base tiny only: steps of the tiny English base model
+    base: str = flag("smollm2", choices=BASES)
+    """smollm2 (the real model) or tiny (a fast test)"""
+    cpt_steps: int = flag(0, type=NON_NEGATIVE, default_text=f"0: {DEFAULT_STEPS['smollm2']} for smollm2")
+    """continual-pretraining steps (0: the base's default)"""
+    new_tokens: int = flag(16000, type=COUNT)
+    """at most this many new tokens"""
+    eval_steps: int = flag(3, type=COUNT)
+    """validation batches per language"""
+    base_steps: int = flag(150, type=COUNT)
+    """--base tiny only: steps of the tiny English base model"""
 
     def __post_init__(self) -> None:
         if self.base not in BASES:
@@ -479,37 +483,23 @@ def run(out: Path, budget: Budget) -> report.Summary:
     return report.write_report(lay.out, lay.base_eval, lay.cpt_run, lay.tokenizer, lay.continuations)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(
-        prog=program("python -m megacpt.recipes.quickstart"), description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
-    parser.add_argument(
-        "--base", choices=BASES, default=Budget.base, help="smollm2 (real model) or tiny (fast test)"
-    )
-    parser.add_argument(
-        "--cpt-steps",
-        type=NON_NEGATIVE,
-        default=0,
-        help=f"continual-pretraining steps (default {DEFAULT_STEPS})",
-    )
-    parser.add_argument(
-        "--new-tokens", type=COUNT, default=Budget.new_tokens, help="at most this many new tokens"
-    )
-    parser.add_argument(
-        "--eval-steps", type=COUNT, default=Budget.eval_steps, help="validation batches per language"
-    )
-    parser.add_argument(
-        "--base-steps", type=COUNT, default=Budget.base_steps, help="--base tiny: base model steps"
-    )
-    return parser.parse_args(argv)
+@dataclass(frozen=True)
+class QuickstartOptions(Budget):
+    """``megacpt quickstart``'s options: the budget and where to write."""
+
+    out: Path = Path("runs/quickstart")
+    """output directory"""
+
+    def budget(self) -> Budget:
+        return Budget(**{f.name: getattr(self, f.name) for f in fields(Budget)})
 
 
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    budget = Budget(args.base, args.cpt_steps, args.new_tokens, args.eval_steps, args.base_steps)
-    summary = run(args.out.resolve(), budget)
+    options = parse(
+        QuickstartOptions, argv, __doc__.splitlines()[0], module_form="python -m megacpt.recipes.quickstart"
+    )
+    summary = run(options.out.resolve(), options.budget())
     print("\n".join(summary.verdicts()))
     print(f"report: {summary.markdown}  {summary.png}")
     return 0

@@ -12,12 +12,13 @@ Writes the directory described in ``megacpt.tokenizer.expand`` and prints the re
 
 from __future__ import annotations
 
-import argparse
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import COUNT, SHARE, ArgumentParser, add_json_key, add_overwrite, add_workers, ranged
+from megacpt.options import COUNT, SHARE, flag, json_key_flag, overwrite_flag, parse, ranged, workers_flag
 from megacpt.tokenizer.config import (
     MORPH,
     NORMALIZATIONS,
@@ -28,7 +29,7 @@ from megacpt.tokenizer.config import (
 )
 
 
-def _by_language(items: list[str], flag: str, default: str | None = None) -> dict[str, list[Path]]:
+def _by_language(items: Iterable[str], option: str, default: str | None = None) -> dict[str, list[Path]]:
     """``LANG=FILE`` items (or plain ``FILE`` ones, of language ``default``) grouped by language."""
     out: dict[str, list[Path]] = {}
     for item in items:
@@ -36,106 +37,93 @@ def _by_language(items: list[str], flag: str, default: str | None = None) -> dic
         if not sep and default is not None:
             lang, path = default, item
         elif not sep or not lang or not path:
-            raise UserError(f"{flag} takes LANG=FILE.jsonl, got {item!r}")
+            raise UserError(f"{option} takes LANG=FILE.jsonl, got {item!r}")
         out.setdefault(lang, []).append(Path(path))
     return out
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--base", required=True, type=Path, help="tokenizer.model, tokenizer.json, tekken*.json or a dir"
-    )
-    p.add_argument(
-        "--corpus",
-        required=True,
-        nargs="+",
-        help="target-language JSONL: FILE, or LANG=FILE to report each language apart",
-    )
-    add_json_key(p, ExpansionConfig.json_key)
-    p.add_argument("--output", required=True, type=Path, help="output tokenizer directory")
-    p.add_argument(
-        "--language", default=ExpansionConfig.language, help="language of --corpus files given without LANG="
-    )
-    p.add_argument(
-        "--heldout-fraction",
-        type=SHARE,
-        default=ExpansionConfig.heldout_fraction,
-        help="share of documents held out",
-    )
-    p.add_argument("--heldout", action="append", default=[], metavar="LANG=FILE", help="extra report text")
-    p.add_argument(
-        "--scripts",
-        default=ExpansionConfig.scripts,
-        help="scripts new tokens may be made of: names (hangul; hiragana,katakana,han), an alias "
-        "(korean, japanese), auto (the corpus's non-Latin scripts) or all",
-    )
-    t, s = TrainConfig, SelectConfig
-    p.add_argument("--trainer", choices=TRAINERS, default=t.trainer, help="auto: the base's family")
-    p.add_argument(
-        "--train-vocab-size", type=COUNT, default=t.vocab_size, help="size of the trained tokenizer"
-    )
-    p.add_argument("--character-coverage", type=ranged(float, 0, 1, above=True), default=t.character_coverage)
-    p.add_argument("--normalization", choices=NORMALIZATIONS, default=t.normalization)
-    p.add_argument("--morph", choices=MORPH, default=t.morph, help="morphological pre-segmentation")
-    p.add_argument(
-        "--min-frequency", type=COUNT, default=s.min_frequency, help="drop new tokens emitted fewer times"
-    )
-    p.add_argument(
-        "--char-min-frequency",
-        type=COUNT,
-        default=s.char_min_frequency,
-        help="add characters seen this often",
-    )
-    p.add_argument("--max-new-tokens", type=COUNT, default=s.max_new_tokens)
-    p.add_argument(
-        "--whole-characters",
-        action="store_true",
-        help="byte-level bases: no new token joins whole characters to the first bytes of the next one",
-    )
-    p.add_argument(
-        "--vocab-size",
-        type=COUNT,
-        default=ExpansionConfig.target_vocab_size,
-        help="largest final vocabulary size",
-    )
-    p.add_argument("--pad-to-multiple-of", type=COUNT, default=ExpansionConfig.pad_to_multiple_of)
-    add_workers(p, t.threads, "trainer threads", old_name="--threads")
-    add_overwrite(p)
-    return p.parse_args(argv)
+T, S = TrainConfig, SelectConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpandOptions:
+    """``megacpt expand``'s options."""
+
+    base: Path
+    """tokenizer.model, tokenizer.json, tekken*.json or a dir"""
+    corpus: tuple[str, ...]
+    """target-language JSONL: FILE, or LANG=FILE to report each language apart"""
+    json_key: str = json_key_flag(ExpansionConfig.json_key)
+    output: Path
+    """output tokenizer directory"""
+    language: str = ExpansionConfig.language
+    """language of --corpus files given without LANG="""
+    heldout_fraction: float = flag(ExpansionConfig.heldout_fraction, type=SHARE)
+    """share of documents held out"""
+    heldout: tuple[str, ...] = flag((), repeat=True, metavar="LANG=FILE")
+    """extra report text (repeatable)"""
+    scripts: str = "auto"
+    """scripts new tokens may be made of: names (hangul; hiragana,katakana,han), an alias (korean,
+    japanese), auto (the corpus's non-Latin scripts) or all"""
+    trainer: str = flag(T.trainer, choices=TRAINERS)
+    """auto: the base's family"""
+    train_vocab_size: int = flag(T.vocab_size, type=COUNT)
+    """size of the trained tokenizer"""
+    character_coverage: float = flag(T.character_coverage, type=ranged(float, 0, 1, above=True))
+    """SentencePiece's share of characters the trained tokenizer covers"""
+    normalization: str = flag(T.normalization, choices=NORMALIZATIONS)
+    """normalisation of the training text (the merged tokenizer keeps the base's normaliser)"""
+    morph: str = flag(T.morph, choices=MORPH)
+    """morphological pre-segmentation"""
+    min_frequency: int = flag(S.min_frequency, type=COUNT)
+    """drop new tokens emitted fewer times"""
+    char_min_frequency: int = flag(S.char_min_frequency, type=COUNT)
+    """add characters seen this often"""
+    max_new_tokens: int = flag(S.max_new_tokens, type=COUNT)
+    """at most this many new tokens"""
+    whole_characters: bool = False
+    """byte-level bases: no new token joins whole characters to the first bytes of the next one"""
+    vocab_size: int = flag(ExpansionConfig.target_vocab_size, type=COUNT)
+    """largest final vocabulary size"""
+    pad_to_multiple_of: int = flag(ExpansionConfig.pad_to_multiple_of, type=COUNT)
+    """pad the vocabulary to a multiple of this"""
+    workers: int = workers_flag(T.threads, "trainer threads", old_name="--threads")
+    overwrite: bool = overwrite_flag()
+
+    def config(self) -> ExpansionConfig:
+        return ExpansionConfig(
+            base=self.base,
+            corpus=_by_language(self.corpus, "--corpus", self.language),
+            output_dir=self.output,
+            language=self.language,
+            heldout_fraction=self.heldout_fraction,
+            heldout=_by_language(self.heldout, "--heldout"),
+            scripts=self.scripts,
+            train=TrainConfig(
+                trainer=self.trainer,
+                vocab_size=self.train_vocab_size,
+                character_coverage=self.character_coverage,
+                normalization=self.normalization,
+                morph=self.morph,
+                threads=self.workers,
+            ),
+            select=SelectConfig(
+                min_frequency=self.min_frequency,
+                char_min_frequency=self.char_min_frequency,
+                max_new_tokens=self.max_new_tokens,
+                whole_characters=self.whole_characters,
+            ),
+            target_vocab_size=self.vocab_size,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            overwrite=self.overwrite,
+            json_key=self.json_key,
+        )
 
 
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    config = parse(ExpandOptions, argv, __doc__.split("\n")[0]).config()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = ExpansionConfig(
-        base=args.base,
-        corpus=_by_language(args.corpus, "--corpus", args.language),
-        output_dir=args.output,
-        language=args.language,
-        heldout_fraction=args.heldout_fraction,
-        heldout=_by_language(args.heldout, "--heldout"),
-        scripts=args.scripts,
-        train=TrainConfig(
-            trainer=args.trainer,
-            vocab_size=args.train_vocab_size,
-            character_coverage=args.character_coverage,
-            normalization=args.normalization,
-            morph=args.morph,
-            threads=args.workers,
-        ),
-        select=SelectConfig(
-            min_frequency=args.min_frequency,
-            char_min_frequency=args.char_min_frequency,
-            max_new_tokens=args.max_new_tokens,
-            whole_characters=args.whole_characters,
-        ),
-        target_vocab_size=args.vocab_size,
-        pad_to_multiple_of=args.pad_to_multiple_of,
-        overwrite=args.overwrite,
-        json_key=args.json_key,
-    )
     from megacpt.tokenizer.expand import expand_vocab  # transformers: once the config is good
     from megacpt.tokenizer.report import markdown_table
 

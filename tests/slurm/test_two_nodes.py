@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,27 +22,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.helpers import CORPORA, REPO, read_metrics, tiny_config, write_byte_dataset
-
-LOCAL_CLUSTER = REPO / "scripts" / "slurm-local.sh"
-TEMPLATE = REPO / "slurm" / "pretrain_8b.sh"
-NEEDED = (
-    "munged",
-    "slurmctld",
-    "slurmd",
-    "sbatch",
-    "srun",
-    "scontrol",
-    "squeue",
-    "sinfo",
-    "scancel",
-    "ip",
-    "nsenter",
+from tests.helpers import REPO
+from tests.slurm.local_cluster import (
+    FINISHED,
+    Cluster,
+    local_cluster,
+    logged_steps,
+    losses,
+    output,
+    tiny_yaml,
 )
+
+TEMPLATE = REPO / "slurm" / "pretrain_8b.sh"
 STEPS, SAVE_INTERVAL = 12, 4
-FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
 
 pytestmark = [
     pytest.mark.multiproc,
@@ -54,70 +46,21 @@ pytestmark = [
 ]
 
 
-class Cluster:
-    """The two-node cluster: its environment, node names, namespaces and addresses."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        self.env = dict(os.environ, SLURM_CONF=str(state / "slurm.conf"))
-        conf = (state / "slurm.conf").read_text()
-        self.nodes = dict(re.findall(r"^NodeName=(\S+) NodeAddr=(\S+)", conf, re.M))
-        self.namespaces = (state / "nodes").read_text().split()
-
-    def run(self, *cmd: str, **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=60, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    missing = [cmd for cmd in NEEDED if shutil.which(cmd) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (scripts/test-deps.sh installs them)")
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces and slurmd need root")
-    state = tmp_path_factory.mktemp("slurm2")
-    env = dict(os.environ, SLURM_CONF=str(state / "slurm.conf"))
-    try:
-        subprocess.run(
-            ["bash", str(LOCAL_CLUSTER), "start", str(state), "2"], check=True, timeout=90, env=env
-        )
-        yield Cluster(state)
-    finally:
-        subprocess.run(["bash", str(LOCAL_CLUSTER), "stop", str(state)], timeout=180, env=env)
+    yield from local_cluster(tmp_path_factory, nodes=2)
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny TP2 PP2 config (DP2 on 8 tasks) over the bundled English text."""
-    root = tmp_path_factory.mktemp("two_nodes")
-    prefix = write_byte_dataset(root / "en_bytes", CORPORA / "en" / "wikitext2_valid.jsonl")
-    values = tiny_config(
-        prefix,
-        root / "unused",
-        parallel={"tensor_model_parallel_size": 2, "pipeline_model_parallel_size": 2},
-        training={"train_steps": STEPS, "global_batch_size": 16, "log_interval": 1},
-        checkpoint={"save_interval": SAVE_INTERVAL},
-    )
-    path = root / "tiny.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
+    parallel = {"tensor_model_parallel_size": 2, "pipeline_model_parallel_size": 2}
+    return tiny_yaml(tmp_path_factory.mktemp("two_nodes"), parallel, STEPS, SAVE_INTERVAL)
 
 
 def submit(cluster: Cluster, run_dir: Path, config: Path, resources: list[str], *overrides: str) -> str:
-    env = dict(
-        cluster.env,
-        CONFIG=str(config),
-        RUN_DIR=str(run_dir),
-        PYTHON=sys.executable,
-        OMP_NUM_THREADS="1",
-        PYTHONWARNINGS="ignore",
-        GLOO_SOCKET_IFNAME="mcpt0",
-    )
-    cmd = ["sbatch", "--parsable", *resources, "--gpus-per-node=0", "--cpus-per-task=1"]
-    cmd += [f"--output={run_dir}.out", str(TEMPLATE), *overrides]
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().split(";")[0]
+    """``sbatch`` the 8B template; gloo binds to the namespaces' interface."""
+    return cluster.submit(TEMPLATE, run_dir, config, resources, *overrides, GLOO_SOCKET_IFNAME="mcpt0")
 
 
 # plane=2: ranks 0-1 and 4-5 on the first node, 2-3 and 6-7 on the second. With Megatron's rank
@@ -126,40 +69,8 @@ def submit(cluster: Cluster, run_dir: Path, config: Path, resources: list[str], 
 TWO_NODES = ["--nodes=2", "--ntasks-per-node=4", "--distribution=plane=2"]
 
 
-def job_info(cluster: Cluster, job: str) -> dict[str, str]:
-    return dict(re.findall(r"(\w+)=(\S*)", cluster.run("scontrol", "show", "job", "-o", job).stdout))
-
-
-def wait_until_finished(cluster: Cluster, job: str, run_dir: Path, timeout: float = 300) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = job_info(cluster, job)
-        if info.get("JobState") in FINISHED:
-            return info
-        time.sleep(0.5)
-    cluster.run("scancel", job)
-    raise AssertionError(f"job {job} not finished after {timeout:.0f} s:\n{output(run_dir)}")
-
-
-def wait_for_step(cluster: Cluster, job: str, run_dir: Path, step: int, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while max(logged_steps(run_dir), default=0) < step:
-        state = job_info(cluster, job).get("JobState")
-        assert state in {"PENDING", "RUNNING"} and time.monotonic() < deadline, output(run_dir)
-        time.sleep(0.1)
-
-
-def logged_steps(run_dir: Path) -> list[int]:
-    return [r["step"] for r in read_metrics(run_dir)] if (run_dir / "metrics.jsonl").exists() else []
-
-
-def losses(run_dir: Path) -> list[float]:
-    return [r["loss"] for r in read_metrics(run_dir)]
-
-
-def output(run_dir: Path) -> str:
-    out = Path(f"{run_dir}.out")
-    return out.read_text()[-4000:] if out.exists() else "(no output)"
+def wait_for_step(cluster: Cluster, job: str, run_dir: Path, step: int) -> None:
+    cluster.wait_while_running(job, run_dir, lambda: max(logged_steps(run_dir), default=0) >= step, 0.1)
 
 
 def assert_close(got: list[float], want: list[float]) -> None:
@@ -174,7 +85,7 @@ def one_node(cluster: Cluster, config: Path, tmp_path_factory: pytest.TempPathFa
     run_dir = tmp_path_factory.mktemp("one_node") / "run"
     node = next(iter(cluster.nodes))
     job = submit(cluster, run_dir, config, ["--nodes=1", "--ntasks-per-node=8", f"--nodelist={node}"])
-    info = wait_until_finished(cluster, job, run_dir)
+    info = cluster.wait_until_finished(job, run_dir)
     assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), output(run_dir)
     return run_dir
 
@@ -184,7 +95,7 @@ def test_two_nodes_train_as_one_and_rendezvous_on_the_first_nodes_namespace_addr
 ) -> None:
     run_dir = tmp_path / "run"
     job = submit(cluster, run_dir, config, TWO_NODES)
-    info = wait_until_finished(cluster, job, run_dir)
+    info = cluster.wait_until_finished(job, run_dir)
     assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), output(run_dir)
     first = next(iter(cluster.nodes))
     assert info["NumNodes"] == "2", info
@@ -200,7 +111,7 @@ def test_a_preempted_two_node_job_requeues_on_both_nodes_and_resumes_exactly(
     job = submit(cluster, run_dir, config, TWO_NODES)
     wait_for_step(cluster, job, run_dir, 2)
     assert cluster.run("scancel", "--signal=USR1", job).returncode == 0
-    info = wait_until_finished(cluster, job, run_dir)
+    info = cluster.wait_until_finished(job, run_dir)
     assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), output(
         run_dir
     )
@@ -275,7 +186,7 @@ def test_a_node_that_dies_mid_step_ends_the_job_with_an_intact_checkpoint(
     for pid in pids:
         os.kill(int(pid), signal.SIGKILL)
     while True:
-        info = job_info(cluster, job)
+        info = cluster.job_info(job)
         if info["JobState"] in FINISHED or info["Restarts"] != "0":
             break
         assert time.monotonic() - killed < 120, (info, output(run_dir))

@@ -8,7 +8,7 @@ read on a thread while this one is encoded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,7 +90,7 @@ def encoded_stream(
 
 
 def sample(
-    paths: list[str], keys: list[str], max_bytes: int, count: int = 64, characters: int = 100_000
+    paths: list[str], keys: Sequence[str], max_bytes: int, count: int = 64, characters: int = 100_000
 ) -> list[str]:
     """The first ``count`` documents of the first input, cut to ``characters`` in all: what gigatoken
     is checked on at start-up (the reference tokenizer is slow, and this is a fixed cost)."""
