@@ -71,6 +71,8 @@ setup(
         "gpu": ["transformer-engine[pytorch]>=2.0"],
         "mpi": ["mpi4py>=3.1"],
         "morph": ["fugashi>=1.3", "unidic-lite>=1.0.8", "kiwipiepy>=0.17"],
+        # KenLM's scorer as prebuilt wheels: clean's perplexity filter runs ~15x faster with it
+        "clean": ["ufal-kenlm>=26.4"],
     },
     entry_points={"console_scripts": ["megacpt=megacpt.cli:main"]},
 )

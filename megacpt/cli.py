@@ -1,6 +1,6 @@
 """The ``megacpt`` command: one verb per pipeline stage, each the command-line face of its package.
 
-    megacpt clean | expand | preprocess | mix | convert | resize | plan | train | generate
+    megacpt clean | perplexity-model | expand | preprocess | mix | convert | resize | plan | train | generate
             | lm-eval-tasks | quickstart  [ARGS...]
     python -m megacpt VERB [ARGS...]            # the same, without the installed script
 
@@ -18,6 +18,11 @@ from megacpt.options import PROGRAM
 # verb -> (module, function, what it does)
 VERBS: dict[str, tuple[str, str, str]] = {
     "clean": ("megacpt.clean.cli", "main", "normalise, filter and deduplicate a JSONL corpus"),
+    "perplexity-model": (
+        "megacpt.clean.cli",
+        "perplexity_model_main",
+        "a reference model of one language, for clean --perplexity-model",
+    ),
     "expand": ("megacpt.tokenizer.cli", "main", "add target-language tokens to a base tokenizer"),
     "preprocess": ("megacpt.data.cli", "preprocess_main", "tokenise text into Megatron .bin/.idx datasets"),
     "mix": ("megacpt.data.cli", "mix_main", "a data mixture's share of a token budget per dataset"),

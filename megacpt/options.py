@@ -34,10 +34,12 @@ import itertools
 import math
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from megacpt.errors import UserError
 
 PROGRAM = "megacpt"  # the installed command; its verbs' usage reads ``megacpt VERB``
 
@@ -128,6 +130,33 @@ def workers_flag(default: int, what: str, old_name: str | None = None) -> Any:
     """``--workers N``: the cores a tool may use; ``what`` says as what (processes, threads)."""
     names = ("--workers", *((old_name,) if old_name else ()))
     return flag(default, *names, type=COUNT, help=what)
+
+
+def language_items(
+    items: Iterable[str], option: str, default: str | None = None, what: str = "VALUE"
+) -> list[tuple[str, str]]:
+    """``LANG=VALUE`` items (or plain ``VALUE`` ones, of language ``default``) as (language, value)."""
+    out = []
+    for item in items:
+        lang, sep, value = item.partition("=")
+        if not sep and default is not None:
+            lang, value = default, item
+        elif not sep or not lang or not value:
+            raise UserError(f"{option} takes LANG={what}, got {item!r}")
+        out.append((lang, value))
+    return out
+
+
+def by_language(
+    items: Iterable[str], option: str, default: str | None = None, what: str = "VALUE"
+) -> dict[str, str]:
+    """``language_items`` with one value per language (a language given twice is an error)."""
+    out: dict[str, str] = {}
+    for lang, value in language_items(items, option, default, what):
+        if lang in out:
+            raise UserError(f"{option} gives {lang} twice ({out[lang]}, {value})")
+        out[lang] = value
+    return out
 
 
 T = TypeVar("T")

@@ -27,7 +27,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
       exit 1
     fi
   fi
-  python -m pip install -q -c "$REPO/scripts/constraints.txt" -e "$REPO[test,mpi,morph]"
+  python -m pip install -q -c "$REPO/scripts/constraints.txt" -e "$REPO[test,mpi,morph,clean]"
   echo "$want" > "$stamp"
 fi
 cd "$REPO"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from megacpt.clean.config import CleanConfig
 from megacpt.clean.filters import FILTERS, QualityConfig
@@ -19,14 +21,20 @@ from megacpt.options import (
     COUNT,
     NON_NEGATIVE,
     SHARE,
+    by_language,
     flag,
     json_key_flag,
     overwrite_flag,
     parse,
+    ranged,
     workers_flag,
 )
 
+if TYPE_CHECKING:
+    from megacpt.clean.perplexity import PerplexityRule
+
 Q = QualityConfig
+CUTS = ("none", "1.0", "0.1")  # default cuts: bits per character, context ratio, word-order gain
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,12 +76,51 @@ class CleanOptions:
     """keep near duplicates (no MinHash deduplication)"""
     near_dup_threshold: float = flag(CleanConfig.near_dup_threshold, type=SHARE)
     """MinHash Jaccard above which a document is a near duplicate"""
+    perplexity_model: tuple[str, ...] = flag((), repeat=True, metavar="LANG=DIR")
+    """score the documents identified as LANG with this reference model (megacpt perplexity-model) and
+    cut them by the three options below (repeatable, one per language)"""
+    max_bits_per_char: tuple[str, ...] = flag((), repeat=True, metavar="[LANG=]CUT", default_text="none")
+    """with --perplexity-model: most bits per character (CCNet's perplexity, log2): a number, a
+    percentile of the reference's held-out documents (p99), or none"""
+    max_context_ratio: tuple[str, ...] = flag((), repeat=True, metavar="[LANG=]CUT", default_text=CUTS[1])
+    """with --perplexity-model: most bits per character relative to the model's unigram level alone
+    (random characters and mojibake score about 1)"""
+    min_word_order_gain: tuple[str, ...] = flag((), repeat=True, metavar="[LANG=]CUT", default_text=CUTS[2])
+    """with --perplexity-model: fewest bits per character the document's word order must save over its
+    words shuffled (shuffled-word text saves none)"""
     workers: int = workers_flag(os.cpu_count() or 1, "worker processes")
     overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:
         if self.min_lang_prob is not None and not self.lang:
             raise UserError("--min-lang-prob applies only with --lang (the languages to keep)")
+        cut_options = {"--max-bits-per-char": self.max_bits_per_char, "--max-context-ratio":
+                       self.max_context_ratio, "--min-word-order-gain": self.min_word_order_gain}  # fmt: skip
+        for option, items in cut_options.items():
+            if items and not self.perplexity_model:
+                raise UserError(f"{option} applies only with --perplexity-model LANG=DIR")
+
+    def perplexity_rules(self) -> tuple[PerplexityRule, ...]:
+        """Each language's reference model and cuts; a cut named for a language applies to it, one
+        without a language to every language, else the default."""
+        from megacpt.clean.perplexity import Cut, load_rule  # numpy: once the options are good
+
+        models = by_language(self.perplexity_model, "--perplexity-model", what="DIR")
+        cut_items = (self.max_bits_per_char, self.max_context_ratio, self.min_word_order_gain)
+        names = ("--max-bits-per-char", "--max-context-ratio", "--min-word-order-gain")
+        cuts = [by_language(items, name, "*", "CUT") for items, name in zip(cut_items, names, strict=True)]
+        for given, name in zip(cuts, names, strict=True):
+            for language in set(given) - {"*"} - set(models):
+                raise UserError(f"{name} {language}=... names a language without --perplexity-model")
+        rules = []
+        for language, model_dir in models.items():
+            chosen = [
+                given.get(language, given.get("*", default))
+                for given, default in zip(cuts, CUTS, strict=True)
+            ]
+            bits, ratio, gain = (None if cut == "none" else Cut(cut) for cut in chosen)
+            rules.append(load_rule(language, Path(model_dir), (bits, ratio, gain)))
+        return tuple(rules)
 
     def config(self) -> CleanConfig:
         quality = QualityConfig(
@@ -95,6 +142,7 @@ class CleanOptions:
             exact_dedup=self.exact_dedup,
             near_dedup=self.near_dedup,
             near_dup_threshold=self.near_dup_threshold,
+            perplexity=self.perplexity_rules(),
         )
 
 
@@ -113,3 +161,56 @@ def main(argv: list[str] | None = None) -> None:
         overwrite=options.overwrite,
     )
     print(report.summary())
+
+
+REFERENCE_DOC = """Train a reference model for `megacpt clean --perplexity-model`: a character n-gram model of
+text in one language that the cleaned corpus should resemble (CCNet's perplexity filter, as RedWhale
+used it), with the scores of held-out reference documents that percentile cuts refer to.
+
+    megacpt perplexity-model --language ko --text ref/ko_wiki.jsonl.zst --output lm/ko
+    megacpt clean raw/ko.jsonl clean/ko.jsonl --lang ko --perplexity-model ko=lm/ko
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceModelOptions:
+    """``megacpt perplexity-model``'s options."""
+
+    language: str
+    """the reference text's language (an ISO 639-1 code, e.g. ko); the text is checked to be in it"""
+    text: tuple[Path, ...]
+    """reference JSONL files (plain, .gz or .zst)"""
+    json_key: str = json_key_flag("text")
+    output: Path
+    """the model folder to write"""
+    order: int = flag(5, type=ranged(int, 2, 9))
+    """the n of the character n-grams"""
+    heldout_fraction: float = flag(0.1, type=ranged(float, 0, 0.5, above=True))
+    """share of reference documents held out to calibrate percentile cuts"""
+    seed: int = flag(0, type=NON_NEGATIVE)
+    """which documents are held out"""
+    overwrite: bool = overwrite_flag()
+
+
+@exits_on_user_error
+def perplexity_model_main(argv: list[str] | None = None) -> None:
+    options = parse(ReferenceModelOptions, argv, REFERENCE_DOC)
+    for path in options.text:
+        if not path.is_file():
+            raise UserError(f"reference text {path} is not a file")
+    from megacpt.clean.perplexity import train_reference_model  # numpy: once the options are good
+    from megacpt.tokenizer.corpus import iter_texts
+
+    texts = list(iter_texts(options.text, options.json_key))
+    meta = train_reference_model(
+        texts, options.language, options.output, order=options.order, heldout_fraction=options.heldout_fraction,
+        seed=options.seed, sources=tuple(map(str, options.text)), overwrite=options.overwrite,
+    )  # fmt: skip
+    held = meta["heldout_percentiles"]
+    print(
+        f"wrote {options.output}: a {meta['language']} {meta['order']}-gram character model of "
+        f"{meta['train_documents']} documents ({meta['train_characters']:,} characters); on "
+        f"{meta['heldout_documents']} held-out documents: bits/char median {held['bits_per_character'][50]:.2f} "
+        f"(p99 {held['bits_per_character'][99]:.2f}), context ratio median {held['context_ratio'][50]:.2f}, "
+        f"word-order gain p1 {held['word_order_gain'][1]:.2f}"
+    )

@@ -4,11 +4,15 @@ on construction (light imports only, so ``megacpt clean --help`` answers at once
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from megacpt.clean.filters import QualityConfig
 from megacpt.clean.langid import known_languages
 from megacpt.clean.normalize import DEFAULT_BOILERPLATE, Normalizer
 from megacpt.errors import UserError
+
+if TYPE_CHECKING:
+    from megacpt.clean.perplexity import PerplexityRule
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class CleanConfig:
     exact_dedup: bool = True
     near_dedup: bool = True
     near_dup_threshold: float = 0.8
+    perplexity: tuple[PerplexityRule, ...] = ()  # per language: a reference model and its cuts
     num_perm: int = 128
     shingle_chars: int = 5
     max_line_bytes: int = 8 << 20
@@ -35,6 +40,12 @@ class CleanConfig:
         if self.max_line_bytes < 1 or self.chunk_lines < 1 or self.num_perm < 16 or self.shingle_chars < 1:
             raise UserError("max_line_bytes, chunk_lines and shingle_chars must be >= 1 and num_perm >= 16")
         Normalizer(self.normalization, self.boilerplate)  # fail here, not in a worker's initializer
+        unruled = [rule.language for rule in self.perplexity if rule.language not in self.languages]
+        if unruled:
+            raise UserError(
+                f"a perplexity model for {unruled[0]} needs {unruled[0]} among the kept languages (--lang): "
+                f"language id chooses each document's model"
+            )
         unknown = [lang for lang in self.languages if lang not in known_languages()]
         if unknown:
             raise UserError(

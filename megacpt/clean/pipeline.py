@@ -29,6 +29,7 @@ from megacpt.clean.dedup import Deduplicator, exact_key, signature
 from megacpt.clean.filters import first_failure
 from megacpt.clean.langid import LangId
 from megacpt.clean.normalize import Normalizer
+from megacpt.clean.perplexity import PerplexityScorer
 from megacpt.clean.report import CleanReport
 from megacpt.errors import UserError
 from megacpt.inputs import open_binary
@@ -65,6 +66,7 @@ class _Worker:
         self.config = config
         self.normalize = Normalizer(config.normalization, config.boilerplate)
         self.langid = LangId() if config.languages else None
+        self.perplexity = PerplexityScorer(config.perplexity) if config.perplexity else None
 
     def clean(self, line_no: int, raw: bytes | None) -> _Outcome:
         cfg = self.config
@@ -105,6 +107,8 @@ class _Worker:
                     line_no, "language", f"{lang} with p={prob:.2f} < {cfg.min_lang_prob}", doc_id
                 )
         failure = first_failure(cleaned, cfg.quality, lang)
+        if failure is None and self.perplexity is not None:
+            failure = self.perplexity.failure(cleaned, lang)
         if failure is not None:
             return _Dropped(line_no, failure[0], failure[1], doc_id)
         obj[cfg.text_key] = cleaned
@@ -242,4 +246,7 @@ def clean_corpus(
 def _describe(config: CleanConfig) -> dict[str, Any]:
     described = asdict(config)
     described["quality"]["disabled"] = sorted(config.quality.disabled)
+    described["perplexity"] = [
+        {**asdict(rule), "model_dir": str(rule.model_dir)} for rule in config.perplexity
+    ]
     return described

@@ -14,7 +14,7 @@ from typing import Any
 from megacpt.atomic import write_json_atomic
 from megacpt.clean.filters import FILTERS
 
-# Pipeline order: input problems, normalisation, language, quality, duplicates.
+# Pipeline order: input problems, normalisation, language, quality, perplexity, duplicates.
 REMOVAL_REASONS: tuple[str, ...] = (
     "invalid_utf8",
     "malformed_json",
@@ -23,6 +23,8 @@ REMOVAL_REASONS: tuple[str, ...] = (
     "empty",
     "language",
     *FILTERS,
+    "perplexity",
+    "word_order",
     "exact_duplicate",
     "near_duplicate",
 )

@@ -17,8 +17,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from megacpt.errors import UserError, exits_on_user_error
-from megacpt.options import COUNT, SHARE, flag, json_key_flag, overwrite_flag, parse, ranged, workers_flag
+from megacpt.errors import exits_on_user_error
+from megacpt.options import (
+    COUNT,
+    SHARE,
+    flag,
+    json_key_flag,
+    language_items,
+    overwrite_flag,
+    parse,
+    ranged,
+    workers_flag,
+)
 from megacpt.tokenizer.config import (
     MORPH,
     NORMALIZATIONS,
@@ -32,12 +42,7 @@ from megacpt.tokenizer.config import (
 def _by_language(items: Iterable[str], option: str, default: str | None = None) -> dict[str, list[Path]]:
     """``LANG=FILE`` items (or plain ``FILE`` ones, of language ``default``) grouped by language."""
     out: dict[str, list[Path]] = {}
-    for item in items:
-        lang, sep, path = item.partition("=")
-        if not sep and default is not None:
-            lang, path = default, item
-        elif not sep or not lang or not path:
-            raise UserError(f"{option} takes LANG=FILE.jsonl, got {item!r}")
+    for lang, path in language_items(items, option, default, what="FILE.jsonl"):
         out.setdefault(lang, []).append(Path(path))
     return out
 
