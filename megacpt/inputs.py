@@ -10,17 +10,46 @@ whether each frame reached its end), and both decoders' errors become one ``User
 
 from __future__ import annotations
 
+import glob
 import gzip
 import io
 import json
 import os
 import zlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from megacpt.errors import UserError
 
 COMPRESSIONS = (".gz", ".zst")
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 CHUNK = 1 << 20
+
+
+def input_files(patterns: Sequence[str], wanted: Callable[[str], bool], what: str) -> list[str]:
+    """The files that ``patterns`` name, in the order given: a file as is; a glob's matches, sorted;
+    a directory's files (at any depth, sorted) that ``wanted`` accepts (``what`` says which, for the
+    error when none does)."""
+    paths: list[str] = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = sorted(os.path.join(root, name) for root, _, names in os.walk(pattern) for name in names)
+            matches = [path for path in found if wanted(path)]
+            if not matches:
+                raise UserError(f"directory {pattern} holds no {what}")
+        else:
+            matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+            matches = [m for m in matches if os.path.isfile(m)]
+            if not matches:
+                raise UserError(f"no input file matches {pattern}")
+        paths.extend(matches)
+    return paths
+
+
+def is_jsonl(path: str) -> bool:
+    """A JSONL file's name (``.jsonl``, ``.json``, ``.ndjson``), plain or ``.gz``/``.zst``."""
+    name = os.path.basename(path).lower()
+    return name.removesuffix(compression_of(name)).endswith(JSONL_SUFFIXES)
 
 
 def compression_of(path: str | os.PathLike) -> str:

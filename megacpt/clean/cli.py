@@ -2,6 +2,7 @@
 remove exact and near duplicates; write the kept documents and a JSON report of every removal.
 
     python tools/clean_corpus.py raw/ko.jsonl clean/ko.jsonl --lang ko --workers 8
+    megacpt clean 'crawl/ko/*.jsonl.zst' more/ko/ clean/ko.jsonl --lang ko    # many inputs, one output
 
 An existing output is an error unless ``--overwrite``.
 """
@@ -41,8 +42,8 @@ CUTS = ("none", "1.0", "0.1")  # default cuts: bits per character, context ratio
 class CleanOptions:
     """``megacpt clean``'s options."""
 
-    input: str = flag(positional=True)
-    """JSONL file, one document per line"""
+    input: tuple[str, ...] = flag(positional=True)
+    """JSONL files, globs or directories (plain, .gz or .zst; one document per line), read in turn"""
     output: str = flag(positional=True)
     """cleaned JSONL file (written atomically)"""
     report: str | None = None

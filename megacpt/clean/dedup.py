@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
@@ -61,6 +62,7 @@ class Deduplicator:
         *,
         exact: bool = True,
         near: bool = True,
+        where: Callable[[int], str] = lambda doc_no: f"line {doc_no}",
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise UserError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
@@ -69,6 +71,7 @@ class Deduplicator:
         self.seed = seed
         self.exact = exact
         self.near = near
+        self.where = where  # how a message names the first copy
         self._exact: dict[bytes, int] = {}
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._sigs: dict[int, LeanMinHash] = {}
@@ -78,7 +81,7 @@ class Deduplicator:
         if self.exact:
             first = self._exact.get(key)
             if first is not None:
-                return "exact_duplicate", f"same text as line {first}"
+                return "exact_duplicate", f"same text as {self.where(first)}"
             self._exact[key] = doc_no
         if not self.near or sig is None:
             return None
@@ -89,7 +92,7 @@ class Deduplicator:
             if sim >= self.threshold and (best is None or (sim, -other) > (best[0], -best[1])):
                 best = (sim, other)
         if best is not None:
-            return "near_duplicate", f"estimated Jaccard {best[0]:.2f} with line {best[1]}"
+            return "near_duplicate", f"estimated Jaccard {best[0]:.2f} with {self.where(best[1])}"
         self._lsh.insert(doc_no, mh)
         self._sigs[doc_no] = mh
         return None

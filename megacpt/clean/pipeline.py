@@ -1,6 +1,7 @@
 """The cleaning stage: stream a JSONL corpus through normalisation, filters, language id and dedup.
 
-Input is read line by line (a document longer than ``max_line_bytes`` is skipped without being
+The inputs (files, globs, directories; plain, ``.gz`` or ``.zst``) are read one after the other,
+line by line (a document longer than ``max_line_bytes`` is skipped without being
 held in memory) and cut into chunks that worker processes clean in parallel; chunks come back in
 input order and deduplication runs in the main process, so the output is the same for any number
 of workers. Bad lines (invalid UTF-8, malformed JSON, a missing or non-string text field, empty or
@@ -17,7 +18,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
@@ -32,8 +33,20 @@ from megacpt.clean.normalize import Normalizer
 from megacpt.clean.perplexity import PerplexityScorer
 from megacpt.clean.report import CleanReport
 from megacpt.errors import UserError
-from megacpt.inputs import open_binary
+from megacpt.inputs import input_files, is_jsonl, open_binary
 from megacpt.processes import die_with_parent
+
+# A document's place: its input's index and its line there, packed in one int (what the dedup index
+# keeps per document).
+_LINE_BITS = 40
+
+
+def _position(index: int, line: int) -> int:
+    return index << _LINE_BITS | line
+
+
+def _line_of(position: int) -> int:
+    return position & ((1 << _LINE_BITS) - 1)
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,7 @@ class _Worker:
         self.perplexity = PerplexityScorer(config.perplexity) if config.perplexity else None
 
     def clean(self, line_no: int, raw: bytes | None) -> _Outcome:
+        """The outcome for the document at ``line_no`` (a ``_position``)."""
         cfg = self.config
         if raw is None:
             return _Dropped(line_no, "huge_document", f"line longer than {cfg.max_line_bytes} bytes")
@@ -76,7 +90,7 @@ class _Worker:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
             return _Dropped(line_no, "invalid_utf8", f"byte {err.start}: {err.reason}")
-        if line_no == 1:
+        if _line_of(line_no) == 1:
             line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
         if not line.strip():
             return _Dropped(line_no, "empty", "blank line")
@@ -144,22 +158,25 @@ def _read_lines(stream: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes 
             yield line_no, line
 
 
-def _chunks(stream: IO[bytes], config: CleanConfig) -> Iterator[list[tuple[int, bytes | None]]]:
+def _chunks(paths: list[str], config: CleanConfig) -> Iterator[list[tuple[int, bytes | None]]]:
+    """The inputs' lines, one after the other, in chunks of (position, bytes)."""
     chunk: list[tuple[int, bytes | None]] = []
-    for item in _read_lines(stream, config.max_line_bytes):
-        chunk.append(item)
-        if len(chunk) == config.chunk_lines:
-            yield chunk
-            chunk = []
+    for index, path in enumerate(paths):
+        with open_binary(path) as stream:
+            for line_no, raw in _read_lines(stream, config.max_line_bytes):
+                chunk.append((_position(index, line_no), raw))
+                if len(chunk) == config.chunk_lines:
+                    yield chunk
+                    chunk = []
     if chunk:
         yield chunk
 
 
-def _outcomes(stream: IO[bytes], config: CleanConfig, workers: int) -> Generator[_Outcome, None, None]:
+def _outcomes(paths: list[str], config: CleanConfig, workers: int) -> Generator[_Outcome, None, None]:
     """Cleaned chunks in input order, with at most ``4 * workers`` chunks in flight."""
     if workers == 1:
         worker = _Worker(config)
-        for chunk in _chunks(stream, config):
+        for chunk in _chunks(paths, config):
             yield from (worker.clean(n, raw) for n, raw in chunk)
         return
     ctx = multiprocessing.get_context(
@@ -167,7 +184,7 @@ def _outcomes(stream: IO[bytes], config: CleanConfig, workers: int) -> Generator
     )
     with ctx.Pool(workers, initializer=_init_worker, initargs=(config, os.getpid())) as pool:
         pending: deque = deque()
-        for chunk in _chunks(stream, config):
+        for chunk in _chunks(paths, config):
             pending.append(pool.apply_async(_clean_chunk, (chunk,)))
             if len(pending) >= 4 * workers:
                 yield from pending.popleft().get()
@@ -176,31 +193,36 @@ def _outcomes(stream: IO[bytes], config: CleanConfig, workers: int) -> Generator
 
 
 def clean_corpus(
-    input_path: str,
+    inputs: str | Sequence[str],
     output_path: str,
     report_path: str | None = None,
     config: CleanConfig | None = None,
     workers: int | None = None,
     overwrite: bool = False,
 ) -> CleanReport:
-    """Clean ``input_path`` (JSONL) into ``output_path``; write the JSON report beside it
-    (``<output>.report.json``) unless ``report_path`` says where. Returns the report. An existing
-    output is replaced only with ``overwrite`` (and only once the new one is complete)."""
+    """Clean the JSONL ``inputs`` (files, globs or directories; plain, ``.gz`` or ``.zst``; read one
+    after the other) into ``output_path``; write the JSON report beside it (``<output>.report.json``)
+    unless ``report_path`` says where. Returns the report. An existing output is replaced only with
+    ``overwrite`` (and only once the new one is complete)."""
     config = config or CleanConfig()
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
     report_path = report_path or output_path + ".report.json"
-    if not os.path.isfile(input_path):
-        raise UserError(f"input file not found: {input_path}")
-    check_output(output_path, [input_path], overwrite)
-    if len({os.path.realpath(p) for p in (input_path, output_path, report_path)}) < 3:
-        raise UserError("input, output and report must be three different files")
+    paths = input_files([inputs] if isinstance(inputs, str) else inputs, is_jsonl, "JSONL files")
+    check_output(output_path, paths, overwrite)
+    if len({os.path.realpath(p) for p in (*paths, output_path, report_path)}) < len(set(paths)) + 2:
+        raise UserError("the inputs, the output and the report must be different files")
     check_output(report_path, [], True)
+    where = _describer(paths)
     dedup = Deduplicator(
-        config.near_dup_threshold, config.num_perm, exact=config.exact_dedup, near=config.near_dedup
+        config.near_dup_threshold,
+        config.num_perm,
+        exact=config.exact_dedup,
+        near=config.near_dedup,
+        where=where,
     )
-    report = CleanReport(input=input_path, output=output_path, workers=workers, config=_describe(config))
+    report = CleanReport(input=paths, output=output_path, workers=workers, config=_describe(config))
     start = time.perf_counter()
     try:
         os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
@@ -209,10 +231,9 @@ def clean_corpus(
     try:
         with atomic_path(output_path) as tmp:
             with (
-                open_binary(input_path) as src,
                 open(tmp, "w", encoding="utf-8") as dst,
                 # closing(): on any error the worker pool is shut down now, not when garbage is collected.
-                contextlib.closing(_outcomes(src, config, workers)) as outcomes,
+                contextlib.closing(_outcomes(paths, config, workers)) as outcomes,
             ):
                 for outcome in outcomes:
                     report.documents_in += 1
@@ -223,7 +244,10 @@ def clean_corpus(
                                 outcome.line, dup[0], dup[1], json.loads(outcome.json_line).get("id")
                             )
                     if isinstance(outcome, _Dropped):
-                        report.remove(outcome.filter, outcome.line, outcome.doc_id, outcome.why)
+                        index = outcome.line >> _LINE_BITS
+                        report.remove(
+                            outcome.filter, paths[index], _line_of(outcome.line), outcome.doc_id, outcome.why
+                        )
                         continue
                     dst.write(outcome.json_line + "\n")
                     report.keep(outcome.lang, outcome.boilerplate_lines, outcome.changed)
@@ -241,6 +265,13 @@ def clean_corpus(
     except OSError as err:
         raise UserError(f"{err.filename or output_path}: {err.strerror}") from None
     return report
+
+
+def _describer(paths: list[str]) -> Callable[[int], str]:
+    """How a message names a document's place: ``line N``, with its file when there are several."""
+    if len(paths) == 1:
+        return lambda position: f"line {_line_of(position)}"
+    return lambda position: f"{paths[position >> _LINE_BITS]} line {_line_of(position)}"
 
 
 def _describe(config: CleanConfig) -> dict[str, Any]:

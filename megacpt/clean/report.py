@@ -34,7 +34,7 @@ REMOVAL_REASONS: tuple[str, ...] = (
 class CleanReport:
     """Counts for one run of the cleaning stage; ``to_dict`` is what lands in the JSON file."""
 
-    input: str
+    input: list[str]
     output: str
     workers: int
     config: dict[str, Any]
@@ -50,10 +50,10 @@ class CleanReport:
         default_factory=lambda: {r: [] for r in REMOVAL_REASONS}
     )
 
-    def remove(self, reason: str, line: int, doc_id: Any, why: str) -> None:
+    def remove(self, reason: str, file: str, line: int, doc_id: Any, why: str) -> None:
         self.removed[reason] += 1
         if len(self.examples[reason]) < self.max_examples:
-            self.examples[reason].append({"line": line, "id": doc_id, "why": why})
+            self.examples[reason].append({"file": file, "line": line, "id": doc_id, "why": why})
 
     def keep(self, lang: str | None, boilerplate_lines: int, rewritten: bool) -> None:
         self.documents_out += 1

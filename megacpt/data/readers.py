@@ -12,7 +12,6 @@ while being read, never held whole. Compressed files open through
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
@@ -20,9 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from megacpt.errors import UserError
-from megacpt.inputs import COMPRESSIONS, open_binary
+from megacpt.inputs import COMPRESSIONS, JSONL_SUFFIXES, input_files, open_binary
 
-JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 
 # Why a record was skipped (the keys of the stats file's "skipped" table).
@@ -77,17 +75,20 @@ def kind_of(path: str) -> str:
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
-    """Files named by ``patterns`` (paths or globs), in the order given, each glob sorted."""
-    paths: list[str] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
-        matches = [m for m in matches if os.path.isfile(m)]
-        if not matches:
-            raise UserError(f"no input file matches {pattern}")
-        paths.extend(matches)
+    """Files named by ``patterns`` (paths, globs or directories), in the order given, each glob or
+    directory sorted."""
+    paths = input_files(patterns, _readable, "JSONL, Parquet or text files")
     for path in paths:
         kind_of(path)
     return paths
+
+
+def _readable(path: str) -> bool:
+    try:
+        kind_of(path)
+    except UserError:
+        return False
+    return True
 
 
 def plan_shards(paths: list[str], shard_bytes: int) -> list[Shard]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import multiprocessing
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_bad_input_is_counted_and_reported(messy: Path, tmp_path: Path) -> None:
     assert on_disk["removed"]["near_duplicate"]["examples"][0]["id"] == "near"
     assert "with line 4" in on_disk["removed"]["near_duplicate"]["examples"][0]["why"]
     assert on_disk["removed"]["exact_duplicate"]["examples"] == [
-        {"line": 41, "id": "exact", "why": "same text as line 6"}
+        {"file": str(messy), "line": 41, "id": "exact", "why": "same text as line 6"}
     ]
     assert on_disk["removed"]["huge_document"]["examples"][0]["line"] == 38
     assert on_disk["removed"]["language"]["examples"][0]["why"].startswith("identified as en")
@@ -131,7 +132,7 @@ def test_bad_paths_and_tool_exit_codes(
 ) -> None:
     with pytest.raises(UserError, match="is or contains the input"):
         clean_corpus(str(messy), str(messy))
-    with pytest.raises(UserError, match="three different files"):
+    with pytest.raises(UserError, match="^the inputs, the output and the report must be different files$"):
         clean_corpus(str(messy), str(tmp_path / "out.jsonl"), str(tmp_path / "out.jsonl"))
     with pytest.raises(UserError, match="unknown Unicode normalisation"):
         CleanConfig(normalization="NFX")
@@ -141,7 +142,10 @@ def test_bad_paths_and_tool_exit_codes(
         clean_corpus(str(messy), str(blocker / "out.jsonl"))
     with pytest.raises(SystemExit) as code:
         clean_cli.main([str(tmp_path / "nope.jsonl"), str(tmp_path / "out.jsonl")])
-    assert code.value.code == 2 and "error: input file not found" in capsys.readouterr().err
+    assert (
+        code.value.code == 2
+        and f"error: no input file matches {tmp_path / 'nope.jsonl'}" in capsys.readouterr().err
+    )
     assert not (tmp_path / "out.jsonl").exists()
     clean_cli.main(
         [str(messy), str(tmp_path / "out.jsonl"), "--lang", "ko", "--workers", "2", "--disable", "length"]
@@ -175,3 +179,37 @@ def test_unknown_language_codes_and_empty_outputs_are_errors(tmp_path: Path) -> 
             str(corpus), str(tmp_path / "out.jsonl"), config=CleanConfig(languages=("ja",)), workers=1
         )
     assert not (tmp_path / "out.jsonl").exists() and (tmp_path / "out.jsonl.report.json").is_file()
+
+
+def test_many_inputs_in_one_run_files_globs_directories_and_compressed(messy: Path, tmp_path: Path) -> None:
+    """Inputs are read in turn as one corpus: duplicates across files are found, a report example
+    names its file, and the output equals that of the concatenated input."""
+    lines = messy.read_bytes().split(b"\n")
+    assert len(lines) == 42
+    split = tmp_path / "parts"
+    (split / "deeper").mkdir(parents=True)
+    (split / "a.jsonl").write_bytes(b"\n".join(lines[:20]) + b"\n")
+    with gzip.open(split / "deeper" / "b.jsonl.gz", "wb") as f:
+        f.write(b"\n".join(lines[20:30]) + b"\n")
+    (split / "notes.txt").write_text("not JSONL: not read from a directory")
+    (tmp_path / "c.jsonl").write_bytes(b"\n".join(lines[30:]))
+    one = clean_corpus(str(messy), str(tmp_path / "one.jsonl"), config=CONFIG, workers=1)
+    many = clean_corpus(
+        [str(split), str(tmp_path / "c.json*")], str(tmp_path / "many.jsonl"), config=CONFIG, workers=2
+    )
+    assert (tmp_path / "many.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert many.removed == one.removed and many.input == [
+        str(split / "a.jsonl"),
+        str(split / "deeper" / "b.jsonl.gz"),
+        str(tmp_path / "c.jsonl"),
+    ]
+    (example,) = many.examples["exact_duplicate"]
+    assert example == {
+        "file": str(tmp_path / "c.jsonl"),
+        "line": 11,
+        "id": "exact",
+        "why": f"same text as {split / 'a.jsonl'} line 6",
+    }
+    with pytest.raises(UserError, match=f"^directory {tmp_path / 'empty'} holds no JSONL files$"):
+        (tmp_path / "empty").mkdir()
+        clean_corpus(str(tmp_path / "empty"), str(tmp_path / "x.jsonl"))
