@@ -24,10 +24,11 @@ import math
 import random
 import re
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import regex
 
@@ -46,7 +47,7 @@ SPACED = 20  # a line with a space per 20 characters or more is written with spa
 
 def tokens(line: str) -> list[str]:
     """A line's character tokens: each character, with a whitespace run as one ``▁``."""
-    return list(_WHITESPACE.sub(SPACE, line.strip()))
+    return list(_WHITESPACE.sub(SPACE, line.strip()).translate(_PRIVATE))
 
 
 def lines_of(text: str) -> Iterator[list[str]]:
@@ -57,80 +58,90 @@ def lines_of(text: str) -> Iterator[list[str]]:
             yield line_tokens
 
 
-def train_arpa(texts: Iterable[str], order: int) -> str:
-    """An interpolated Kneser-Ney character model of ``order`` over ``texts``, as ARPA text."""
-    counts: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order + 1)]
+# While training, an n-gram is a string of n one-character tokens: <s>, </s> and <unk> stand as
+# private-use characters (which ``tokens`` keeps out of the text), a third of the memory of tuples.
+_B, _E, _U = "\ue000", "\ue001", "\ue002"
+_NAMES = {_B: BOS, _E: EOS, _U: UNK}
+_PRIVATE = str.maketrans({c: "\ufffd" for c in _NAMES})
+
+
+def write_arpa(texts: Iterable[str], order: int, path: str | Path) -> None:
+    """Write an interpolated Kneser-Ney character model of ``order`` over ``texts`` as ARPA."""
+    counts: list[Counter[str]] = [Counter() for _ in range(order + 1)]
     for text in texts:
         for line in lines_of(text):
-            padded = (BOS, *line, EOS)
+            padded = _B + "".join(line) + _E
             for n in range(1, order + 1):
-                for start in range(len(padded) - n + 1):
-                    counts[n][padded[start : start + n]] += 1
+                counts[n].update(padded[start : start + n] for start in range(len(padded) - n + 1))
     if not counts[1]:
         raise ValueError("no text to train on")
     adjusted = _adjusted_counts(counts, order)
-    return _arpa(adjusted, order)
+    del counts
+    with open(path, "w", encoding="utf-8") as out:
+        _write_arpa(adjusted, order, out)
 
 
-def _adjusted_counts(counts: list[Counter[tuple[str, ...]]], order: int) -> list[Counter[tuple[str, ...]]]:
+def _adjusted_counts(counts: list[Counter[str]], order: int) -> list[Counter[str]]:
     """Kneser-Ney's counts: raw counts at the highest order and for n-grams that start a line, the
     number of distinct left extensions for every other n-gram."""
-    adjusted: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order + 1)]
+    adjusted: list[Counter[str]] = [Counter() for _ in range(order + 1)]
     adjusted[order] = counts[order]
     for n in range(order, 1, -1):
-        for gram in counts[n]:
-            adjusted[n - 1][gram[1:]] += 1
+        adjusted[n - 1].update(gram[1:] for gram in counts[n])
         for gram, count in counts[n - 1].items():
-            if gram[0] == BOS:
+            if gram[0] == _B:
                 adjusted[n - 1][gram] = count
     return adjusted
 
 
-def _discount(counts: Counter[tuple[str, ...]]) -> float:
+def _discount(counts: Counter[str]) -> float:
     """Kneser-Ney's discount for one order from its counts of counts, n1 / (n1 + 2 n2)."""
     of = Counter(counts.values())
     n1, n2 = of[1], of[2]
     return n1 / (n1 + 2 * n2) if n1 and n2 else 0.5
 
 
-def _arpa(adjusted: list[Counter[tuple[str, ...]]], order: int) -> str:
-    """Interpolated probabilities and backoff weights of every seen n-gram, in ARPA's layout."""
-    probs: list[dict[tuple[str, ...], float]] = [{} for _ in range(order + 1)]
-    backoffs: dict[tuple[str, ...], float] = {}
-    vocab = [gram for gram in adjusted[1] if gram != (BOS,)]
+def _backoffs(grams: Counter[str], discount: float) -> dict[str, float]:
+    """Each context's interpolation weight, discount x distinct continuations / their count."""
+    types: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    for gram, count in grams.items():
+        types[gram[:-1]] += 1
+        totals[gram[:-1]] += count
+    return {context: discount * types[context] / totals[context] for context in types}
+
+
+def _write_arpa(adjusted: list[Counter[str]], order: int, out: IO[str]) -> None:
+    """Interpolated probabilities and backoff weights of every seen n-gram, in ARPA's layout, one
+    order at a time (each needs only the order below it)."""
+    discounts = [0.0, *(_discount(adjusted[n]) for n in range(1, order + 1))]
+    vocab = [gram for gram in adjusted[1] if gram != _B]
     total = sum(adjusted[1][gram] for gram in vocab)
-    d1 = _discount(adjusted[1])
-    uniform = d1 * len(vocab) / total / (len(vocab) + 1)  # the discounted mass, shared with <unk>
-    for gram in vocab:
-        probs[1][gram] = max(adjusted[1][gram] - d1, 0) / total + uniform
-    probs[1][(UNK,)] = uniform
-    probs[1][(BOS,)] = 0.0  # never predicted; ARPA's -99
-    for n in range(2, order + 1):
-        discount = _discount(adjusted[n])
-        by_context: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
-        for gram in adjusted[n]:
-            by_context[gram[:-1]].append(gram)
-        for context, grams in by_context.items():
-            context_total = sum(adjusted[n][g] for g in grams)
-            gamma = discount * len(grams) / context_total
-            backoffs[context] = gamma
-            lower = probs[n - 1]
-            for gram in grams:
-                probs[n][gram] = (
-                    max(adjusted[n][gram] - discount, 0) / context_total + gamma * lower[gram[1:]]
-                )
-    out = ["\\data\\", *(f"ngram {n}={len(probs[n])}" for n in range(1, order + 1)), ""]
+    uniform = discounts[1] * len(vocab) / total / (len(vocab) + 1)  # the discounted mass, shared with <unk>
+    lower = {gram: max(adjusted[1][gram] - discounts[1], 0) / total + uniform for gram in vocab}
+    lower[_U], lower[_B] = uniform, 0.0  # <s> is never predicted: ARPA's -99
+    sizes = [len(lower), *(len(adjusted[n]) for n in range(2, order + 1))]
+    out.write("\\data\\\n" + "".join(f"ngram {n}={size}\n" for n, size in enumerate(sizes, 1)) + "\n")
     for n in range(1, order + 1):
-        out.append(f"\\{n}-grams:")
-        for gram, prob in probs[n].items():
+        backoffs = _backoffs(adjusted[n + 1], discounts[n + 1]) if n < order else {}
+        if n > 1:
+            gammas = _backoffs(adjusted[n], discounts[n])
+            sums: Counter[str] = Counter()
+            for gram, count in adjusted[n].items():
+                sums[gram[:-1]] += count
+            lower = {
+                gram: max(count - discounts[n], 0) / sums[gram[:-1]] + gammas[gram[:-1]] * lower[gram[1:]]
+                for gram, count in adjusted[n].items()
+            }
+        out.write(f"\\{n}-grams:\n")
+        for gram, prob in lower.items():
             logp = -99.0 if prob <= 0 else math.log10(prob)
-            line = f"{logp:.7f}\t{' '.join(gram)}"
-            if n < order and gram in backoffs:
+            line = f"{logp:.7f}\t{' '.join(_NAMES.get(c, c) for c in gram)}"
+            if gram in backoffs:
                 line += f"\t{math.log10(backoffs[gram]):.7f}"
-            out.append(line)
-        out.append("")
-    out.append("\\end\\")
-    return "\n".join(out) + "\n"
+            out.write(line + "\n")
+        out.write("\n")
+    out.write("\\end\\\n")
 
 
 class ArpaModel:
@@ -190,23 +201,29 @@ class CharModel:
         self._unigram: dict[str, float] = {}  # token -> log10 P under the unigram level alone
 
     def scores(self, text: str) -> Scores:
-        bits, unigram_bits, predicted = self._bits(text)
+        bits, predicted, unigram_bits = self._bits(text, unigram=True)
         if not predicted:
             return Scores(0.0, 0.0, None)
         return Scores(bits / predicted, bits / unigram_bits, self._word_order_gain(text, bits / predicted))
 
     def bits_per_character(self, text: str) -> float:
-        bits, _, predicted = self._bits(text)
+        bits, predicted, _ = self._bits(text)
         return bits / predicted if predicted else 0.0
 
-    def _bits(self, text: str) -> tuple[float, float, int]:
-        """Bits of ``text``'s lines under the model and under its unigram level; tokens predicted."""
-        log10_total, log10_unigram, predicted = 0.0, 0.0, 0
+    def _bits(self, text: str, unigram: bool = False) -> tuple[float, int, float]:
+        """Bits of ``text``'s lines under the model, the tokens predicted, and (``unigram``) their
+        bits under the model's unigram level alone."""
+        log10_total, predicted, lines = 0.0, 0, 0
+        seen: Counter[str] = Counter()
         for line in lines_of(text):
             log10_total += self.lm.score(" ".join(line), bos=True, eos=True)
-            log10_unigram += sum(map(self._unigram_log10, line)) + self._unigram_log10(EOS)
             predicted += len(line) + 1
-        return -log10_total * LOG2_10, -log10_unigram * LOG2_10, predicted
+            lines += 1
+            if unigram:
+                seen.update(line)
+        log10_unigram = sum(n * self._unigram_log10(token) for token, n in seen.items())
+        log10_unigram += lines * self._unigram_log10(EOS)
+        return -log10_total * LOG2_10, predicted, -log10_unigram * LOG2_10
 
     def _unigram_log10(self, token: str) -> float:
         if token not in self._unigram:

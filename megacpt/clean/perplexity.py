@@ -68,7 +68,7 @@ def train_reference_model(
         )
     check_output(output, [], overwrite, REFERENCE_MODEL)
     with atomic_directory(output, REFERENCE_MODEL, replace=overwrite) as tmp:
-        (tmp / ARPA).write_text(ngram.train_arpa(train, order), encoding="utf-8")
+        ngram.write_arpa(train, order, tmp / ARPA)
         model = ngram.CharModel(tmp / ARPA)
         scored = [model.scores(text) for text in heldout]
         meta = {

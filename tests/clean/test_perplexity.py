@@ -50,7 +50,7 @@ def test_kenlm_scores_the_arpa_file_as_the_python_reference_does(ko_model: Path)
 
 def test_every_context_gives_a_distribution_that_sums_to_one(tmp_path: Path) -> None:
     path = tmp_path / "lm.arpa"
-    path.write_text(ngram.train_arpa(texts(KLUE)[:200], 4), encoding="utf-8")
+    ngram.write_arpa(texts(KLUE)[:200], 4, path)
     model = ngram.ArpaModel(path)
     vocabulary = [gram[0] for gram in model.probs if len(gram) == 1 and gram[0] != ngram.BOS]
     for history in [(ngram.BOS,), ("대", "한"), ("다", "▁", "그"), ("뷁", "쀍", "🙂")]:
