@@ -26,30 +26,46 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 CHUNK = 1 << 20
 
 
-def input_files(patterns: Sequence[str], wanted: Callable[[str], bool], what: str) -> list[str]:
-    """The files that ``patterns`` name, in the order given: a file as is; a glob's matches, sorted;
-    a directory's files (at any depth, sorted) that ``wanted`` accepts (``what`` says which, for the
-    error when none does)."""
+def input_files(patterns: Sequence[str | os.PathLike], wanted: Callable[[str], bool], what: str) -> list[str]:
+    """The files that ``patterns`` name, in the order given: an existing file as is (even with ``[``
+    or ``*`` in its name); a glob's matches, sorted; a directory's files at any depth, sorted, that
+    ``wanted`` accepts, hidden files and folders left out (``what`` names them, for the error when
+    there are none). A file named twice is an error: it would be read twice."""
     paths: list[str] = []
-    for pattern in patterns:
-        if os.path.isdir(pattern):
-            found = sorted(os.path.join(root, name) for root, _, names in os.walk(pattern) for name in names)
-            matches = [path for path in found if wanted(path)]
+    for pattern in (str(os.fspath(p)) for p in patterns):
+        if os.path.isfile(pattern):
+            matches = [pattern]
+        elif os.path.isdir(pattern):
+            matches = [path for path in _files_under(pattern) if wanted(path)]
             if not matches:
                 raise UserError(f"directory {pattern} holds no {what}")
         else:
-            matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
-            matches = [m for m in matches if os.path.isfile(m)]
+            matches = [m for m in sorted(glob.glob(pattern, recursive=True)) if os.path.isfile(m)]
             if not matches:
                 raise UserError(f"no input file matches {pattern}")
         paths.extend(matches)
+    seen: dict[str, str] = {}
+    for path in paths:
+        first = seen.setdefault(os.path.realpath(path), path)
+        if first is not path:
+            raise UserError(f"input {path} is named twice (also as {first}): it would be read twice")
     return paths
 
 
+def _files_under(directory: str) -> list[str]:
+    """The files under ``directory``, sorted, hidden files and folders (``.git``) left out."""
+    found = []
+    for root, folders, names in os.walk(directory):
+        folders[:] = [folder for folder in folders if not folder.startswith(".")]
+        found += [os.path.join(root, name) for name in names if not name.startswith(".")]
+    return sorted(found)
+
+
 def is_jsonl(path: str) -> bool:
-    """A JSONL file's name (``.jsonl``, ``.json``, ``.ndjson``), plain or ``.gz``/``.zst``."""
+    """A JSONL file's name (``.jsonl``, ``.ndjson``), plain or ``.gz``/``.zst``: what a directory
+    contributes (its ``.json`` files are more often configs and reports than data)."""
     name = os.path.basename(path).lower()
-    return name.removesuffix(compression_of(name)).endswith(JSONL_SUFFIXES)
+    return name.removesuffix(compression_of(name)).endswith((".jsonl", ".ndjson"))
 
 
 def compression_of(path: str | os.PathLike) -> str:

@@ -253,9 +253,12 @@ def _settings(item: Field, spec: Flag, hint: Any, docs: dict[str, str]) -> dict[
     if required and not spec.positional:
         settings["required"] = True
     if not required:
-        settings["default"] = list(default) if spec.repeat else default
-    help_text = docs.get(item.name) or spec.help or ""
-    stated = spec.default_text or _stated(default)
+        settings["default"] = list(default or ()) if spec.repeat else default
+    if spec.help == argparse.SUPPRESS:
+        settings["help"] = argparse.SUPPRESS
+        return settings
+    help_text = (docs.get(item.name) or spec.help or "").replace("%", "%%")  # argparse formats help with %
+    stated = (spec.default_text or _stated(default)).replace("%", "%%")
     if not required and kind is not bool and stated and "default" not in help_text:
         help_text = f"{help_text} (default: {stated})".strip()
     settings["help"] = help_text or None

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from megacpt.clean.config import CleanConfig
+from megacpt.atomic import check_output
+from megacpt.clean.config import MAX_ORDER, REFERENCE_MODEL, CleanConfig
 from megacpt.clean.filters import FILTERS, QualityConfig
 from megacpt.clean.normalize import FORMS
 from megacpt.errors import UserError, exits_on_user_error
@@ -184,7 +185,7 @@ class ReferenceModelOptions:
     json_key: str = json_key_flag("text")
     output: Path
     """the model folder to write"""
-    order: int = flag(5, type=ranged(int, 2, 9))
+    order: int = flag(5, type=ranged(int, 2, MAX_ORDER))
     """the n of the character n-grams"""
     heldout_fraction: float = flag(0.1, type=ranged(float, 0, 0.5, above=True))
     """share of reference documents held out to calibrate percentile cuts"""
@@ -202,6 +203,7 @@ def perplexity_model_main(argv: list[str] | None = None) -> None:
     for path in options.text:
         if not path.is_file():
             raise UserError(f"reference text {path} is not a file")
+    check_output(options.output, options.text, options.overwrite, REFERENCE_MODEL)  # before reading
     from megacpt.clean.perplexity import train_reference_model  # numpy: once the options are good
     from megacpt.tokenizer.corpus import iter_texts
 

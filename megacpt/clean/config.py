@@ -14,6 +14,9 @@ from megacpt.errors import UserError
 if TYPE_CHECKING:
     from megacpt.clean.perplexity import PerplexityRule
 
+REFERENCE_MODEL = "perplexity reference model"  # a reference model folder's kind, for megacpt.atomic
+MAX_ORDER = 6  # the highest n-gram order ufal-kenlm's KenLM is built for
+
 
 @dataclass(frozen=True)
 class CleanConfig:

@@ -253,7 +253,8 @@ def _load(path: str | Path):
 
 
 def reordered(text: str, seed: int) -> tuple[str, int]:
-    """``text`` with the words of each line shuffled in place, and how many words it has. Words are
+    """``text`` with the words of each line shuffled in place, and how many words it has in lines of
+    two words or more (the words whose order is judged). Words are
     what whitespace separates, in a line written with spaces between words; runs of one script in a
     line written without (Japanese, at fewer than one space per ``SPACED`` characters)."""
     rng = random.Random(seed)
@@ -267,5 +268,5 @@ def reordered(text: str, seed: int) -> tuple[str, int]:
         for i, word in zip(at, words, strict=True):
             pieces[i] = word
         lines.append("".join(pieces))
-        count += len(at)
+        count += len(at) if len(at) > 1 else 0  # a one-word line has no order to judge
     return "\n".join(lines), count

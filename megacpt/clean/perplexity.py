@@ -32,10 +32,10 @@ import numpy as np
 
 from megacpt.atomic import atomic_directory, check_output
 from megacpt.clean import ngram
+from megacpt.clean.config import MAX_ORDER, REFERENCE_MODEL
 from megacpt.clean.langid import LangId, known_languages
 from megacpt.errors import UserError
 
-REFERENCE_MODEL = "perplexity reference model"  # its kind, for megacpt.atomic
 ARPA, META = "lm.arpa", "model.json"
 PERCENTILES = tuple(range(101))
 MIN_LANGUAGE_SHARE = 0.8  # of reference documents identified as the model's language
@@ -52,8 +52,8 @@ def train_reference_model(
     percentiles) and write the reference folder at ``output``; its metadata."""
     if language not in known_languages():
         raise UserError(f"unknown language code {language!r}: use an ISO 639-1 code such as ko, ja, en")
-    if not 2 <= order <= 9:
-        raise UserError(f"the n-gram order must be between 2 and 9, got {order}")
+    if not 2 <= order <= MAX_ORDER:
+        raise UserError(f"the n-gram order must be between 2 and {MAX_ORDER} (KenLM's build), got {order}")
     if not 0 < heldout_fraction < 1:
         raise UserError(f"the held-out fraction must lie strictly between 0 and 1, got {heldout_fraction}")
     _check_language(texts, language)
@@ -102,9 +102,10 @@ def _check_language(texts: list[str], language: str) -> None:
 
 
 def _percentiles(values: list[float | None]) -> list[float]:
-    """Percentiles 0-100 of the values given (documents too short for a score give none)."""
+    """Percentiles 0-100 of the values given (documents too short for a score give none); none when
+    no document has the score."""
     known = [v for v in values if v is not None]
-    return [round(float(v), 4) for v in np.percentile(known or [0.0], PERCENTILES)]
+    return [round(float(v), 4) for v in np.percentile(known, PERCENTILES)] if known else []
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,15 @@ class Cut:
     def is_percentile(self) -> bool:
         return self.text.startswith("p")
 
-    def resolve(self, percentiles: list[float]) -> float:
-        """The cut as a number of bits per character."""
+    def resolve(self, percentiles: list[float], score: str) -> float:
+        """The cut as a number (a percentile of the held-out ``percentiles`` of ``score``)."""
         if not self.is_percentile:
             return float(self.text)
+        if not percentiles:
+            raise UserError(
+                f"the reference model has no held-out {score} (its documents are too short for it): "
+                f"give the cut {self.text} as a number"
+            )
         return float(np.interp(float(self.text[1:]), PERCENTILES, percentiles))
 
 
@@ -161,14 +167,19 @@ def load_rule(
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         model_language, percentiles = meta["language"], meta["heldout_percentiles"]
-        resolved = [
-            None if cut is None else cut.resolve(percentiles[name])
-            for cut, name in zip(cuts, SCORES, strict=True)
-        ]
+        scored = [[float(v) for v in percentiles[name]] for name in SCORES]
     except (ValueError, KeyError, TypeError) as err:
         raise UserError(f"{meta_path} is not a reference model's metadata ({err})") from None
+    resolved = [
+        None if cut is None else cut.resolve(values, name.replace("_", " "))
+        for cut, values, name in zip(cuts, scored, SCORES, strict=True)
+    ]
     if model_language != language:
         raise UserError(f"the reference model {model_dir} is a {model_language} model, not {language}")
+    try:  # here, not in a worker process, where a failure would only restart the worker
+        ngram.CharModel(Path(model_dir) / ARPA)
+    except (OSError, RuntimeError, ValueError, IndexError) as err:
+        raise UserError(f"cannot load the reference model {model_dir}: {err}") from None
     texts = ("none" if cuts[0] is None else cuts[0].text, "none" if cuts[1] is None else cuts[1].text,
              "none" if cuts[2] is None else cuts[2].text)  # fmt: skip
     bits, ratio, gain = resolved

@@ -193,7 +193,7 @@ def _outcomes(paths: list[str], config: CleanConfig, workers: int) -> Generator[
 
 
 def clean_corpus(
-    inputs: str | Sequence[str],
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output_path: str,
     report_path: str | None = None,
     config: CleanConfig | None = None,
@@ -209,8 +209,15 @@ def clean_corpus(
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
     report_path = report_path or output_path + ".report.json"
-    paths = input_files([inputs] if isinstance(inputs, str) else inputs, is_jsonl, "JSONL files")
+    paths = input_files(
+        [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, is_jsonl, "JSONL files"
+    )
     check_output(output_path, paths, overwrite)
+    if os.path.isfile(output_path) and not os.path.isfile(report_path):
+        raise UserError(
+            f"{output_path} exists and is not an earlier clean output (no {report_path} beside it): "
+            f"not replacing it. Is the output path missing from the command line?"
+        )
     if len({os.path.realpath(p) for p in (*paths, output_path, report_path)}) < len(set(paths)) + 2:
         raise UserError("the inputs, the output and the report must be different files")
     check_output(report_path, [], True)

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from megacpt.errors import UserError
-from megacpt.inputs import COMPRESSIONS, JSONL_SUFFIXES, input_files, open_binary
+from megacpt.inputs import COMPRESSIONS, JSONL_SUFFIXES, input_files, is_jsonl, open_binary
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 
@@ -77,18 +77,16 @@ def kind_of(path: str) -> str:
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
     """Files named by ``patterns`` (paths, globs or directories), in the order given, each glob or
     directory sorted."""
-    paths = input_files(patterns, _readable, "JSONL, Parquet or text files")
+    paths = input_files(patterns, _data_file, "JSONL or Parquet files")
     for path in paths:
         kind_of(path)
     return paths
 
 
-def _readable(path: str) -> bool:
-    try:
-        kind_of(path)
-    except UserError:
-        return False
-    return True
+def _data_file(path: str) -> bool:
+    """What a directory contributes: JSONL and Parquet files (text, .json and .md files there are more
+    often READMEs and configs than data: name them, or a glob of them, to read them)."""
+    return is_jsonl(path) or path.lower().endswith(".parquet")
 
 
 def plan_shards(paths: list[str], shard_bytes: int) -> list[Shard]:

@@ -81,7 +81,7 @@ class Budget:
     base: str = flag("smollm2", choices=BASES)
     """smollm2 (the real model) or tiny (a fast test)"""
     cpt_steps: int = flag(0, type=NON_NEGATIVE, default_text=f"0: {DEFAULT_STEPS['smollm2']} for smollm2")
-    """continual-pretraining steps (0: the base's default)"""
+    """continual-pretraining steps (0: the base's own number)"""
     new_tokens: int = flag(16000, type=COUNT)
     """at most this many new tokens"""
     eval_steps: int = flag(3, type=COUNT)

@@ -101,6 +101,7 @@ def test_failed_run_leaves_existing_output_untouched(
 ) -> None:
     out = tmp_path / "clean.jsonl"
     out.write_text("precious earlier output\n")
+    (tmp_path / "clean.jsonl.report.json").write_text("{}\n")  # it is an earlier clean's output
     calls = []
 
     def exploding_check(self, *args):
@@ -116,7 +117,12 @@ def test_failed_run_leaves_existing_output_untouched(
         # While the traceback (and so the pipeline's frame) is still held, the pool is already gone.
         assert failure.tb is not None and not multiprocessing.active_children()
     assert out.read_text() == "precious earlier output\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.jsonl", "messy.jsonl"]
+    assert (tmp_path / "clean.jsonl.report.json").read_text() == "{}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clean.jsonl",
+        "clean.jsonl.report.json",
+        "messy.jsonl",
+    ]
 
 
 def test_dedup_switches(messy: Path, tmp_path: Path) -> None:
@@ -213,3 +219,26 @@ def test_many_inputs_in_one_run_files_globs_directories_and_compressed(messy: Pa
     with pytest.raises(UserError, match=f"^directory {tmp_path / 'empty'} holds no JSONL files$"):
         (tmp_path / "empty").mkdir()
         clean_corpus(str(tmp_path / "empty"), str(tmp_path / "x.jsonl"))
+
+
+def test_input_names_that_could_lose_or_double_data(messy: Path, tmp_path: Path) -> None:
+    raw = tmp_path / "raw.jsonl"
+    raw.write_bytes(messy.read_bytes())
+    with pytest.raises(UserError, match=f"^{raw} exists and is not an earlier clean output"):
+        clean_corpus(
+            str(messy), str(raw), config=CONFIG, overwrite=True
+        )  # `clean raw/*.jsonl` without OUTPUT
+    assert raw.read_bytes() == messy.read_bytes()
+    with pytest.raises(UserError, match=f"^input {tmp_path}/./raw.jsonl is named twice \\(also as {raw}\\)"):
+        clean_corpus([str(raw), f"{tmp_path}/./raw.jsonl"], str(tmp_path / "out.jsonl"), config=CONFIG)
+    bracketed = tmp_path / "data[1].jsonl"
+    bracketed.write_bytes(messy.read_bytes())
+    assert clean_corpus(bracketed, str(tmp_path / "b.jsonl"), config=CONFIG).documents_in == 42
+    folder = tmp_path / "folder"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    (folder / "a.jsonl").write_bytes(messy.read_bytes())
+    (folder / ".ipynb_checkpoints" / "a.jsonl").write_bytes(messy.read_bytes())
+    (folder / "config.json").write_text('{"text": "a config, not data"}')
+    assert clean_corpus(str(folder), str(tmp_path / "f.jsonl"), config=CONFIG).input == [
+        str(folder / "a.jsonl")
+    ]

@@ -183,3 +183,34 @@ def test_bad_perplexity_settings_are_one_error_line(
     argv = ["clean", str(LAWS), str(tmp_path / "out.jsonl"), *(item.format(**fill) for item in extra)]
     assert _error(argv, capsys) == "error: " + line.format(**fill)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_that_cannot_load_is_one_error_line_not_a_hung_pool(
+    ko_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / META).write_bytes((ko_model / META).read_bytes())
+    (broken / ARPA).write_text((ko_model / ARPA).read_text(encoding="utf-8")[:5000], encoding="utf-8")
+    argv = ["clean", str(LAWS), str(tmp_path / "out.jsonl"), "--lang", "ko", "--perplexity-model",
+            f"ko={broken}", "--workers", "2"]  # fmt: skip
+    line = _error(argv, capsys)
+    assert line.startswith(f"error: cannot load the reference model {broken}: ")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_one_word_line_has_no_order_to_judge() -> None:
+    words = "\n".join(
+        ["사과", "배", "포도", "딸기", "수박", "참외", "귤", "감", "밤", "대추", "자두", "매실", "앵두"]
+    )
+    assert ngram.reordered(words, seed=0) == (words, 0)
+
+
+def test_the_highest_order_is_what_kenlm_is_built_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["perplexity-model", "--language", "ko", "--text", str(KLUE), "--output", str(tmp_path / "lm"),
+            "--order", "7"]  # fmt: skip
+    assert _error(argv, capsys).startswith(
+        "error: argument --order: expected an integer at least 2 and at most 6"
+    )
