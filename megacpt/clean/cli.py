@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from megacpt.atomic import check_output
-from megacpt.clean.config import MAX_ORDER, REFERENCE_MODEL, CleanConfig
+from megacpt.clean.config import MAX_ORDER, REFERENCE_MODEL, CleanConfig, PerplexityRule
 from megacpt.clean.filters import FILTERS, QualityConfig
 from megacpt.clean.normalize import FORMS
 from megacpt.errors import UserError, exits_on_user_error
@@ -31,9 +30,6 @@ from megacpt.options import (
     ranged,
     workers_flag,
 )
-
-if TYPE_CHECKING:
-    from megacpt.clean.perplexity import PerplexityRule
 
 Q = QualityConfig
 CUTS = ("none", "1.0", "0.1")  # default cuts: bits per character, context ratio, word-order gain

@@ -4,18 +4,29 @@ on construction (light imports only, so ``megacpt clean --help`` answers at once
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from megacpt.clean.filters import QualityConfig
 from megacpt.clean.langid import known_languages
 from megacpt.clean.normalize import DEFAULT_BOILERPLATE, Normalizer
 from megacpt.errors import UserError
 
-if TYPE_CHECKING:
-    from megacpt.clean.perplexity import PerplexityRule
-
 REFERENCE_MODEL = "perplexity reference model"  # a reference model folder's kind, for megacpt.atomic
 MAX_ORDER = 6  # the highest n-gram order ufal-kenlm's KenLM is built for
+
+
+@dataclass(frozen=True)
+class PerplexityRule:
+    """What one language's documents must meet under its reference model: bits per character and
+    context ratio at most their cuts, word-order gain at least its cut (each cut resolved to a
+    number; ``None``: not checked)."""
+
+    language: str
+    model_dir: Path
+    max_bits_per_character: float | None
+    max_context_ratio: float | None
+    min_word_order_gain: float | None
+    cuts: tuple[str, str, str]  # the three cuts as given, for the report
 
 
 @dataclass(frozen=True)

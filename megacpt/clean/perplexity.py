@@ -32,7 +32,7 @@ import numpy as np
 
 from megacpt.atomic import atomic_directory, check_output
 from megacpt.clean import ngram
-from megacpt.clean.config import MAX_ORDER, REFERENCE_MODEL
+from megacpt.clean.config import MAX_ORDER, REFERENCE_MODEL, PerplexityRule
 from megacpt.clean.langid import LangId, known_languages
 from megacpt.errors import UserError
 
@@ -138,20 +138,6 @@ class Cut:
                 f"give the cut {self.text} as a number"
             )
         return float(np.interp(float(self.text[1:]), PERCENTILES, percentiles))
-
-
-@dataclass(frozen=True)
-class PerplexityRule:
-    """What one language's documents must meet under its reference model: bits per character and
-    context ratio at most their cuts, word-order gain at least its cut (each cut resolved to a
-    number; ``None``: not checked)."""
-
-    language: str
-    model_dir: Path
-    max_bits_per_character: float | None
-    max_context_ratio: float | None
-    min_word_order_gain: float | None
-    cuts: tuple[str, str, str]  # the three cuts as given, for the report
 
 
 def load_rule(
