@@ -71,7 +71,8 @@ def worker(prefixes: list[str], tokens: int, cache: str, out: str) -> None:
 
     from bench.procstatus import status_kib
     from megacpt.config.schema import DatasetEntry
-    from megacpt.data.mixture import DataMixture, build_gpt_datasets
+    from megacpt.data.mixture.build import build_gpt_datasets
+    from megacpt.data.mixture.spec import DataMixture
 
     dist.init_process_group("gloo")
     saves = 0

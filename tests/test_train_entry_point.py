@@ -10,7 +10,7 @@ import yaml
 
 from megacpt import train
 from megacpt.config import load_config
-from megacpt.data.mixture import DataMixture
+from megacpt.data.mixture.spec import DataMixture
 from megacpt.plan.flops import flops_per_token
 from tests.helpers import CORPORA, REPO, load_shipped, tiny_config, write_byte_dataset
 

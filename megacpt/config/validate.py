@@ -103,7 +103,7 @@ def validate_layout(config: Config, world_size: int, *, this_machine: bool = Tru
 def data_sources(config: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(mixture files, dataset prefixes) the run reads (training, validation, each stage's, each
     mixture file's entries), each as ``(where, path)``; a mixture file that is missing is refused."""
-    from megacpt.data.mixture import DataMixture
+    from megacpt.data.mixture.spec import DataMixture
 
     d = config.data
     named = [(f"data.datasets[{i}]", e.prefix) for i, e in enumerate(d.datasets)]
@@ -126,7 +126,7 @@ def validate_data(config: Config) -> None:
     """Raise ``UserError`` for a dataset the run would read (training, validation, each stage's, each
     mixture file's) that is missing, corrupt, or holds ids outside ``model.vocab_size``."""
     from megacpt.data.checks import check_dataset
-    from megacpt.data.mixture import check_training_part
+    from megacpt.data.mixture.spec import check_training_part
 
     d = config.data
     if not d.datasets and not d.mixture_file:

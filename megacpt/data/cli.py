@@ -168,7 +168,8 @@ class MixOptions:
 @exits_on_user_error
 def mix_main(argv: list[str] | None = None) -> None:
     options = parse(MixOptions, argv, MIX_DOC)
-    from megacpt.data.mixture import DataMixture, format_budget_table, parse_token_count, token_budget_table
+    from megacpt.data.mixture.budget import format_budget_table, parse_token_count, token_budget_table
+    from megacpt.data.mixture.spec import DataMixture
 
     mixture = DataMixture.from_yaml(options.spec)
     rows = token_budget_table(mixture, parse_token_count(options.tokens), split=options.split)

@@ -15,7 +15,8 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from megacpt.config import megatron as mapping
 from megacpt.config.schema import Config, DatasetEntry, OptimizerConfig
-from megacpt.data.mixture import DataMixture, GPTDatasets, build_gpt_datasets
+from megacpt.data.mixture.build import GPTDatasets, build_gpt_datasets
+from megacpt.data.mixture.spec import DataMixture
 from megacpt.model.builder import build_model
 from megacpt.model.lora import add_adapters
 from megacpt.training.freezing import FreezePlan, apply_trainable

@@ -31,7 +31,7 @@ import torch
 
 from megacpt.config.schema import Config, DatasetEntry
 from megacpt.data import doc_bytes
-from megacpt.data.mixture import split_bounds
+from megacpt.data.mixture.spec import split_bounds
 from megacpt.evaluate.windows import Score, Window, document_windows
 from megacpt.parallel.runtime import Runtime
 from megacpt.training.loss import forward_step, summed_lm_loss

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from megacpt.config.loader import load_config
-from megacpt.data.mixture import DataMixture
+from megacpt.data.mixture.spec import DataMixture
 from megacpt.errors import UserError
 from megacpt.yamlfile import parse_yaml
 

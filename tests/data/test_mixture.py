@@ -18,12 +18,9 @@ import yaml
 from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
 from megacpt.data.cli import mix_main
-from megacpt.data.mixture import (
-    DataMixture,
-    build_gpt_datasets,
-    parse_token_count,
-    token_budget_table,
-)
+from megacpt.data.mixture.budget import parse_token_count, token_budget_table
+from megacpt.data.mixture.build import build_gpt_datasets
+from megacpt.data.mixture.spec import DataMixture
 from megacpt.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,7 +254,8 @@ def test_parse_token_count() -> None:
 _DISTRIBUTED_SCRIPT = """
 import json, os, sys
 import torch.distributed as dist
-from megacpt.data.mixture import DataMixture, build_gpt_datasets
+from megacpt.data.mixture.build import build_gpt_datasets
+from megacpt.data.mixture.spec import DataMixture
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 spec, out = sys.argv[1], sys.argv[2]
