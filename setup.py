@@ -56,7 +56,6 @@ setup(
         "protobuf>=4",
         "safetensors>=0.4",
         "mistral-common>=1.5",
-        "datasketch>=2.0",  # MinHash schemes (megacpt.clean.dedup names one)
         "py3langid>=0.4",  # offline language id, model inside the wheel
         "zstandard>=0.22",
         "pyarrow>=15",
@@ -71,8 +70,9 @@ setup(
         "gpu": ["transformer-engine[pytorch]>=2.0"],
         "mpi": ["mpi4py>=3.1"],
         "morph": ["fugashi>=1.3", "unidic-lite>=1.0.8", "kiwipiepy>=0.17"],
-        # KenLM's scorer as prebuilt wheels: clean's perplexity filter runs ~15x faster with it
-        "clean": ["ufal-kenlm>=26.4"],
+        # megacpt clean runs on datatrove (its MinHash stages are subclassed: minor version pinned);
+        # KenLM's scorer as prebuilt wheels: the perplexity filter runs ~15x faster with it
+        "clean": ["datatrove>=0.10.1,<0.11", "ufal-kenlm>=26.4"],
     },
     entry_points={"console_scripts": ["megacpt=megacpt.cli:main"]},
 )

@@ -10,7 +10,7 @@ import pytest
 
 from megacpt.cli import VERBS, main
 
-HEAVY = ("torch", "transformers", "megatron", "datasketch", "scipy")  # numpy (~0.1 s) may load
+HEAVY = ("torch", "transformers", "megatron", "datatrove", "scipy")  # numpy (~0.1 s) may load
 
 PROBE = """
 import json, sys

@@ -3,8 +3,11 @@ remove exact and near duplicates; write the kept documents and a JSON report of 
 
     python tools/clean_corpus.py raw/ko.jsonl clean/ko.jsonl --lang ko --workers 8
     megacpt clean 'crawl/ko/*.jsonl.zst' more/ko/ clean/ko.jsonl --lang ko    # many inputs, one output
+    megacpt clean crawl/ko/ clean/ko/ --lang ko --tasks 64 --executor slurm --partition cpu  # shards, on Slurm
 
-An existing output is an error unless ``--overwrite``.
+It runs as a datatrove pipeline (local processes, or Slurm jobs); an output path ending with / is a
+folder of shards. A stopped run resumes when the same command runs again. An existing output is an
+error unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from megacpt.atomic import check_output
 from megacpt.clean.config import MAX_ORDER, REFERENCE_MODEL, CleanConfig, PerplexityRule
 from megacpt.clean.filters import FILTERS, QualityConfig
 from megacpt.clean.normalize import FORMS
+from megacpt.clean.slurm import SlurmSettings
 from megacpt.errors import UserError, exits_on_user_error
 from megacpt.options import (
     COUNT,
@@ -42,9 +46,9 @@ class CleanOptions:
     input: tuple[str, ...] = flag(positional=True)
     """JSONL files, globs or directories (plain, .gz or .zst; one document per line), read in turn"""
     output: str = flag(positional=True)
-    """cleaned JSONL file (written atomically)"""
+    """cleaned JSONL file, or a folder of shards when it ends with / (published atomically)"""
     report: str | None = None
-    """JSON report path (default: OUTPUT.report.json)"""
+    """JSON report path (default: OUTPUT.report.json; a folder of shards holds its report.json)"""
     json_key: str = json_key_flag(CleanConfig.text_key, old_name="--text-key")
     lang: tuple[str, ...] = flag((), repeat=True)
     """keep only this language (repeatable), e.g. ko"""
@@ -86,7 +90,20 @@ class CleanOptions:
     min_word_order_gain: tuple[str, ...] = flag((), repeat=True, metavar="[LANG=]CUT", default_text=CUTS[2])
     """with --perplexity-model: fewest bits per character the document's word order must save over its
     words shuffled (shuffled-word text saves none)"""
-    workers: int = workers_flag(os.cpu_count() or 1, "worker processes")
+    workers: int = workers_flag(os.cpu_count() or 1, "tasks run at once (local processes, or Slurm jobs)")
+    tasks: int | None = flag(None, type=COUNT, default_text="--workers")
+    """parts the input is cut into (contiguous blocks; one output shard each); the output does not
+    depend on it"""
+    executor: str = flag("local", choices=("local", "slurm"))
+    """run the tasks as local processes, or submit them as Slurm jobs (sbatch) and return"""
+    partition: str | None = None
+    """with --executor slurm: the Slurm partition"""
+    slurm_time: str = flag(SlurmSettings.time, metavar="HH:MM:SS")
+    """with --executor slurm: each job's time limit"""
+    cpus_per_task: int = flag(SlurmSettings.cpus_per_task, type=COUNT)
+    """with --executor slurm: cores per job"""
+    mem_per_cpu_gb: int = flag(SlurmSettings.mem_per_cpu_gb, type=COUNT)
+    """with --executor slurm: memory per core, in GB"""
     overwrite: bool = overwrite_flag()
 
     def __post_init__(self) -> None:
@@ -97,6 +114,20 @@ class CleanOptions:
         for option, items in cut_options.items():
             if items and not self.perplexity_model:
                 raise UserError(f"{option} applies only with --perplexity-model LANG=DIR")
+        if self.executor == "slurm" and not self.partition:
+            raise UserError("--executor slurm needs --partition (the Slurm partition to submit to)")
+        slurm_only = {"--partition": self.partition is not None, "--slurm-time": self.slurm_time != SlurmSettings.time,
+                      "--cpus-per-task": self.cpus_per_task != SlurmSettings.cpus_per_task,
+                      "--mem-per-cpu-gb": self.mem_per_cpu_gb != SlurmSettings.mem_per_cpu_gb}  # fmt: skip
+        for option, given in slurm_only.items():
+            if given and self.executor != "slurm":
+                raise UserError(f"{option} applies only with --executor slurm")
+
+    def slurm(self) -> SlurmSettings | None:
+        if self.executor != "slurm":
+            return None
+        assert self.partition is not None
+        return SlurmSettings(self.partition, self.slurm_time, self.cpus_per_task, self.mem_per_cpu_gb)
 
     def perplexity_rules(self) -> tuple[PerplexityRule, ...]:
         """Each language's reference model and cuts; a cut named for a language applies to it, one
@@ -148,17 +179,28 @@ class CleanOptions:
 def main(argv: list[str] | None = None) -> None:
     options = parse(CleanOptions, argv, __doc__)
     config = options.config()
-    from megacpt.clean.pipeline import clean_corpus  # numpy and datasketch: once the options are good
-
-    report = clean_corpus(
-        options.input,
-        options.output,
-        options.report,
-        config,
-        workers=options.workers,
-        overwrite=options.overwrite,
+    try:
+        from megacpt.clean.pipeline import clean_corpus, submit_clean  # datatrove: once the options are good
+    except ModuleNotFoundError as err:
+        if err.name != "datatrove":
+            raise
+        raise UserError(
+            "megacpt clean runs on datatrove, in the clean extra: pip install 'megacpt[clean]'"
+        ) from None
+    given = options.input, options.output
+    slurm = options.slurm()
+    if slurm is None:
+        report = clean_corpus(
+            *given, options.report, config, options.workers, options.overwrite, options.tasks
+        )
+        print(report.summary())
+        return
+    submit_clean(*given, slurm, options.report, config, options.workers, options.overwrite, options.tasks)
+    print(
+        f"submitted the cleaning jobs to Slurm partition {slurm.partition}: the output and its report appear "
+        f"at {options.output} when the last job ends (squeue lists them; their logs are in the work folder "
+        f"beside the output, which the same command resumes from if a job fails)"
     )
-    print(report.summary())
 
 
 REFERENCE_DOC = """Train a reference model for `megacpt clean --perplexity-model`: a character n-gram model of

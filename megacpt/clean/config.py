@@ -46,13 +46,14 @@ class CleanConfig:
     num_perm: int = 128
     shingle_chars: int = 5
     max_line_bytes: int = 8 << 20
-    chunk_lines: int = 256
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_lang_prob <= 1.0:
             raise UserError(f"min_lang_prob must be between 0 and 1, got {self.min_lang_prob}")
-        if self.max_line_bytes < 1 or self.chunk_lines < 1 or self.num_perm < 16 or self.shingle_chars < 1:
-            raise UserError("max_line_bytes, chunk_lines and shingle_chars must be >= 1 and num_perm >= 16")
+        if self.max_line_bytes < 1 or self.num_perm < 16 or self.shingle_chars < 1:
+            raise UserError("max_line_bytes and shingle_chars must be >= 1 and num_perm >= 16")
+        if not 0.0 < self.near_dup_threshold <= 1.0:
+            raise UserError(f"near-duplicate threshold must be in (0, 1], got {self.near_dup_threshold}")
         Normalizer(self.normalization, self.boilerplate)  # fail here, not in a worker's initializer
         unruled = [rule.language for rule in self.perplexity if rule.language not in self.languages]
         if unruled:

@@ -1,195 +1,54 @@
-"""The cleaning stage: stream a JSONL corpus through normalisation, filters, language id and dedup.
+"""The cleaning stage as a datatrove pipeline: read, clean, deduplicate, publish.
 
-The inputs (files, globs, directories; plain, ``.gz`` or ``.zst``) are read one after the other,
-line by line (a document longer than ``max_line_bytes`` is skipped without being
-held in memory) and cut into chunks that worker processes clean in parallel; chunks come back in
-input order and deduplication runs in the main process, so the output is the same for any number
-of workers. Bad lines (invalid UTF-8, malformed JSON, a missing or non-string text field, empty or
-huge documents) are counted and reported like any other removal, never fatal. The output and the
-report are written under temporary names and renamed into place only when complete, so a failed
-run leaves no half-written file and never touches an existing output.
+Five stages, each a datatrove executor's job that depends on the one before (``steps.py`` and
+``minhash.py`` hold the steps and say which are datatrove's and which ours):
+
+1. ``clean`` (``--tasks`` tasks, each a contiguous block of the input): read, check, normalise,
+   identify the language, filter; write the surviving documents and their fingerprints;
+2. ``buckets`` (one task per LSH band): datatrove's MinHash pairs;
+3. ``clusters`` (one task): the first copy of each cluster of duplicates, in input order;
+4. ``dedup`` (``--tasks`` tasks): each task's output shard without the later copies;
+5. ``publish`` (one task): the merged report, and the output as one file or a folder of shards.
+
+Intermediate files live in a work folder beside the output (``.NAME.clean-work``); every stage
+records its finished tasks there, so a run that stopped (killed, a node lost) resumes where it
+was when the same command runs again, and the folder is removed once the output is published.
+The output and report are published atomically, so a failed run leaves no half-written file and
+never touches an existing output. datatrove's executors run the stages: local processes by
+default, or Slurm jobs (``executor="slurm"``), which return at once with the output to come.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
+import shutil
+import sys
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
 
-import numpy as np
+from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
-from megacpt.atomic import atomic_path, check_output
+from megacpt.atomic import check_output
 from megacpt.clean.config import CleanConfig
-from megacpt.clean.dedup import Deduplicator, exact_key, signature
-from megacpt.clean.filters import first_failure
-from megacpt.clean.langid import LangId
-from megacpt.clean.normalize import Normalizer
-from megacpt.clean.perplexity import PerplexityScorer
+from megacpt.clean.minhash import Fingerprints, FirstCopies, minhash_config
+from megacpt.clean.plan import plan_tasks
 from megacpt.clean.report import CleanReport
+from megacpt.clean.slurm import SlurmSettings
+from megacpt.clean.steps import (
+    CLEANED_CORPUS,
+    CleanDocuments,
+    KeepFirstCopies,
+    Publish,
+    ReadInputs,
+    WriteKept,
+)
 from megacpt.errors import UserError
-from megacpt.inputs import input_files, is_jsonl, open_binary
-from megacpt.processes import die_with_parent
-
-# A document's place: its input's index and its line there, packed in one int (what the dedup index
-# keeps per document).
-_LINE_BITS = 40
-
-
-def _position(index: int, line: int) -> int:
-    return index << _LINE_BITS | line
-
-
-def _line_of(position: int) -> int:
-    return position & ((1 << _LINE_BITS) - 1)
-
-
-@dataclass(frozen=True)
-class _Kept:
-    line: int
-    json_line: str
-    key: bytes
-    sig: np.ndarray | None
-    boilerplate_lines: int
-    changed: bool
-    lang: str | None
-
-
-@dataclass(frozen=True)
-class _Dropped:
-    line: int
-    filter: str
-    why: str
-    doc_id: Any = None
-
-
-_Outcome = _Kept | _Dropped
-_worker: _Worker | None = None
-
-
-class _Worker:
-    """The per-document part of cleaning, built once per process."""
-
-    def __init__(self, config: CleanConfig) -> None:
-        self.config = config
-        self.normalize = Normalizer(config.normalization, config.boilerplate)
-        self.langid = LangId() if config.languages else None
-        self.perplexity = PerplexityScorer(config.perplexity) if config.perplexity else None
-
-    def clean(self, line_no: int, raw: bytes | None) -> _Outcome:
-        """The outcome for the document at ``line_no`` (a ``_position``)."""
-        cfg = self.config
-        if raw is None:
-            return _Dropped(line_no, "huge_document", f"line longer than {cfg.max_line_bytes} bytes")
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            return _Dropped(line_no, "invalid_utf8", f"byte {err.start}: {err.reason}")
-        if _line_of(line_no) == 1:
-            line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
-        if not line.strip():
-            return _Dropped(line_no, "empty", "blank line")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            return _Dropped(line_no, "malformed_json", f"{err.msg} at column {err.colno}")
-        if not isinstance(obj, dict):
-            return _Dropped(line_no, "missing_key", f"a JSON {type(obj).__name__}, not an object")
-        doc_id = obj.get("id")
-        if cfg.text_key not in obj:
-            return _Dropped(line_no, "missing_key", f"no {cfg.text_key!r} key", doc_id)
-        text = obj[cfg.text_key]
-        if not isinstance(text, str):
-            return _Dropped(
-                line_no, "missing_key", f"{cfg.text_key!r} is a {type(text).__name__}, not a string", doc_id
-            )
-        cleaned, boilerplate = self.normalize(text)
-        if not cleaned:
-            return _Dropped(line_no, "empty", "no text left after normalisation", doc_id)
-        lang = None
-        if self.langid is not None:
-            lang, prob = self.langid(cleaned)
-            if lang not in cfg.languages:
-                return _Dropped(line_no, "language", f"identified as {lang} (p={prob:.2f})", doc_id)
-            if prob < cfg.min_lang_prob:
-                return _Dropped(
-                    line_no, "language", f"{lang} with p={prob:.2f} < {cfg.min_lang_prob}", doc_id
-                )
-        failure = first_failure(cleaned, cfg.quality, lang)
-        if failure is None and self.perplexity is not None:
-            failure = self.perplexity.failure(cleaned, lang)
-        if failure is not None:
-            return _Dropped(line_no, failure[0], failure[1], doc_id)
-        obj[cfg.text_key] = cleaned
-        sig = signature(cleaned, cfg.num_perm, cfg.shingle_chars) if cfg.near_dedup else None
-        out = json.dumps(obj, ensure_ascii=False)
-        return _Kept(line_no, out, exact_key(cleaned), sig, boilerplate, cleaned != text, lang)
-
-
-def _init_worker(config: CleanConfig, parent: int) -> None:
-    die_with_parent(parent)
-    global _worker
-    _worker = _Worker(config)
-
-
-def _clean_chunk(chunk: list[tuple[int, bytes | None]]) -> list[_Outcome]:
-    assert _worker is not None
-    return [_worker.clean(n, raw) for n, raw in chunk]
-
-
-def _read_lines(stream: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
-    """Yield (line number, bytes); ``None`` for a line over ``max_bytes``, skipped in pieces."""
-    line_no = 0
-    while True:
-        line = stream.readline(max_bytes + 1)
-        if not line:
-            return
-        line_no += 1
-        if len(line) > max_bytes and not line.endswith(b"\n"):
-            while line and not line.endswith(b"\n"):
-                line = stream.readline(1 << 20)
-            yield line_no, None
-        else:
-            yield line_no, line
-
-
-def _chunks(paths: list[str], config: CleanConfig) -> Iterator[list[tuple[int, bytes | None]]]:
-    """The inputs' lines, one after the other, in chunks of (position, bytes)."""
-    chunk: list[tuple[int, bytes | None]] = []
-    for index, path in enumerate(paths):
-        with open_binary(path) as stream:
-            for line_no, raw in _read_lines(stream, config.max_line_bytes):
-                chunk.append((_position(index, line_no), raw))
-                if len(chunk) == config.chunk_lines:
-                    yield chunk
-                    chunk = []
-    if chunk:
-        yield chunk
-
-
-def _outcomes(paths: list[str], config: CleanConfig, workers: int) -> Generator[_Outcome, None, None]:
-    """Cleaned chunks in input order, with at most ``4 * workers`` chunks in flight."""
-    if workers == 1:
-        worker = _Worker(config)
-        for chunk in _chunks(paths, config):
-            yield from (worker.clean(n, raw) for n, raw in chunk)
-        return
-    ctx = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    )
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(config, os.getpid())) as pool:
-        pending: deque = deque()
-        for chunk in _chunks(paths, config):
-            pending.append(pool.apply_async(_clean_chunk, (chunk,)))
-            if len(pending) >= 4 * workers:
-                yield from pending.popleft().get()
-        while pending:
-            yield from pending.popleft().get()
+from megacpt.inputs import input_files, is_jsonl
 
 
 def clean_corpus(
@@ -199,86 +58,207 @@ def clean_corpus(
     config: CleanConfig | None = None,
     workers: int | None = None,
     overwrite: bool = False,
+    tasks: int | None = None,
 ) -> CleanReport:
-    """Clean the JSONL ``inputs`` (files, globs or directories; plain, ``.gz`` or ``.zst``; read one
-    after the other) into ``output_path``; write the JSON report beside it (``<output>.report.json``)
-    unless ``report_path`` says where. Returns the report. An existing output is replaced only with
-    ``overwrite`` (and only once the new one is complete)."""
+    """Clean the JSONL ``inputs`` (files, globs or directories; plain, ``.gz`` or ``.zst``) into
+    ``output_path``: one JSONL file, or a folder of shards when the path ends with ``/``. The JSON
+    report goes beside a file (``<output>.report.json``, unless ``report_path`` says where) or into
+    the folder (``report.json``). ``tasks`` (default: ``workers``) splits the input; ``workers``
+    local processes run them. Returns the report. An existing output is replaced only with
+    ``overwrite``."""
+    plan = _plan(inputs, output_path, report_path, config, workers, overwrite, tasks)
+    _run_locally(plan)
+    shutil.rmtree(plan.work, ignore_errors=True)
+    return CleanReport.read(plan.report_path)
+
+
+def submit_clean(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output_path: str,
+    slurm: SlurmSettings,
+    report_path: str | None = None,
+    config: CleanConfig | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    tasks: int | None = None,
+) -> None:
+    """``clean_corpus`` as Slurm jobs, one array per stage, each depending on the one before; returns
+    once they are submitted (at most ``workers`` tasks of a stage run at once)."""
+    _submit(_plan(inputs, output_path, report_path, config, workers, overwrite, tasks), slurm)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    stages: dict[str, list]
+    tasks: int
+    workers: int
+    work: Path
+    report_path: str
+
+
+def _plan(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output_path: str,
+    report_path: str | None,
+    config: CleanConfig | None,
+    workers: int | None,
+    overwrite: bool,
+    tasks: int | None,
+) -> _Plan:
+    """Check the run before any work (see ``clean_corpus``) and build its stages."""
     config = config or CleanConfig()
     workers = workers or os.cpu_count() or 1
-    if workers < 1:
-        raise UserError(f"workers must be at least 1, got {workers}")
-    report_path = report_path or output_path + ".report.json"
+    tasks = tasks or workers
+    if workers < 1 or tasks < 1:
+        raise UserError(f"workers and tasks must be at least 1, got {workers} and {tasks}")
     paths = input_files(
         [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, is_jsonl, "JSONL files"
     )
-    check_output(output_path, paths, overwrite)
-    if os.path.isfile(output_path) and not os.path.isfile(report_path):
-        raise UserError(
-            f"{output_path} exists and is not an earlier clean output (no {report_path} beside it): "
-            f"not replacing it. Is the output path missing from the command line?"
-        )
+    sharded = str(output_path).endswith(("/", os.sep))
+    output_path = str(output_path).rstrip("/" + os.sep) if sharded else str(output_path)
+    if sharded:
+        if report_path is not None:
+            raise UserError("a sharded output (a path ending with /) holds its report.json: drop --report")
+        report_path = os.path.join(output_path, "report.json")
+        check_output(output_path, paths, overwrite, kind=CLEANED_CORPUS)
+    else:
+        report_path = report_path or output_path + ".report.json"
+        check_output(output_path, paths, overwrite)
+        if os.path.isfile(output_path) and not os.path.isfile(report_path):
+            raise UserError(
+                f"{output_path} exists and is not an earlier clean output (no {report_path} beside it): "
+                f"not replacing it. Is the output path missing from the command line?"
+            )
+        check_output(report_path, [], True)
     if len({os.path.realpath(p) for p in (*paths, output_path, report_path)}) < len(set(paths)) + 2:
         raise UserError("the inputs, the output and the report must be different files")
-    check_output(report_path, [], True)
-    where = _describer(paths)
-    dedup = Deduplicator(
-        config.near_dup_threshold,
-        config.num_perm,
-        exact=config.exact_dedup,
-        near=config.near_dedup,
-        where=where,
-    )
+    output = Path(output_path).absolute()
+    work = output.with_name(f".{output.name}.clean-work")
+    _claim(work, _fingerprint(paths, config, tasks, output_path, sharded), overwrite)
     report = CleanReport(input=paths, output=output_path, workers=workers, config=_describe(config))
-    start = time.perf_counter()
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot write {output_path}: {err.strerror}") from None
-    try:
-        with atomic_path(output_path) as tmp:
-            with (
-                open(tmp, "w", encoding="utf-8") as dst,
-                # closing(): on any error the worker pool is shut down now, not when garbage is collected.
-                contextlib.closing(_outcomes(paths, config, workers)) as outcomes,
-            ):
-                for outcome in outcomes:
-                    report.documents_in += 1
-                    if isinstance(outcome, _Kept):
-                        dup = dedup.check(outcome.line, outcome.key, outcome.sig)
-                        if dup is not None:
-                            outcome = _Dropped(
-                                outcome.line, dup[0], dup[1], json.loads(outcome.json_line).get("id")
-                            )
-                    if isinstance(outcome, _Dropped):
-                        index = outcome.line >> _LINE_BITS
-                        report.remove(
-                            outcome.filter, paths[index], _line_of(outcome.line), outcome.doc_id, outcome.why
-                        )
-                        continue
-                    dst.write(outcome.json_line + "\n")
-                    report.keep(outcome.lang, outcome.boilerplate_lines, outcome.changed)
-            report.seconds = round(time.perf_counter() - start, 3)
-            report.write(report_path)
-            if not report.documents_out:  # leaving the block with an error publishes nothing
-                removed = (
-                    ", ".join(f"{r}: {n}" for r, n in report.removed.items() if n)
-                    or "the input holds no documents"
-                )
-                raise UserError(
-                    f"kept 0 of {report.documents_in} documents ({removed}); nothing written to "
-                    f"{output_path}, see {report_path}"
-                )
-    except OSError as err:
-        raise UserError(f"{err.filename or output_path}: {err.strerror}") from None
-    return report
+    publish = Publish(work, paths, tasks, output_path, report_path, sharded, report, time.time())
+    return _Plan(_stages(paths, config, tasks, work, publish), tasks, workers, work, report_path)
 
 
-def _describer(paths: list[str]) -> Callable[[int], str]:
-    """How a message names a document's place: ``line N``, with its file when there are several."""
-    if len(paths) == 1:
-        return lambda position: f"line {_line_of(position)}"
-    return lambda position: f"{paths[position >> _LINE_BITS]} line {_line_of(position)}"
+def _stages(
+    paths: list[str], config: CleanConfig, tasks: int, work: Path, publish: Publish
+) -> dict[str, list]:
+    """Each stage's pipeline steps (a stage left out when deduplication is off)."""
+    dedup = config.exact_dedup or config.near_dedup
+    mh = minhash_config(config.near_dup_threshold, config.num_perm, config.shingle_chars)
+    first = [
+        ReadInputs(paths, plan_tasks(paths, tasks), config.max_line_bytes),
+        CleanDocuments(config, work),
+        WriteKept(work),
+    ]
+    if dedup:
+        first.append(Fingerprints(work, mh, near=config.near_dedup))
+    stages: dict[str, list] = {"clean": first}
+    if config.near_dedup:
+        stages["buckets"] = [MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=mh)]
+    if dedup:
+        num_perm = mh.num_buckets * mh.hashes_per_bucket
+        stages["clusters"] = [FirstCopies(work, tasks, num_perm, config.exact_dedup, config.near_dedup)]
+    stages["dedup"] = [KeepFirstCopies(work)]
+    stages["publish"] = [publish]
+    return stages
+
+
+def _task_count(stage: str, steps: list, tasks: int) -> int:
+    if stage == "buckets":
+        return steps[0].config.num_buckets
+    return 1 if stage in ("clusters", "publish") else tasks
+
+
+def _run_locally(plan: _Plan) -> None:
+    from datatrove.executor import LocalPipelineExecutor
+
+    executor = None
+    for stage, steps in plan.stages.items():
+        count = _task_count(stage, steps, plan.tasks)
+        executor = LocalPipelineExecutor(
+            steps, tasks=count, workers=min(plan.workers, count), logging_dir=str(plan.work / "logs" / stage),
+            depends=executor, start_method="fork",
+        )  # fmt: skip
+    assert executor is not None
+    with _stderr_to(plan.work / "logs" / "console.log"):
+        executor.run()
+
+
+def _submit(plan: _Plan, slurm: SlurmSettings) -> None:
+    from datatrove.executor import SlurmPipelineExecutor
+
+    executor = None
+    work = plan.work
+    for stage, steps in plan.stages.items():
+        count = _task_count(stage, steps, plan.tasks)
+        executor = SlurmPipelineExecutor(
+            steps, tasks=count, workers=min(plan.workers, count), time=slurm.time, partition=slurm.partition,
+            cpus_per_task=slurm.cpus_per_task, mem_per_cpu_gb=slurm.mem_per_cpu_gb, qos=slurm.qos,
+            job_name=f"clean-{stage}", logging_dir=str(work / "logs" / stage),
+            slurm_logs_folder=str(work / "slurm" / stage), depends=executor, venv_path=_venv(),
+            mail_type="NONE",
+        )  # fmt: skip
+    assert executor is not None
+    with _stderr_to(work / "logs" / "console.log"):
+        executor.run()
+
+
+def _venv() -> str | None:
+    """This Python's virtual environment, activated by every job (the same code on every node)."""
+    return os.path.join(sys.prefix, "bin", "activate") if sys.prefix != sys.base_prefix else None
+
+
+@contextlib.contextmanager
+def _stderr_to(log: Path) -> Iterator[None]:
+    """datatrove logs every task's progress to stderr: send it to ``log`` (errors still reach the
+    caller as exceptions)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
+
+
+def _fingerprint(
+    paths: list[str], config: CleanConfig, tasks: int, output: str, sharded: bool
+) -> dict[str, Any]:
+    inputs = [[os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)] for p in paths]
+    return {
+        "inputs": inputs,
+        "config": _describe(config),
+        "tasks": tasks,
+        "output": output,
+        "sharded": sharded,
+    }
+
+
+def _claim(work: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
+    """Make ``work`` this run's work folder: a new one, or an earlier run's with the same inputs and
+    settings (resumed); another run's is replaced only with ``overwrite``."""
+    stamp = work / "run.json"
+    if work.exists():
+        try:
+            same = json.loads(stamp.read_text(encoding="utf-8")) == json.loads(json.dumps(fingerprint))
+        except (OSError, ValueError):
+            same = False
+        if same:
+            return
+        if not overwrite:
+            raise UserError(
+                f"{work} holds the files of a run with other inputs or settings: pass --overwrite to "
+                f"start over, or delete it"
+            )
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    stamp.write_text(json.dumps(fingerprint), encoding="utf-8")
 
 
 def _describe(config: CleanConfig) -> dict[str, Any]:

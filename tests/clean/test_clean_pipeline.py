@@ -7,13 +7,15 @@ import json
 import multiprocessing
 from pathlib import Path
 
+import multiprocess
 import pytest
 
 from megacpt.clean import cli as clean_cli
-from megacpt.clean import dedup
 from megacpt.clean.config import CleanConfig
+from megacpt.clean.documents import DocumentCleaner
 from megacpt.clean.pipeline import clean_corpus
-from megacpt.clean.report import REMOVAL_REASONS
+from megacpt.clean.plan import plan_tasks
+from megacpt.clean.report import REMOVAL_REASONS, CleanReport
 from megacpt.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +58,7 @@ def messy(tmp_path: Path) -> Path:
     return path
 
 
-CONFIG = CleanConfig(languages=("ko",), max_line_bytes=100_000, chunk_lines=7)
+CONFIG = CleanConfig(languages=("ko",), max_line_bytes=100_000)
 
 
 def test_bad_input_is_counted_and_reported(messy: Path, tmp_path: Path) -> None:
@@ -96,33 +98,40 @@ def test_output_is_the_same_for_any_worker_count(messy: Path, tmp_path: Path) ->
     assert one.removed == two.removed and one.examples == two.examples
 
 
-def test_failed_run_leaves_existing_output_untouched(
+def test_failed_run_leaves_existing_output_untouched_then_resumes(
     messy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "clean.jsonl"
     out.write_text("precious earlier output\n")
     (tmp_path / "clean.jsonl.report.json").write_text("{}\n")  # it is an earlier clean's output
-    calls = []
+    clean = DocumentCleaner.__call__
 
-    def exploding_check(self, *args):
-        calls.append(args)
-        if len(calls) == 10:
+    def exploding(self: DocumentCleaner, raw: bytes | None, first_line: bool = False) -> object:
+        if raw is not None and b'"id": "near"' in raw:  # line 40, in the second task's half
             raise RuntimeError("disk on fire")
+        return clean(self, raw, first_line)
 
-    monkeypatch.setattr(dedup.Deduplicator, "check", exploding_check)
+    monkeypatch.setattr(DocumentCleaner, "__call__", exploding)
     for workers in (1, 2):
-        calls.clear()
-        with pytest.raises(RuntimeError, match="disk on fire") as failure:
+        with pytest.raises(RuntimeError, match="disk on fire"):
             clean_corpus(str(messy), str(out), config=CONFIG, workers=workers, overwrite=True)
-        # While the traceback (and so the pipeline's frame) is still held, the pool is already gone.
-        assert failure.tb is not None and not multiprocessing.active_children()
+        assert not multiprocessing.active_children() and not multiprocess.active_children()
     assert out.read_text() == "precious earlier output\n"
     assert (tmp_path / "clean.jsonl.report.json").read_text() == "{}\n"
+    work = tmp_path / ".clean.jsonl.clean-work"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        work.name,
         "clean.jsonl",
         "clean.jsonl.report.json",
         "messy.jsonl",
     ]
+    monkeypatch.undo()
+    # The same command again resumes (what finished is not run again) and gives a fresh run's output.
+    clean_corpus(str(messy), str(out), config=CONFIG, workers=2, overwrite=True)
+    fresh = clean_corpus(str(messy), str(tmp_path / "fresh.jsonl"), config=CONFIG, workers=2)
+    assert out.read_bytes() == (tmp_path / "fresh.jsonl").read_bytes()
+    assert CleanReport.read(tmp_path / "clean.jsonl.report.json").removed == fresh.removed
+    assert not work.exists()
 
 
 def test_dedup_switches(messy: Path, tmp_path: Path) -> None:
@@ -242,3 +251,55 @@ def test_input_names_that_could_lose_or_double_data(messy: Path, tmp_path: Path)
     assert clean_corpus(str(folder), str(tmp_path / "f.jsonl"), config=CONFIG).input == [
         str(folder / "a.jsonl")
     ]
+
+
+def test_any_task_count_gives_the_same_output_and_shards_concatenate_to_it(
+    messy: Path, tmp_path: Path
+) -> None:
+    """Tasks split one plain file mid-way and take a compressed one whole; the first copy kept, the
+    report and the output do not depend on how many tasks there are (more tasks than lines too)."""
+    lines = messy.read_bytes().split(b"\n")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"\n".join(lines[:25]) + b"\n")
+    with gzip.open(tmp_path / "in" / "b.jsonl.gz", "wb") as f:
+        f.write(b"\n".join(lines[25:35]) + b"\n")
+    (tmp_path / "in" / "c.jsonl").write_bytes(b"\n".join(lines[35:]) + b"\n" + b"\n".join(lines[3:8]))
+    inputs = str(tmp_path / "in")
+    runs = {
+        t: clean_corpus(inputs, str(tmp_path / f"t{t}.jsonl"), config=CONFIG, workers=2, tasks=t)
+        for t in (1, 3, 50)
+    }
+    outputs = {t: (tmp_path / f"t{t}.jsonl").read_bytes() for t in runs}
+    assert outputs[1] == outputs[3] == outputs[50]
+    assert runs[1].removed == runs[3].removed == runs[50].removed and runs[1].examples == runs[50].examples
+    assert runs[1].removed["exact_duplicate"] == 6  # lines 4-8 again at the end, and the spaced copy
+    sharded = clean_corpus(inputs, str(tmp_path / "shards") + "/", config=CONFIG, workers=2, tasks=3)
+    parts = sorted((tmp_path / "shards").glob("part-*.jsonl"))
+    assert b"".join(p.read_bytes() for p in parts) == outputs[1]  # empty shards are left out
+    plan = plan_tasks(runs[1].input, 3)  # the 4.5 MB line in c.jsonl: c is split three ways
+    assert [[(u.index, u.start > 0, u.end is None) for u in units] for units in plan] == [
+        [(0, False, True), (1, False, True), (2, False, False)],
+        [(2, True, False)],
+        [(2, True, True)],
+    ]
+    assert json.loads((tmp_path / "shards" / "report.json").read_text())["removed"] == {
+        r: {"count": runs[1].removed[r], "examples": runs[1].examples[r]} for r in REMOVAL_REASONS
+    }
+    assert sharded.documents_out == runs[1].documents_out
+    with pytest.raises(UserError, match="already exists; pass --overwrite"):
+        clean_corpus(inputs, str(tmp_path / "shards") + "/", config=CONFIG, workers=2)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a folder megacpt did not write")
+    with pytest.raises(UserError, match="refusing to replace it"):
+        clean_corpus(inputs, str(tmp_path / "mine") + "/", config=CONFIG, overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").exists()
+
+
+def test_a_work_folder_of_another_run_is_not_mixed_in(messy: Path, tmp_path: Path) -> None:
+    work = tmp_path / ".out.jsonl.clean-work"
+    work.mkdir()
+    (work / "run.json").write_text('{"inputs": [], "tasks": 9}')
+    with pytest.raises(UserError, match="holds the files of a run with other inputs or settings"):
+        clean_corpus(str(messy), str(tmp_path / "out.jsonl"), config=CONFIG, workers=1)
+    report = clean_corpus(str(messy), str(tmp_path / "out.jsonl"), config=CONFIG, workers=1, overwrite=True)
+    assert report.documents_out == 30 and not work.exists()

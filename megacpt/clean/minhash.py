@@ -1,0 +1,257 @@
+"""Exact and near-duplicate removal that scales out: datatrove's multi-stage MinHash, with character
+shingles and a cluster stage that keeps the first copy in input order.
+
+datatrove (the FineWeb pipeline) is the well-kept engine for this on Slurm clusters: each task writes
+its documents' MinHash signatures, sorted, one file per LSH band (``Fingerprints``, a
+``MinhashDedupSignature``); one task per band merges the sorted files and writes the pairs that share
+the band (``MinhashDedupBuckets``, used as is); one task joins the pairs into clusters
+(``FirstCopies``, ours). No stage holds more than one task's documents or the duplicates found, so
+memory does not grow with the corpus. Ours differs from datatrove's stock stages where those do not
+serve Korean or Japanese, or make the result depend on the task count:
+
+- shingles are character n-grams of the text without its whitespace (Korean and Japanese have no
+  word boundaries to tokenise), hashed in numpy; datatrove's default word shingles need spaCy or
+  kiwipiepy per language and its default normalisation decomposes Hangul into jamo;
+- the cluster stage keeps the document earliest in the input (datatrove's keeps the root of a
+  union by size, which depends on how the input was split into tasks);
+- exact duplicates (whitespace-insensitive content hash) join the clusters through a sorted merge of
+  each task's hashes, and every removal names the first copy, with the estimated Jaccard similarity.
+
+A pair is a near duplicate when its signatures agree on a whole band; bands and rows are chosen for
+the threshold as datasketch's MinHashLSH chooses them (equal weight to false positives and false
+negatives), so the candidates are today's in-memory index's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+from datatrove.utils.hashing import HashConfig
+from datatrove.utils.text import TextNormConfig
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+_MIX1, _MIX2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)  # MurmurHash3's finaliser
+_BASE = np.uint64(0x100000001B3)
+
+
+def exact_key(text: str) -> bytes:
+    """Identical after whitespace collapsing => same key."""
+    return hashlib.blake2b(" ".join(text.split()).encode("utf-8"), digest_size=16).digest()
+
+
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band), rows * bands <= num_perm, whose S-curve best separates Jaccard similarity
+    above ``threshold`` from below it (false positives and negatives weighed equally)."""
+    grid = (np.arange(1000) + 0.5) / 1000
+
+    def error(bands: int, rows: int) -> float:
+        caught = 1 - (1 - grid**rows) ** bands
+        return float(np.where(grid < threshold, caught, 1 - caught).sum() / 1000)
+
+    pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
+    return min(pairs, key=lambda pair: error(*pair))
+
+
+def minhash_config(threshold: float, num_perm: int, shingle_chars: int) -> MinhashConfig:
+    bands, rows = lsh_bands(threshold, num_perm)
+    return MinhashConfig(
+        n_grams=shingle_chars,
+        num_buckets=bands,
+        hashes_per_bucket=rows,
+        norm_config=TextNormConfig(norm_unicode_diacritics=False),  # keeps Hangul syllables and kana whole
+        hash_config=HashConfig(hash_fc="sha1", precision=64),  # xxhash 4.x refuses datatrove's str input
+    )
+
+
+class CharacterTokenizer(WordTokenizer):
+    """Every non-space character a token: shingles of n tokens are character n-grams."""
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return [c for c in text if not c.isspace()]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return [(i, i + 1) for i, c in enumerate(text) if not c.isspace()]
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def shingles(text: str, n: int) -> np.ndarray:
+    """64-bit hashes of the distinct character n-grams of ``text`` without whitespace (one n-gram of
+    the whole text if it is shorter), as a (count, 1) array."""
+    points = np.frombuffer("".join(text.split()).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    n = max(min(n, len(points)), 1)
+    count = max(len(points) - n + 1, 1)
+    hashes = np.zeros(count, dtype=np.uint64)
+    for k in range(min(n, len(points))):
+        hashes = hashes * _BASE + points[k : k + count]
+    hashes ^= hashes >> np.uint64(33)
+    hashes *= _MIX1
+    hashes ^= hashes >> np.uint64(33)
+    hashes *= _MIX2
+    hashes ^= hashes >> np.uint64(33)
+    return np.unique(hashes).reshape(-1, 1)
+
+
+def record_dtype(num_perm: int) -> np.dtype:
+    """One kept document's fingerprint: its position, exact key and whole MinHash signature."""
+    return np.dtype([("position", "<u8"), ("key", "V16"), ("signature", "<u8", (num_perm,))])
+
+
+KEY_DTYPE = np.dtype([("key", "V16"), ("position", "<u8")])
+
+
+class Fingerprints(MinhashDedupSignature):
+    """Per task: datatrove's band files for ``MinhashDedupBuckets`` (when near-duplicate removal is on),
+    plus ``records/RANK.bin`` (each document's position, exact key and signature, in the task's
+    order) and ``keys/RANK.bin`` (exact keys sorted, for the exact merge)."""
+
+    name = "🔑 fingerprints"
+
+    def __init__(self, work: Path, config: MinhashConfig, near: bool) -> None:
+        super().__init__(str(work / "signatures"), config, language=CharacterTokenizer())
+        self.work = work
+        self.near = near
+        self._current: tuple[np.ndarray, list[list[int]]] | None = None
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        assert self._current is not None
+        return self._current[0]
+
+    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+        assert self._current is not None
+        return self._current[1]
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        num_perm = self.num_hashes
+        dtype = record_dtype(num_perm)
+        (self.work / "records").mkdir(parents=True, exist_ok=True)
+        (self.work / "keys").mkdir(parents=True, exist_ok=True)
+        records_path = self.work / "records" / f"{rank:05d}.bin"
+        with open(records_path, "wb") as out:
+
+            def recorded() -> Iterator[Any]:
+                for doc in data:
+                    doc_shingles = shingles(doc.text, self.config.n_grams)
+                    sig = super(Fingerprints, self).get_signature(doc_shingles)
+                    self._current = (doc_shingles, sig)
+                    row = np.zeros(1, dtype)
+                    row["position"] = doc.metadata["position"]
+                    row["key"] = exact_key(doc.text)
+                    row["signature"] = np.concatenate(sig)
+                    out.write(row.tobytes())
+                    yield doc
+
+            if self.near:
+                super().run(recorded(), rank, world_size)
+            else:
+                for _ in recorded():
+                    pass
+        records = np.fromfile(records_path, dtype=dtype)
+        keys = np.empty(len(records), KEY_DTYPE)
+        keys["key"], keys["position"] = records["key"], records["position"]
+        keys.sort(order=("key", "position"))
+        keys.tofile(self.work / "keys" / f"{rank:05d}.bin")
+        return iter(())
+
+
+def _sorted_keys(path: Path) -> Iterator[tuple[bytes, int]]:
+    keys = np.memmap(path, KEY_DTYPE, mode="r") if path.stat().st_size else np.empty(0, KEY_DTYPE)
+    for row in keys:
+        yield bytes(row["key"]), int(row["position"])
+
+
+REMOVAL_DTYPE = np.dtype([("index", "<u4"), ("first", "<u8"), ("exact", "u1"), ("jaccard", "<f4")])
+
+
+class FirstCopies(PipelineStep):
+    """One task: join the band pairs and the equal exact keys into clusters, keep each cluster's
+    earliest document, and write each task's removals (``removals/RANK.npy``: the document's index in
+    the task, the position of its cluster's first copy, whether the text is the same, the estimated
+    Jaccard similarity to it)."""
+
+    name = "🫂 first copies"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, work: Path, tasks: int, num_perm: int, exact: bool, near: bool) -> None:
+        super().__init__()
+        self.work, self.tasks, self.num_perm, self.exact, self.near = work, tasks, num_perm, exact, near
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        dtype = record_dtype(self.num_perm)
+        records = []
+        for task in range(self.tasks):
+            path = self.work / "records" / f"{task:05d}.bin"
+            records.append(np.memmap(path, dtype, mode="r") if path.stat().st_size else np.empty(0, dtype))
+        where: dict[int, tuple[int, int]] = {}  # position -> (task, index), for the documents in a cluster
+        parent: dict[int, int] = {}
+
+        def root(x: int) -> int:
+            top = x
+            while parent.get(top, top) != top:
+                top = parent[top]
+            while x != top:
+                parent[x], x = top, parent[x]
+            return top
+
+        def join(a: int, b: int) -> None:
+            ra, rb = root(a), root(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+                parent.setdefault(min(ra, rb), min(ra, rb))
+
+        if self.near:
+            for dups in sorted((self.work / "buckets").glob("*.dups")):
+                pairs = np.fromfile(dups, dtype="<u4").reshape(-1, 4)
+                for task_a, index_a, task_b, index_b in pairs.tolist():
+                    a, b = (
+                        int(records[task_a][index_a]["position"]),
+                        int(records[task_b][index_b]["position"]),
+                    )
+                    where[a], where[b] = (task_a, index_a), (task_b, index_b)
+                    join(a, b)
+        if self.exact:
+            streams = [_sorted_keys(self.work / "keys" / f"{task:05d}.bin") for task in range(self.tasks)]
+            last_key, first = None, -1
+            for key, pos in heapq.merge(*streams):
+                if key == last_key:
+                    join(first, pos)
+                    where.setdefault(pos, (-1, -1))
+                    where.setdefault(first, (-1, -1))
+                else:
+                    last_key, first = key, pos
+        self._locate(where, records)
+        removals: list[list[tuple]] = [[] for _ in range(self.tasks)]
+        for pos, (task, index) in where.items():
+            first = root(pos)
+            if first == pos:
+                continue
+            mine, theirs = records[task][index], records[where[first][0]][where[first][1]]
+            same = self.exact and bytes(mine["key"]) == bytes(theirs["key"])
+            jaccard = float(np.mean(mine["signature"] == theirs["signature"]))
+            removals[task].append((index, first, same, jaccard))
+            self.stat_update("exact_duplicate" if same else "near_duplicate")
+        (self.work / "removals").mkdir(exist_ok=True)
+        for task, rows in enumerate(removals):
+            table = np.array(sorted(rows), dtype=REMOVAL_DTYPE)
+            np.save(self.work / "removals" / f"{task:05d}.npy", table)
+        return iter(())
+
+    def _locate(self, where: dict[int, tuple[int, int]], records: list[np.ndarray]) -> None:
+        """Fill in (task, index) for the documents that only the exact merge named (by position)."""
+        unknown = sorted(pos for pos, place in where.items() if place[0] < 0)
+        for task, table in enumerate(records):
+            if not unknown or not len(table):
+                continue
+            found = np.searchsorted(table["position"], unknown)
+            for pos, index in zip(unknown, found.tolist(), strict=True):
+                if index < len(table) and int(table[index]["position"]) == pos:
+                    where[pos] = (task, index)
