@@ -6,6 +6,11 @@ model at run time, which compute nodes without internet cannot do. Within Chines
 Korean the model can be fooled by kanji-heavy text; there the script decides (kana only occur in
 Japanese, Hangul only in Korean), and the probability reported is then 1. Long documents are identified
 from their first ``max_chars`` characters, which is plenty for a byte n-gram model and bounds cost.
+
+py3langid walks its byte automaton in a Python loop, the largest single cost of cleaning. Where the
+C++ walker (``csrc/langid_walk.cpp``, built at install) is present, it takes the place of
+``py3langid.langid.visit_counts`` for this model's automaton: the same feature counts in the same
+order, so the same scores (tests/clean/test_clean_text.py compares them).
 """
 
 from __future__ import annotations
@@ -35,7 +40,36 @@ def _identifier(**kwargs: Any) -> Any:
     """A fresh ``py3langid`` identifier (imported here: it loads numpy, which ``--help`` never needs)."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, **kwargs)
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, **kwargs)
+    _walk_in_cpp(identifier)
+    return identifier
+
+
+def _walk_in_cpp(identifier: Any) -> None:
+    """Count ``identifier``'s features with the C++ walker from now on (other automata, such as
+    py3langid's training, keep its own loop)."""
+    try:
+        from megacpt.clean._langid_walk import Walker
+    except ImportError:  # a source tree whose extension was not built: py3langid's loop
+        return
+    import numpy as np
+    from py3langid import langid
+
+    nextmove = identifier.tk_nextmove
+    walker = Walker(nextmove, np.asarray(identifier.tk_row, np.int64) << 8, identifier.tk_output)
+    python_walk = getattr(langid.visit_counts, "python_walk", langid.visit_counts)
+    walkers = getattr(langid.visit_counts, "walkers", {})
+    walkers[id(nextmove)] = (nextmove, walker)
+
+    def visit_counts(nm: Any, rowbase: Any, out: Any, text: bytes) -> Any:
+        known = walkers.get(id(nm))
+        if known is not None and known[0] is nm:
+            return known[1].visit(bytes(text))
+        return python_walk(nm, rowbase, out, text)
+
+    visit_counts.python_walk = python_walk  # type: ignore[attr-defined]
+    visit_counts.walkers = walkers  # type: ignore[attr-defined]
+    langid.visit_counts = visit_counts
 
 
 @functools.cache

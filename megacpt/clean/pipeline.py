@@ -158,7 +158,11 @@ def _stages(
         stages["buckets"] = [MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=mh)]
     if dedup:
         num_perm = mh.num_buckets * mh.hashes_per_bucket
-        stages["clusters"] = [FirstCopies(work, tasks, num_perm, config.exact_dedup, config.near_dedup)]
+        stages["clusters"] = [
+            FirstCopies(
+                work, tasks, num_perm, config.exact_dedup, config.near_dedup, config.near_dup_threshold
+            )
+        ]
     stages["dedup"] = [KeepFirstCopies(work)]
     stages["publish"] = [publish]
     return stages

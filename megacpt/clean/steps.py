@@ -202,6 +202,17 @@ class Publish(PipelineStep):
                     with open(shard, "rb") as src:
                         shutil.copyfileobj(src, out, 1 << 20)
             report.write(self.report_path)
+        for intermediate in (
+            "kept",
+            "signatures",
+            "buckets",
+            "records",
+            "keys",
+            "removals",
+            "shards",
+            "reports",
+        ):
+            shutil.rmtree(self.work / intermediate, ignore_errors=True)  # the logs stay, for Slurm runs
         return iter(())
 
     def _describer(self, parts: list[dict[str, Any]]) -> Any:

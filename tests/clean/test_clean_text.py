@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from megacpt.clean import filters
 from megacpt.clean.filters import FILTERS, QualityConfig, first_failure
 from megacpt.clean.langid import LangId
 from megacpt.clean.normalize import Normalizer
@@ -111,3 +112,50 @@ def test_each_filter_rejects_what_it_should() -> None:
         QualityConfig(disabled=frozenset({"perplexity"}))
     with pytest.raises(UserError, match="between 0 and 1"):
         QualityConfig(max_digit_ratio=1.5)
+
+
+def test_character_classes_count_as_the_patterns_do() -> None:
+    """``count`` looks characters up in a table; each class must count what its pattern finds,
+    outside the Basic Multilingual Plane, in lone surrogates and in every corpus text too."""
+    odd = "emoji 😀🇰🇷 𠀋𝒜 \ud800 lone, ㄱㅏ 가 ｶﾞ ３５ \u00a0\u3000\t٣ _ ©™ ①"
+    for text in [odd, *(t for lang in FILES for t in _texts(lang, 200))]:
+        for pattern in filters.CLASSES:
+            assert filters.count(pattern, text) == len(pattern.findall(text)), (pattern.pattern, text[:40])
+
+
+def test_repeated_ngrams_coverage_matches_the_definition() -> None:
+    cfg = QualityConfig(max_dup_ngram_fraction=0.0)
+
+    def covered(text: str) -> float:
+        flat, n = " ".join(text.split()), cfg.ngram_chars
+        grams = [flat[i : i + n] for i in range(len(flat) - n + 1)]
+        marks = [any(grams.count(flat[s : s + n]) > 1 for s in range(max(0, i - n + 1), i + 1) if s < len(grams))
+                 for i in range(len(flat))]  # fmt: skip
+        return sum(marks) / len(flat)
+
+    for text in [
+        "가나다라마바사아자차카타파하" * 3,
+        "unique text without any repeated twenty-grams at all",
+        _texts("ko", 1)[0],
+    ]:
+        reason = filters.repeated_ngrams(text, cfg, "ko")
+        expected = covered(text)
+        assert (reason is None) == (expected == 0.0), text
+        if reason is not None:
+            assert f"cover {expected:.2f} >" in reason
+
+
+def test_the_cpp_language_walk_scores_as_py3langid_does() -> None:
+    """The C++ walker gives py3langid's feature counts in its order, hence the same scores."""
+    from py3langid import langid
+
+    identifier = LangId()._model
+    if getattr(langid.visit_counts, "python_walk", None) is None:
+        pytest.skip("the C++ walker is not built (pip install -e . builds it)")
+    python_walk = langid.visit_counts.python_walk
+    rowbase = [r << 8 for r in identifier.tk_row]
+    for text in [t for lang in FILES for t in _texts(lang, 100)] + ["", "a", "😀 \ud800"]:
+        encoded = text.encode("utf-8", "surrogatepass")
+        fast = langid.visit_counts(identifier.tk_nextmove, rowbase, identifier.tk_output, encoded)
+        slow = python_walk(identifier.tk_nextmove, rowbase, identifier.tk_output, encoded)
+        assert (fast is None and slow is None) or list(fast.items()) == list(slow.items())
