@@ -57,7 +57,7 @@ setup(
         "protobuf>=4",
         "safetensors>=0.4",
         "mistral-common>=1.5",
-        "py3langid>=0.4",  # offline language id, model inside the wheel
+        "py3langid>=0.4,<0.5",  # offline language id, model inside the wheel (its automaton walked in C++)
         "zstandard>=0.22",
         "pyarrow>=15",
         "regex>=2023.10",  # Unicode Script_Extensions for the expansion's script filter

@@ -99,7 +99,14 @@ class DocumentCleaner:
         if failure is not None:
             return Dropped(failure[0], failure[1], doc_id)
         obj[cfg.text_key] = cleaned
-        return Kept(cleaned, json.dumps(obj, ensure_ascii=False), boilerplate, cleaned != text, lang)
+        json_line = json.dumps(obj, ensure_ascii=False)
+        try:
+            json_line.encode("utf-8")
+        except UnicodeEncodeError as err:  # a lone surrogate, written as a JSON escape
+            return Dropped(
+                "invalid_utf8", f"lone surrogate {json_line[err.start]!r} (a JSON \\u escape)", doc_id
+            )
+        return Kept(cleaned, json_line, boilerplate, cleaned != text, lang)
 
 
 def read_lines(

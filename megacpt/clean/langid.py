@@ -40,7 +40,14 @@ def _identifier(**kwargs: Any) -> Any:
     """A fresh ``py3langid`` identifier (imported here: it loads numpy, which ``--help`` never needs)."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, **kwargs)
+    return LanguageIdentifier.from_model_file(MODEL_FILE, **kwargs)
+
+
+@functools.cache
+def _scorer() -> Any:
+    """The identifier every ``LangId`` of this process shares (probabilities normalised), its
+    automaton walked in C++ where the extension is built."""
+    identifier = _identifier(norm_probs=True)
     _walk_in_cpp(identifier)
     return identifier
 
@@ -55,20 +62,19 @@ def _walk_in_cpp(identifier: Any) -> None:
     import numpy as np
     from py3langid import langid
 
-    nextmove = identifier.tk_nextmove
-    walker = Walker(nextmove, np.asarray(identifier.tk_row, np.int64) << 8, identifier.tk_output)
-    python_walk = getattr(langid.visit_counts, "python_walk", langid.visit_counts)
-    walkers = getattr(langid.visit_counts, "walkers", {})
-    walkers[id(nextmove)] = (nextmove, walker)
+    try:
+        nextmove = identifier.tk_nextmove
+        walker = Walker(nextmove, np.asarray(identifier.tk_row, np.int64) << 8, identifier.tk_output)
+    except AttributeError:  # a py3langid whose model is laid out otherwise: its own loop
+        return
+    python_walk = langid.visit_counts
 
     def visit_counts(nm: Any, rowbase: Any, out: Any, text: bytes) -> Any:
-        known = walkers.get(id(nm))
-        if known is not None and known[0] is nm:
-            return known[1].visit(bytes(text))
+        if nm is nextmove:
+            return walker.visit(bytes(text))
         return python_walk(nm, rowbase, out, text)
 
     visit_counts.python_walk = python_walk  # type: ignore[attr-defined]
-    visit_counts.walkers = walkers  # type: ignore[attr-defined]
     langid.visit_counts = visit_counts
 
 
@@ -82,9 +88,11 @@ class LangId:
     """Identify a document's language and how sure the model is (a probability in [0, 1])."""
 
     def __init__(self, languages: list[str] | None = None, max_chars: int = 2000) -> None:
-        self._model = _identifier(norm_probs=True)
-        if languages:
+        if languages:  # a model of its own, narrowed to these languages
+            self._model = _identifier(norm_probs=True)
             self._model.set_languages(languages)
+        else:
+            self._model = _scorer()
         self.max_chars = max_chars
 
     def __call__(self, text: str) -> tuple[str, float]:

@@ -135,9 +135,14 @@ class Fingerprints(MinhashDedupSignature):
         self._offsets = draws[1]
 
     def minhash(self, doc_shingles: np.ndarray) -> np.ndarray:
-        """The signature: per permutation, the least ``(a * x + b) >> 32`` over the shingles x (mod 2**64)."""
-        keys = doc_shingles & np.uint64(0xFFFFFFFF)
-        return ((keys * self._multipliers + self._offsets) >> np.uint64(32)).min(axis=0).astype(np.uint32)
+        """The signature: per permutation, the least ``(a * x + b) >> 32`` over the shingles x (mod 2**64),
+        taken over blocks of shingles so that a long document needs no more than a short one."""
+        least = np.full(self.num_hashes, np.iinfo(np.uint32).max, dtype=np.uint64)
+        for start in range(0, len(doc_shingles), 4096):
+            keys = doc_shingles[start : start + 4096] & np.uint64(0xFFFFFFFF)
+            block = ((keys * self._multipliers + self._offsets) >> np.uint64(32)).min(axis=0)
+            np.minimum(least, block, out=least)
+        return least.astype(np.uint32)
 
     def get_shingles(self, text: str) -> np.ndarray:
         """The current document's shingles, computed once in ``run`` (datatrove asks right after)."""
@@ -155,12 +160,13 @@ class Fingerprints(MinhashDedupSignature):
         (self.work / "records").mkdir(parents=True, exist_ok=True)
         (self.work / "keys").mkdir(parents=True, exist_ok=True)
         records_path = self.work / "records" / f"{rank:05d}.bin"
+        empty = np.empty((0, 1), np.uint64)
         with open(records_path, "wb") as out:
 
             def recorded() -> Iterator[Any]:
                 for doc in data:
-                    doc_shingles = shingles(doc.text, self.config.n_grams)
-                    signature = self.minhash(doc_shingles)
+                    doc_shingles = shingles(doc.text, self.config.n_grams) if self.near else empty
+                    signature = self.minhash(doc_shingles)  # all ones without near-duplicate removal
                     bands = signature.reshape(self.config.num_buckets, self.config.hashes_per_bucket)
                     self._current = (doc_shingles, bands.tolist())
                     out.write(doc.metadata["position"].to_bytes(8, "little") + exact_key(doc.text))
@@ -172,7 +178,9 @@ class Fingerprints(MinhashDedupSignature):
             else:
                 for _ in recorded():
                     pass
-        records = np.fromfile(records_path, dtype=dtype)
+        records = (
+            np.memmap(records_path, dtype, mode="r") if records_path.stat().st_size else np.empty(0, dtype)
+        )
         keys = np.empty(len(records), KEY_DTYPE)
         keys["key"], keys["position"] = records["key"], records["position"]
         keys.sort(order=("key", "position"))
@@ -187,13 +195,21 @@ def _sorted_keys(path: Path) -> Iterator[tuple[bytes, int]]:
 
 
 REMOVAL_DTYPE = np.dtype([("index", "<u4"), ("first", "<u8"), ("exact", "u1"), ("jaccard", "<f4")])
+RUN_EDGE = 100  # a document in a long band run is compared with the run's first and last 100 before it
 
 
 class FirstCopies(PipelineStep):
-    """One task: join the band pairs over the threshold and the equal exact keys into clusters, keep each cluster's
-    earliest document, and write each task's removals (``removals/RANK.npy``: the document's index in
-    the task, the position of its cluster's first copy, whether the text is the same, the estimated
-    Jaccard similarity to it)."""
+    """One task: decide, in input order, which documents repeat an earlier one, as the in-memory index
+    did: a document goes when an earlier one has the same exact key, or when an earlier document
+    that stays shares a band with it and the estimated Jaccard similarity of the two reaches the
+    threshold (the most similar such one is named). Writes each task's removals
+    (``removals/RANK.npy``: index in the task, the earlier copy's position, whether the text is the
+    same, the estimated Jaccard similarity).
+
+    datatrove's buckets stage writes each band's runs of equal values as pairs of neighbours, in
+    (task, index) order, which the contiguous task blocks make the input order: the runs are rebuilt
+    from the pairs, so the candidates, and the result, are the same for any task count. Memory grows
+    with the candidate pairs, not with the corpus."""
 
     name = "🫂 first copies"
     type = "🫂 - DEDUP"
@@ -211,71 +227,78 @@ class FirstCopies(PipelineStep):
         for task in range(self.tasks):
             path = self.work / "records" / f"{task:05d}.bin"
             records.append(np.memmap(path, dtype, mode="r") if path.stat().st_size else np.empty(0, dtype))
-        where: dict[int, tuple[int, int]] = {}  # position -> (task, index), for the documents in a cluster
-        parent: dict[int, int] = {}
-
-        def root(x: int) -> int:
-            top = x
-            while parent.get(top, top) != top:
-                top = parent[top]
-            while x != top:
-                parent[x], x = top, parent[x]
-            return top
-
-        def join(a: int, b: int) -> None:
-            ra, rb = root(a), root(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-                parent.setdefault(min(ra, rb), min(ra, rb))
-
+        where: dict[int, tuple[int, int]] = {}  # position -> (task, index), for the documents compared
+        candidates: dict[int, set[int]] = {}  # position -> earlier positions sharing a band with it
+        same_as: dict[int, int] = {}  # position -> the earliest position with the same exact key
         if self.near:
-            checked: set[tuple[int, ...]] = set()
             for dups in sorted((self.work / "buckets").glob("*.dups")):
-                for pair in map(tuple, np.fromfile(dups, dtype="<u4").reshape(-1, 4).tolist()):
-                    if pair in checked:  # the same pair, found in another band
-                        continue
-                    checked.add(pair)
-                    task_a, index_a, task_b, index_b = pair
-                    mine, theirs = records[task_a][index_a], records[task_b][index_b]
-                    if np.mean(mine["signature"] == theirs["signature"]) < self.threshold:
-                        continue  # one band agrees by chance: the estimated Jaccard is under the threshold
-                    a, b = int(mine["position"]), int(theirs["position"])
-                    where[a], where[b] = (task_a, index_a), (task_b, index_b)
-                    join(a, b)
+                for band_run in _runs(np.fromfile(dups, dtype="<u4").reshape(-1, 4)):
+                    positions = []
+                    for task, index in band_run:
+                        positions.append(int(records[task][index]["position"]))
+                        where[positions[-1]] = (task, index)
+                    for i, pos in enumerate(positions[1:], start=1):
+                        before = positions[: min(i, RUN_EDGE)] + positions[max(RUN_EDGE, i - RUN_EDGE) : i]
+                        candidates.setdefault(pos, set()).update(before)
         if self.exact:
             streams = [_sorted_keys(self.work / "keys" / f"{task:05d}.bin") for task in range(self.tasks)]
             last_key, first = None, -1
             for key, pos in heapq.merge(*streams):
                 if key == last_key:
-                    join(first, pos)
+                    same_as[pos] = first
                     where.setdefault(pos, (-1, -1))
-                    where.setdefault(first, (-1, -1))
                 else:
                     last_key, first = key, pos
         self._locate(where, records)
-        removals: list[list[tuple]] = [[] for _ in range(self.tasks)]
-        for pos, (task, index) in where.items():
-            first = root(pos)
-            if first == pos:
+        removed: dict[int, tuple[int, bool, float]] = {}  # position -> (earlier copy, exact, Jaccard)
+        for pos in sorted(set(candidates) | set(same_as)):
+            mine = records[where[pos][0]][where[pos][1]]
+            if pos in same_as:
+                removed[pos] = (same_as[pos], True, 1.0)
                 continue
-            mine, theirs = records[task][index], records[where[first][0]][where[first][1]]
-            same = self.exact and bytes(mine["key"]) == bytes(theirs["key"])
-            jaccard = float(np.mean(mine["signature"] == theirs["signature"]))
-            removals[task].append((index, first, same, jaccard))
-            self.stat_update("exact_duplicate" if same else "near_duplicate")
+            best: tuple[float, int] | None = None
+            for other in sorted(candidates[pos]):
+                if other in removed:
+                    continue
+                theirs = records[where[other][0]][where[other][1]]
+                jaccard = float(np.mean(mine["signature"] == theirs["signature"]))
+                if jaccard >= self.threshold and (best is None or jaccard > best[0]):
+                    best = (jaccard, other)
+            if best is not None:
+                removed[pos] = (best[1], False, best[0])
+        removals: list[list[tuple]] = [[] for _ in range(self.tasks)]
+        for pos, (first, exact, jaccard) in removed.items():
+            task, index = where[pos]
+            removals[task].append((index, first, exact, jaccard))
+            self.stat_update("exact_duplicate" if exact else "near_duplicate")
         (self.work / "removals").mkdir(exist_ok=True)
         for task, rows in enumerate(removals):
-            table = np.array(sorted(rows), dtype=REMOVAL_DTYPE)
-            np.save(self.work / "removals" / f"{task:05d}.npy", table)
+            np.save(self.work / "removals" / f"{task:05d}.npy", np.array(sorted(rows), dtype=REMOVAL_DTYPE))
         return iter(())
 
     def _locate(self, where: dict[int, tuple[int, int]], records: list[np.ndarray]) -> None:
         """Fill in (task, index) for the documents that only the exact merge named (by position)."""
-        unknown = sorted(pos for pos, place in where.items() if place[0] < 0)
+        unknown = np.array(sorted(pos for pos, place in where.items() if place[0] < 0), dtype=np.uint64)
         for task, table in enumerate(records):
-            if not unknown or not len(table):
+            if not len(unknown) or not len(table):
                 continue
             found = np.searchsorted(table["position"], unknown)
-            for pos, index in zip(unknown, found.tolist(), strict=True):
+            for pos, index in zip(unknown.tolist(), found.tolist(), strict=True):
                 if index < len(table) and int(table[index]["position"]) == pos:
                     where[pos] = (task, index)
+        lost = [pos for pos, place in where.items() if place[0] < 0]
+        assert not lost, f"positions {lost[:3]} are in no task's records"
+
+
+def _runs(pairs: np.ndarray) -> Iterator[list[tuple[int, int]]]:
+    """A band's runs of equal values, rebuilt from datatrove's pairs of neighbours (task, index,
+    task, index): a pair whose first member is the last one's second continues the run."""
+    band_run: list[tuple[int, int]] = []
+    for task_a, index_a, task_b, index_b in pairs.tolist():
+        if not band_run or band_run[-1] != (task_a, index_a):
+            if band_run:
+                yield band_run
+            band_run = [(task_a, index_a)]
+        band_run.append((task_b, index_b))
+    if band_run:
+        yield band_run

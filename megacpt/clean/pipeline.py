@@ -50,6 +50,8 @@ from megacpt.clean.steps import (
 from megacpt.errors import UserError
 from megacpt.inputs import input_files, is_jsonl
 
+MAX_TASKS = 99_999  # datatrove names the tasks' files with five digits, and orders them by name
+
 
 def clean_corpus(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
@@ -109,8 +111,10 @@ def _plan(
     config = config or CleanConfig()
     workers = workers or os.cpu_count() or 1
     tasks = tasks or workers
-    if workers < 1 or tasks < 1:
-        raise UserError(f"workers and tasks must be at least 1, got {workers} and {tasks}")
+    if workers < 1 or not 1 <= tasks <= MAX_TASKS:
+        raise UserError(
+            f"workers must be at least 1 and tasks between 1 and {MAX_TASKS}, got {workers} and {tasks}"
+        )
     paths = input_files(
         [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, is_jsonl, "JSONL files"
     )
@@ -134,7 +138,7 @@ def _plan(
         raise UserError("the inputs, the output and the report must be different files")
     output = Path(output_path).absolute()
     work = output.with_name(f".{output.name}.clean-work")
-    _claim(work, _fingerprint(paths, config, tasks, output_path, sharded), overwrite)
+    _claim(work, _fingerprint(paths, config, tasks, str(output), sharded))
     report = CleanReport(input=paths, output=output_path, workers=workers, config=_describe(config))
     publish = Publish(work, paths, tasks, output_path, report_path, sharded, report, time.time())
     return _Plan(_stages(paths, config, tasks, work, publish), tasks, workers, work, report_path)
@@ -190,8 +194,15 @@ def _run_locally(plan: _Plan) -> None:
 
 
 def _submit(plan: _Plan, slurm: SlurmSettings) -> None:
-    from datatrove.executor import SlurmPipelineExecutor
+    import subprocess
 
+    from datatrove.executor import SlurmPipelineExecutor
+    from loguru import logger
+
+    if shutil.which("sbatch") is None:
+        raise UserError("--executor slurm needs Slurm's sbatch on this machine's PATH")
+    logger.remove()  # datatrove's account of each submission: warnings only
+    logger.add(sys.stderr, level="WARNING")
     executor = None
     work = plan.work
     for stage, steps in plan.stages.items():
@@ -204,8 +215,12 @@ def _submit(plan: _Plan, slurm: SlurmSettings) -> None:
             mail_type="NONE",
         )  # fmt: skip
     assert executor is not None
-    with _stderr_to(work / "logs" / "console.log"):
-        executor.run()
+    try:
+        executor.run()  # sbatch's own errors reach the terminal
+    except subprocess.CalledProcessError as err:
+        raise UserError(
+            f"sbatch refused a cleaning job (exit {err.returncode}): see its message above"
+        ) from None
 
 
 def _venv() -> str | None:
@@ -244,22 +259,17 @@ def _fingerprint(
     }
 
 
-def _claim(work: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
-    """Make ``work`` this run's work folder: a new one, or an earlier run's with the same inputs and
-    settings (resumed); another run's is replaced only with ``overwrite``."""
+def _claim(work: Path, fingerprint: dict[str, Any]) -> None:
+    """Make ``work`` this run's work folder: an earlier run's with the same inputs and settings is
+    resumed; any other (another command, or a finished run's logs) only holds what a run makes, and
+    is replaced."""
     stamp = work / "run.json"
     if work.exists():
         try:
-            same = json.loads(stamp.read_text(encoding="utf-8")) == json.loads(json.dumps(fingerprint))
+            if json.loads(stamp.read_text(encoding="utf-8")) == json.loads(json.dumps(fingerprint)):
+                return
         except (OSError, ValueError):
-            same = False
-        if same:
-            return
-        if not overwrite:
-            raise UserError(
-                f"{work} holds the files of a run with other inputs or settings: pass --overwrite to "
-                f"start over, or delete it"
-            )
+            pass
         shutil.rmtree(work)
     work.mkdir(parents=True)
     stamp.write_text(json.dumps(fingerprint), encoding="utf-8")

@@ -14,7 +14,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from megacpt.clean.documents import position, read_lines
+from megacpt.clean.documents import OFFSET_BITS, position, read_lines
+from megacpt.errors import UserError
 from megacpt.inputs import compression_of, open_binary
 
 
@@ -61,4 +62,8 @@ def read_unit(path: str, unit: Unit, max_line_bytes: int) -> Iterator[tuple[int,
                     if piece.endswith(b"\n"):
                         break
         for start, raw in read_lines(stream, max_line_bytes, offset, unit.end):
+            if start >> OFFSET_BITS:
+                raise UserError(
+                    f"{path} holds more than {1 << OFFSET_BITS} bytes: split it into smaller files"
+                )
             yield position(unit.index, start), raw

@@ -65,18 +65,15 @@ class CleanReport:
             "boilerplate_lines_removed": self.boilerplate_lines_removed,
             "documents_rewritten": self.documents_rewritten,
             "languages_out": dict(sorted(self.languages_out.items())),
-            "removed": {
-                r: {"count": self.removed[r], "examples": [_public(e) for e in self.examples[r]]}
-                for r in REMOVAL_REASONS
-            },
+            "removed": {r: {"count": self.removed[r], "examples": self.examples[r]} for r in REMOVAL_REASONS},
             "workers": self.workers,
             "seconds": self.seconds,
             "config": self.config,
         }
 
-    def add(self, part: dict[str, Any], describe: Callable[[int], dict[str, Any]]) -> None:
-        """Add one task's ``ReportPart`` (as saved); ``describe`` turns a position into the example's
-        file and line. Examples stay the earliest in input order, whatever the tasks."""
+    def add(self, part: dict[str, Any]) -> None:
+        """Add one task's ``ReportPart`` (as saved). Examples stay the earliest in input order,
+        whatever the tasks; they name positions until ``resolve``."""
         self.documents_in += part["documents_in"]
         self.documents_out += part["documents_out"]
         self.boilerplate_lines_removed += part["boilerplate_lines"]
@@ -87,15 +84,34 @@ class CleanReport:
             self.removed[reason] += count
         for reason, examples in part["examples"].items():
             merged = self.examples[reason] + [
-                {
-                    **describe(pos),
-                    "id": doc_id,
-                    "why": why if first is None else why.format(first=describe(first)["place"]),
-                    "position": pos,
-                }
-                for pos, doc_id, why, first in examples
+                dict(zip(("position", "id", "why", "first"), e, strict=True)) for e in examples
             ]
             self.examples[reason] = sorted(merged, key=lambda e: e["position"])[: self.max_examples]
+
+    def positions(self) -> list[int]:
+        """The positions the examples name (theirs and their earlier copies')."""
+        return [
+            p
+            for examples in self.examples.values()
+            for e in examples
+            for p in (e["position"], e["first"])
+            if p is not None
+        ]
+
+    def resolve(self, describe: Callable[[int], dict[str, Any]]) -> None:
+        """Name each example's place (file, line) instead of its position; ``describe`` maps a position
+        to ``{file, line, place}``."""
+        for reason, examples in self.examples.items():
+            self.examples[reason] = [
+                {
+                    **{k: v for k, v in describe(e["position"]).items() if k != "place"},
+                    "id": e["id"],
+                    "why": e["why"]
+                    if e["first"] is None
+                    else e["why"].format(first=describe(e["first"])["place"]),
+                }
+                for e in examples
+            ]
 
     def summary(self) -> str:
         """A few lines for a terminal: totals, then each filter that removed something."""
@@ -121,10 +137,6 @@ class CleanReport:
     def write(self, path: str | os.PathLike) -> None:
         """Write the JSON report to ``path`` atomically."""
         write_json_atomic(path, self.to_dict())
-
-
-def _public(example: dict[str, Any]) -> dict[str, Any]:
-    return {key: example[key] for key in ("file", "line", "id", "why")}
 
 
 @dataclass

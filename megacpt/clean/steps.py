@@ -169,39 +169,10 @@ class Publish(PipelineStep):
         self.report_path, self.sharded, self.report, self.started = report_path, sharded, report, started
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        parts = [
-            json.loads(path.read_text(encoding="utf-8"))
-            for stage in ("clean", "dedup")
-            for path in (self.work / "reports" / f"{stage}-{task:05d}.json" for task in range(self.tasks))
-        ]
-        describe = self._describer(parts)
-        report = self.report
-        for part in parts:
-            report.add(part, describe)
-        report.seconds = round(time.time() - self.started, 3)
-        if not report.documents_out:
-            report.write(self.report_path)
-            removed = (
-                ", ".join(f"{r}: {n}" for r, n in report.removed.items() if n)
-                or "the input holds no documents"
-            )
-            raise UserError(
-                f"kept 0 of {report.documents_in} documents ({removed}); nothing written to "
-                f"{self.output}, see {self.report_path}"
-            )
-        shards = [self.work / "shards" / f"{task:05d}.jsonl" for task in range(self.tasks)]
-        if self.sharded:
-            with atomic_directory(self.output, CLEANED_CORPUS, replace=True) as tmp:
-                for task, shard in enumerate(shards):
-                    if shard.stat().st_size:
-                        os.replace(shard, tmp / f"part-{task:05d}.jsonl")
-                report.write(tmp / "report.json")
-        else:
-            with atomic_path(self.output) as tmp, open(tmp, "wb") as out:
-                for shard in shards:
-                    with open(shard, "rb") as src:
-                        shutil.copyfileobj(src, out, 1 << 20)
-            report.write(self.report_path)
+        published = self.work / "published"
+        if not published.exists():  # else a run stopped while it cleaned up: only that is left
+            self._publish()
+            published.touch()
         for intermediate in (
             "kept",
             "signatures",
@@ -212,18 +183,55 @@ class Publish(PipelineStep):
             "shards",
             "reports",
         ):
-            shutil.rmtree(self.work / intermediate, ignore_errors=True)  # the logs stay, for Slurm runs
+            shutil.rmtree(self.work / intermediate, ignore_errors=True)
+        (self.work / "run.json").unlink(
+            missing_ok=True
+        )  # a later run starts afresh; the logs stay, for Slurm
         return iter(())
 
-    def _describer(self, parts: list[dict[str, Any]]) -> Any:
+    def _publish(self) -> None:
+        report = self.report
+        for stage in ("clean", "dedup"):
+            for task in range(self.tasks):
+                report.add(
+                    json.loads(
+                        (self.work / "reports" / f"{stage}-{task:05d}.json").read_text(encoding="utf-8")
+                    )
+                )
+        report.resolve(self._describer(report.positions()))
+        report.seconds = round(time.time() - self.started, 3)
+        if not report.documents_out:
+            # beside a file output as usual; a folder of shards is not created for it
+            failure_report = str(self.work / "report.json") if self.sharded else self.report_path
+            report.write(failure_report)
+            removed = (
+                ", ".join(f"{r}: {n}" for r, n in report.removed.items() if n)
+                or "the input holds no documents"
+            )
+            raise UserError(
+                f"kept 0 of {report.documents_in} documents ({removed}); nothing written to "
+                f"{self.output}, see {failure_report}"
+            )
+        shards = [self.work / "shards" / f"{task:05d}.jsonl" for task in range(self.tasks)]
+        if self.sharded:
+            with atomic_directory(self.output, CLEANED_CORPUS, replace=True) as tmp:
+                for task, shard in enumerate(shards):
+                    if shard.stat().st_size:  # linked, not moved: a failed publish can run again
+                        _link_or_copy(shard, tmp / f"part-{task:05d}.jsonl")
+                report.write(tmp / "report.json")
+        else:
+            with atomic_path(self.output) as tmp, open(tmp, "wb") as out:
+                for shard in shards:
+                    with open(shard, "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+            report.write(self.report_path)
+
+    def _describer(self, positions: list[int]) -> Any:
         """Position -> {file, line, place}: line numbers found in one pass over each file named."""
         wanted: dict[int, list[int]] = {}
-        for part in parts:
-            for examples in part["examples"].values():
-                for pos, _, _, first in examples:
-                    for p in (pos, first) if first is not None else (pos,):
-                        index, offset = split_position(p)
-                        wanted.setdefault(index, []).append(offset)
+        for pos in positions:
+            index, offset = split_position(pos)
+            wanted.setdefault(index, []).append(offset)
         lines: dict[int, dict[int, int]] = {}
         for index, offsets in wanted.items():
             with open_binary(self.paths[index]) as stream:
@@ -237,3 +245,10 @@ class Publish(PipelineStep):
             return {"file": path, "line": line, "place": f"{path} line {line}" if several else f"line {line}"}
 
         return describe
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(source, target)

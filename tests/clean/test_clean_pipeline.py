@@ -8,11 +8,13 @@ import multiprocessing
 from pathlib import Path
 
 import multiprocess
+import numpy as np
 import pytest
 
 from megacpt.clean import cli as clean_cli
 from megacpt.clean.config import CleanConfig
-from megacpt.clean.documents import DocumentCleaner
+from megacpt.clean.documents import DocumentCleaner, position
+from megacpt.clean.minhash import KEY_DTYPE, FirstCopies, record_dtype
 from megacpt.clean.pipeline import clean_corpus
 from megacpt.clean.plan import plan_tasks
 from megacpt.clean.report import REMOVAL_REASONS, CleanReport
@@ -295,11 +297,67 @@ def test_any_task_count_gives_the_same_output_and_shards_concatenate_to_it(
     assert (tmp_path / "mine" / "notes.txt").exists()
 
 
-def test_a_work_folder_of_another_run_is_not_mixed_in(messy: Path, tmp_path: Path) -> None:
+def test_a_work_folder_of_another_run_is_replaced_not_mixed_in(messy: Path, tmp_path: Path) -> None:
     work = tmp_path / ".out.jsonl.clean-work"
-    work.mkdir()
+    (work / "kept").mkdir(parents=True)
     (work / "run.json").write_text('{"inputs": [], "tasks": 9}')
-    with pytest.raises(UserError, match="holds the files of a run with other inputs or settings"):
-        clean_corpus(str(messy), str(tmp_path / "out.jsonl"), config=CONFIG, workers=1)
-    report = clean_corpus(str(messy), str(tmp_path / "out.jsonl"), config=CONFIG, workers=1, overwrite=True)
+    (work / "kept" / "00000.jsonl").write_text("another run's documents\n")
+    report = clean_corpus(str(messy), str(tmp_path / "out.jsonl"), config=CONFIG, workers=1)
     assert report.documents_out == 30 and not work.exists()
+    assert b"another run" not in (tmp_path / "out.jsonl").read_bytes()
+
+
+def test_nothing_kept_creates_no_output_folder(tmp_path: Path) -> None:
+    corpus = tmp_path / "en.jsonl"
+    corpus.write_text(json.dumps({"text": "An English sentence that is long enough to be kept."}) + "\n")
+    with pytest.raises(UserError, match="kept 0 of 1 documents .language: 1.; nothing written to"):
+        clean_corpus(str(corpus), str(tmp_path / "out") + "/", config=CleanConfig(languages=("ko",)))
+    assert not (tmp_path / "out").exists()
+    # the same command with another setting is not held back by the failed run's work folder
+    report = clean_corpus(str(corpus), str(tmp_path / "out") + "/", config=CleanConfig(languages=("en",)))
+    assert report.documents_out == 1 and (tmp_path / "out" / "part-00000.jsonl").exists()
+
+
+def test_first_copies_compare_with_documents_that_stay_not_through_chains(tmp_path: Path) -> None:
+    """A band run A, B, C in input order with J(A,B) = J(B,C) = 0.9 but J(A,C) = 0.8 < 0.85: B goes as
+    a copy of A, and C stays (it is near only B, which went); D, in another task, is A's text."""
+    num_perm = 10
+    signature_a = np.arange(num_perm, dtype=np.uint32)
+    signature_b, signature_c = signature_a.copy(), signature_a.copy()
+    signature_b[0] = signature_c[0] = 100
+    signature_c[9] = 200
+    keys = [b"a" * 16, b"b" * 16, b"c" * 16]
+    (tmp_path / "records").mkdir()
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "buckets").mkdir()
+    task0 = np.zeros(3, record_dtype(num_perm))
+    task0["position"] = [10, 20, 30]
+    task0["key"] = keys
+    task0["signature"] = [signature_a, signature_b, signature_c]
+    task1 = np.zeros(1, record_dtype(num_perm))
+    task1["position"], task1["key"], task1["signature"] = [position(1, 0)], [keys[0]], [signature_a]
+    for rank, table in enumerate((task0, task1)):
+        table.tofile(tmp_path / "records" / f"{rank:05d}.bin")
+        sorted_keys = np.empty(len(table), KEY_DTYPE)
+        sorted_keys["key"], sorted_keys["position"] = table["key"], table["position"]
+        np.sort(sorted_keys, order=("key", "position")).tofile(tmp_path / "keys" / f"{rank:05d}.bin")
+    np.array([[0, 0, 0, 1], [0, 1, 0, 2]], dtype="<u4").tofile(tmp_path / "buckets" / "00000_00.dups")
+    FirstCopies(tmp_path, 2, num_perm, exact=True, near=True, threshold=0.85).run()
+    first_task = np.load(tmp_path / "removals" / "00000.npy")
+    assert first_task["index"].tolist() == [1] and first_task["first"].tolist() == [10]
+    assert first_task["jaccard"].tolist() == pytest.approx([0.9]) and not first_task["exact"].any()
+    second_task = np.load(tmp_path / "removals" / "00001.npy")
+    assert second_task[["index", "first", "exact"]].tolist() == [(0, 10, 1)]
+
+
+def test_a_lone_surrogate_escape_is_invalid_utf8_not_a_crash(tmp_path: Path) -> None:
+    corpus = tmp_path / "in.jsonl"
+    good = "A sentence long enough for the length filter, written in plain English."
+    corpus.write_text(
+        json.dumps({"text": good})
+        + "\n"
+        + '{"id": "s", "text": "broken \\ud800 text of enough length here"}\n'
+    )
+    report = clean_corpus(str(corpus), str(tmp_path / "out.jsonl"), config=CleanConfig(), workers=1)
+    assert report.documents_out == 1 and report.removed["invalid_utf8"] == 1
+    assert report.examples["invalid_utf8"][0]["why"].startswith("lone surrogate")
