@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,7 +115,7 @@ def record_dtype(num_perm: int) -> np.dtype:
     return np.dtype([("position", "<u8"), ("key", "V16"), ("signature", "<u4", (num_perm,))])
 
 
-KEY_DTYPE = np.dtype([("key", "V16"), ("position", "<u8")])
+KEY_DTYPE = np.dtype([("key", "V16"), ("position", "<u8"), ("index", "<u4")])  # index: in the task
 
 
 class Fingerprints(MinhashDedupSignature):
@@ -182,16 +184,24 @@ class Fingerprints(MinhashDedupSignature):
             np.memmap(records_path, dtype, mode="r") if records_path.stat().st_size else np.empty(0, dtype)
         )
         keys = np.empty(len(records), KEY_DTYPE)
-        keys["key"], keys["position"] = records["key"], records["position"]
+        keys["key"], keys["position"], keys["index"] = (
+            records["key"],
+            records["position"],
+            np.arange(len(records)),
+        )
         keys.sort(order=("key", "position"))
         keys.tofile(self.work / "keys" / f"{rank:05d}.bin")
         return iter(())
 
 
-def _sorted_keys(path: Path) -> Iterator[tuple[bytes, int]]:
+def _sorted_keys(path: Path, task: int) -> Iterator[tuple[bytes, int, int, int]]:
     keys = np.memmap(path, KEY_DTYPE, mode="r") if path.stat().st_size else np.empty(0, KEY_DTYPE)
-    for row in keys:
-        yield bytes(row["key"]), int(row["position"])
+    for start in range(0, len(keys), 65536):
+        block = keys[start : start + 65536]
+        for key, pos, index in zip(
+            block["key"].tolist(), block["position"].tolist(), block["index"].tolist(), strict=True
+        ):
+            yield key, pos, task, index
 
 
 REMOVAL_DTYPE = np.dtype([("index", "<u4"), ("first", "<u8"), ("exact", "u1"), ("jaccard", "<f4")])
@@ -208,8 +218,9 @@ class FirstCopies(PipelineStep):
 
     datatrove's buckets stage writes each band's runs of equal values as pairs of neighbours, in
     (task, index) order, which the contiguous task blocks make the input order: the runs are rebuilt
-    from the pairs, so the candidates, and the result, are the same for any task count. Memory grows
-    with the candidate pairs, not with the corpus."""
+    from the pairs, so the candidates, and the result, are the same for any task count. Documents
+    are numbered in input order across tasks; memory is one byte per document and 16 bytes per
+    candidate pair (numpy arrays), and the signatures are read from the tasks' files."""
 
     name = "🫂 first copies"
     type = "🫂 - DEDUP"
@@ -227,78 +238,91 @@ class FirstCopies(PipelineStep):
         for task in range(self.tasks):
             path = self.work / "records" / f"{task:05d}.bin"
             records.append(np.memmap(path, dtype, mode="r") if path.stat().st_size else np.empty(0, dtype))
-        where: dict[int, tuple[int, int]] = {}  # position -> (task, index), for the documents compared
-        candidates: dict[int, set[int]] = {}  # position -> earlier positions sharing a band with it
-        same_as: dict[int, int] = {}  # position -> the earliest position with the same exact key
-        if self.near:
-            for dups in sorted((self.work / "buckets").glob("*.dups")):
-                for band_run in _runs(np.fromfile(dups, dtype="<u4").reshape(-1, 4)):
-                    positions = []
-                    for task, index in band_run:
-                        positions.append(int(records[task][index]["position"]))
-                        where[positions[-1]] = (task, index)
-                    for i, pos in enumerate(positions[1:], start=1):
-                        before = positions[: min(i, RUN_EDGE)] + positions[max(RUN_EDGE, i - RUN_EDGE) : i]
-                        candidates.setdefault(pos, set()).update(before)
+        base = np.concatenate([[0], np.cumsum([len(r) for r in records])]).astype(np.int64)
+        stays = np.ones(int(base[-1]), dtype=bool)  # by document number (input order)
+        removals = [_Removals() for _ in range(self.tasks)]
         if self.exact:
-            streams = [_sorted_keys(self.work / "keys" / f"{task:05d}.bin") for task in range(self.tasks)]
+            streams = [_sorted_keys(self.work / "keys" / f"{t:05d}.bin", t) for t in range(self.tasks)]
             last_key, first = None, -1
-            for key, pos in heapq.merge(*streams):
+            for key, pos, task, index in heapq.merge(*streams):
                 if key == last_key:
-                    same_as[pos] = first
-                    where.setdefault(pos, (-1, -1))
+                    stays[base[task] + index] = False
+                    removals[task].add(index, first, True, 1.0)
                 else:
                     last_key, first = key, pos
-        self._locate(where, records)
-        removed: dict[int, tuple[int, bool, float]] = {}  # position -> (earlier copy, exact, Jaccard)
-        for pos in sorted(set(candidates) | set(same_as)):
-            mine = records[where[pos][0]][where[pos][1]]
-            if pos in same_as:
-                removed[pos] = (same_as[pos], True, 1.0)
-                continue
-            best: tuple[float, int] | None = None
-            for other in sorted(candidates[pos]):
-                if other in removed:
-                    continue
-                theirs = records[where[other][0]][where[other][1]]
-                jaccard = float(np.mean(mine["signature"] == theirs["signature"]))
-                if jaccard >= self.threshold and (best is None or jaccard > best[0]):
-                    best = (jaccard, other)
-            if best is not None:
-                removed[pos] = (best[1], False, best[0])
-        removals: list[list[tuple]] = [[] for _ in range(self.tasks)]
-        for pos, (first, exact, jaccard) in removed.items():
-            task, index = where[pos]
-            removals[task].append((index, first, exact, jaccard))
-            self.stat_update("exact_duplicate" if exact else "near_duplicate")
+        if self.near:
+            later, earlier = self._candidates(base, stays)
+            self._near(later, earlier, base, records, stays, removals)
         (self.work / "removals").mkdir(exist_ok=True)
-        for task, rows in enumerate(removals):
-            np.save(self.work / "removals" / f"{task:05d}.npy", np.array(sorted(rows), dtype=REMOVAL_DTYPE))
+        for task, found in enumerate(removals):
+            np.save(self.work / "removals" / f"{task:05d}.npy", found.table())
         return iter(())
 
-    def _locate(self, where: dict[int, tuple[int, int]], records: list[np.ndarray]) -> None:
-        """Fill in (task, index) for the documents that only the exact merge named (by position)."""
-        unknown = np.array(sorted(pos for pos, place in where.items() if place[0] < 0), dtype=np.uint64)
-        for task, table in enumerate(records):
-            if not len(unknown) or not len(table):
+    def _candidates(self, base: np.ndarray, stays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every (later, earlier) pair of document numbers sharing a band, sorted and distinct; a
+        document already gone as an exact copy is left out of the runs."""
+        later, earlier = array("q"), array("q")
+        for dups in sorted((self.work / "buckets").glob("*.dups")):
+            pairs = np.fromfile(dups, dtype="<u4").reshape(-1, 4).astype(np.int64)
+            if not len(pairs):
                 continue
-            found = np.searchsorted(table["position"], unknown)
-            for pos, index in zip(unknown.tolist(), found.tolist(), strict=True):
-                if index < len(table) and int(table[index]["position"]) == pos:
-                    where[pos] = (task, index)
-        lost = [pos for pos, place in where.items() if place[0] < 0]
-        assert not lost, f"positions {lost[:3]} are in no task's records"
+            first, second = base[pairs[:, 0]] + pairs[:, 1], base[pairs[:, 2]] + pairs[:, 3]
+            starts = np.flatnonzero(np.r_[True, first[1:] != second[:-1]])
+            for begin, end in zip(starts.tolist(), [*starts[1:].tolist(), len(pairs)], strict=True):
+                members = [int(first[begin]), *second[begin:end].tolist()]
+                members = [m for m in members if stays[m]]
+                for i in range(1, len(members)):
+                    before = members[: min(i, RUN_EDGE)] + members[max(RUN_EDGE, i - RUN_EDGE) : i]
+                    later.extend([members[i]] * len(before))
+                    earlier.extend(before)
+        codes = np.unique(np.frombuffer(later, np.int64) * len(stays) + np.frombuffer(earlier, np.int64))
+        return codes // max(len(stays), 1), codes % max(len(stays), 1)
+
+    def _near(self, later: np.ndarray, earlier: np.ndarray, base: np.ndarray, records: list[np.ndarray],
+              stays: np.ndarray, removals: list[_Removals]) -> None:  # fmt: skip
+        """In input order, each candidate document against its earlier candidates that stay."""
+        starts = np.flatnonzero(np.r_[True, later[1:] != later[:-1]]) if len(later) else np.empty(0, np.int64)
+        bounds = [*starts.tolist(), len(later)]
+        for begin, end in itertools.pairwise(bounds):
+            doc = int(later[begin])
+            others = earlier[begin:end]
+            others = others[stays[others]]
+            if not stays[doc] or not len(others):
+                continue
+            task = int(np.searchsorted(base, doc, side="right")) - 1
+            mine = records[task][doc - base[task]]
+            best: tuple[float, int] | None = None
+            for other in others.tolist():
+                other_task = int(np.searchsorted(base, other, side="right")) - 1
+                theirs = records[other_task][other - base[other_task]]
+                jaccard = float(np.mean(mine["signature"] == theirs["signature"]))
+                if jaccard >= self.threshold and (best is None or jaccard > best[0]):
+                    best = (jaccard, int(theirs["position"]))
+            if best is not None:
+                stays[doc] = False
+                removals[task].add(doc - int(base[task]), best[1], False, best[0])
 
 
-def _runs(pairs: np.ndarray) -> Iterator[list[tuple[int, int]]]:
-    """A band's runs of equal values, rebuilt from datatrove's pairs of neighbours (task, index,
-    task, index): a pair whose first member is the last one's second continues the run."""
-    band_run: list[tuple[int, int]] = []
-    for task_a, index_a, task_b, index_b in pairs.tolist():
-        if not band_run or band_run[-1] != (task_a, index_a):
-            if band_run:
-                yield band_run
-            band_run = [(task_a, index_a)]
-        band_run.append((task_b, index_b))
-    if band_run:
-        yield band_run
+class _Removals:
+    """One task's removals, in compact arrays."""
+
+    def __init__(self) -> None:
+        self.index, self.first, self.exact, self.jaccard = array("I"), array("Q"), array("B"), array("f")
+
+    def add(self, index: int, first: int, exact: bool, jaccard: float) -> None:
+        self.index.append(index)
+        self.first.append(first)
+        self.exact.append(exact)
+        self.jaccard.append(jaccard)
+
+    def table(self) -> np.ndarray:
+        table = np.zeros(len(self.index), REMOVAL_DTYPE)
+        table["index"], table["first"] = (
+            np.frombuffer(self.index, np.uint32),
+            np.frombuffer(self.first, np.uint64),
+        )
+        table["exact"], table["jaccard"] = (
+            np.frombuffer(self.exact, np.uint8),
+            np.frombuffer(self.jaccard, np.float32),
+        )
+        return np.sort(table, order="index")

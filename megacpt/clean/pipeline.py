@@ -12,7 +12,8 @@ Five stages, each a datatrove executor's job that depends on the one before (``s
 
 Intermediate files live in a work folder beside the output (``.NAME.clean-work``); every stage
 records its finished tasks there, so a run that stopped (killed, a node lost) resumes where it
-was when the same command runs again, and the folder is removed once the output is published.
+was when the same command runs again, and the folder is removed once the output is published (a Slurm
+run leaves its logs there; the next run replaces them).
 The output and report are published atomically, so a failed run leaves no half-written file and
 never touches an existing output. datatrove's executors run the stages: local processes by
 default, or Slurm jobs (``executor="slurm"``), which return at once with the output to come.

@@ -126,8 +126,8 @@ class KeepFirstCopies(PipelineStep):
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         removal_file = self.work / "removals" / f"{rank:05d}.npy"
-        removals = np.load(removal_file) if removal_file.exists() else None
-        by_index = {int(r["index"]): r for r in removals} if removals is not None else {}
+        removals = iter(np.load(removal_file).tolist() if removal_file.exists() else [])  # sorted by index
+        removal = next(removals, None)
         part = ReportPart()
         shard = self.work / "shards" / f"{rank:05d}.jsonl"
         shard.parent.mkdir(parents=True, exist_ok=True)
@@ -138,18 +138,23 @@ class KeepFirstCopies(PipelineStep):
             for index, line in enumerate(src):
                 meta, json_line = line.split("\t", 1)
                 pos, lang, boilerplate, changed = json.loads(meta)
-                removal = by_index.get(index)
-                if removal is None:
+                if removal is None or removal[0] != index:
                     dst.write(json_line)
                     part.keep(lang, boilerplate, changed)
                     continue
+                _, first, exact, jaccard = removal
+                removal = next(removals, None)
                 doc_id = json.loads(json_line).get("id")
-                first = int(removal["first"])
-                if removal["exact"]:
+                if exact:
                     part.remove("exact_duplicate", pos, doc_id, "same text as {first}", first)
                 else:
-                    why = f"estimated Jaccard {float(removal['jaccard']):.2f} with {{first}}"
-                    part.remove("near_duplicate", pos, doc_id, why, first)
+                    part.remove(
+                        "near_duplicate",
+                        pos,
+                        doc_id,
+                        f"estimated Jaccard {jaccard:.2f} with {{first}}",
+                        first,
+                    )
                 self.stat_update("removed")
         part.save(self.work / "reports" / f"dedup-{rank:05d}.json")
         return iter(())

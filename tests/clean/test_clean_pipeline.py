@@ -339,7 +339,11 @@ def test_first_copies_compare_with_documents_that_stay_not_through_chains(tmp_pa
     for rank, table in enumerate((task0, task1)):
         table.tofile(tmp_path / "records" / f"{rank:05d}.bin")
         sorted_keys = np.empty(len(table), KEY_DTYPE)
-        sorted_keys["key"], sorted_keys["position"] = table["key"], table["position"]
+        sorted_keys["key"], sorted_keys["position"], sorted_keys["index"] = (
+            table["key"],
+            table["position"],
+            range(len(table)),
+        )
         np.sort(sorted_keys, order=("key", "position")).tofile(tmp_path / "keys" / f"{rank:05d}.bin")
     np.array([[0, 0, 0, 1], [0, 1, 0, 2]], dtype="<u4").tofile(tmp_path / "buckets" / "00000_00.dups")
     FirstCopies(tmp_path, 2, num_perm, exact=True, near=True, threshold=0.85).run()
