@@ -219,8 +219,9 @@ class FirstCopies(PipelineStep):
     datatrove's buckets stage writes each band's runs of equal values as pairs of neighbours, in
     (task, index) order, which the contiguous task blocks make the input order: the runs are rebuilt
     from the pairs, so the candidates, and the result, are the same for any task count. Documents
-    are numbered in input order across tasks; memory is one byte per document and 16 bytes per
-    candidate pair (numpy arrays), and the signatures are read from the tasks' files."""
+    are numbered in input order across tasks; memory is one byte per document, 16 bytes per
+    document in a band run (numpy arrays) and the lists of the runs' documents that stay; the
+    signatures are read from the tasks' files."""
 
     name = "🫂 first copies"
     type = "🫂 - DEDUP"
@@ -251,56 +252,63 @@ class FirstCopies(PipelineStep):
                 else:
                     last_key, first = key, pos
         if self.near:
-            later, earlier = self._candidates(base, stays)
-            self._near(later, earlier, base, records, stays, removals)
+            self._near(base, records, stays, removals)
         (self.work / "removals").mkdir(exist_ok=True)
         for task, found in enumerate(removals):
             np.save(self.work / "removals" / f"{task:05d}.npy", found.table())
         return iter(())
 
-    def _candidates(self, base: np.ndarray, stays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every (later, earlier) pair of document numbers sharing a band, sorted and distinct; a
-        document already gone as an exact copy is left out of the runs."""
-        later, earlier = array("q"), array("q")
+    def _memberships(self, base: np.ndarray, stays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(document, run) for every document of every band's runs of equal values, sorted by document
+        (exact copies, already gone, left out): runs rebuilt from datatrove's pairs of neighbours."""
+        docs, runs = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+        next_run = 0
         for dups in sorted((self.work / "buckets").glob("*.dups")):
             pairs = np.fromfile(dups, dtype="<u4").reshape(-1, 4).astype(np.int64)
             if not len(pairs):
                 continue
             first, second = base[pairs[:, 0]] + pairs[:, 1], base[pairs[:, 2]] + pairs[:, 3]
-            starts = np.flatnonzero(np.r_[True, first[1:] != second[:-1]])
-            for begin, end in zip(starts.tolist(), [*starts[1:].tolist(), len(pairs)], strict=True):
-                members = [int(first[begin]), *second[begin:end].tolist()]
-                members = [m for m in members if stays[m]]
-                for i in range(1, len(members)):
-                    before = members[: min(i, RUN_EDGE)] + members[max(RUN_EDGE, i - RUN_EDGE) : i]
-                    later.extend([members[i]] * len(before))
-                    earlier.extend(before)
-        codes = np.unique(np.frombuffer(later, np.int64) * len(stays) + np.frombuffer(earlier, np.int64))
-        return codes // max(len(stays), 1), codes % max(len(stays), 1)
+            starts = np.r_[True, first[1:] != second[:-1]]  # a pair that does not continue the run before
+            run_ids = next_run + np.cumsum(starts) - 1
+            docs += [first[starts], second]
+            runs += [run_ids[starts], run_ids]
+            next_run = int(run_ids[-1]) + 1
+        doc, run = np.concatenate(docs), np.concatenate(runs)
+        keep = stays[doc]
+        doc, run = doc[keep], run[keep]
+        order = np.lexsort((run, doc))
+        return doc[order], run[order]
 
-    def _near(self, later: np.ndarray, earlier: np.ndarray, base: np.ndarray, records: list[np.ndarray],
-              stays: np.ndarray, removals: list[_Removals]) -> None:  # fmt: skip
-        """In input order, each candidate document against its earlier candidates that stay."""
-        starts = np.flatnonzero(np.r_[True, later[1:] != later[:-1]]) if len(later) else np.empty(0, np.int64)
-        bounds = [*starts.tolist(), len(later)]
+    def _near(
+        self, base: np.ndarray, records: list[np.ndarray], stays: np.ndarray, removals: list[_Removals]
+    ) -> None:
+        """In input order, each document in a band run against the earlier documents of its runs that
+        stay (the first and last ``RUN_EDGE`` of them); the ones that stay join their runs' lists."""
+        doc, run = self._memberships(base, stays)
+        staying: dict[int, list[int]] = {}  # run -> its documents that stay, in input order
+        bounds = [*np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]]).tolist(), len(doc)] if len(doc) else [0]
         for begin, end in itertools.pairwise(bounds):
-            doc = int(later[begin])
-            others = earlier[begin:end]
-            others = others[stays[others]]
-            if not stays[doc] or not len(others):
-                continue
-            task = int(np.searchsorted(base, doc, side="right")) - 1
-            mine = records[task][doc - base[task]]
+            number = int(doc[begin])
+            my_runs = run[begin:end].tolist()
+            others: set[int] = set()
+            for r in my_runs:
+                members = staying.get(r, [])
+                others.update(members[:RUN_EDGE] + members[-RUN_EDGE:])
+            task = int(np.searchsorted(base, number, side="right")) - 1
+            mine = records[task][number - base[task]]
             best: tuple[float, int] | None = None
-            for other in others.tolist():
+            for other in sorted(others):
                 other_task = int(np.searchsorted(base, other, side="right")) - 1
                 theirs = records[other_task][other - base[other_task]]
                 jaccard = float(np.mean(mine["signature"] == theirs["signature"]))
                 if jaccard >= self.threshold and (best is None or jaccard > best[0]):
                     best = (jaccard, int(theirs["position"]))
             if best is not None:
-                stays[doc] = False
-                removals[task].add(doc - int(base[task]), best[1], False, best[0])
+                stays[number] = False
+                removals[task].add(number - int(base[task]), best[1], False, best[0])
+            else:
+                for r in my_runs:
+                    staying.setdefault(r, []).append(number)
 
 
 class _Removals:
