@@ -6,7 +6,7 @@ reaches the size asked: every replica of a document is an exact copy, a near cop
 changed) or a heavily edited one (a third of its sentences dropped and shuffled), so deduplication
 has work of every kind. It is written as four plain JSONL files.
 
-    python bench/clean_scale.py --megabytes 50 500 --baseline /path/to/older/checkout
+    python bench/clean_scale.py --megabytes 50 500 --baseline /path/to/older/checkout --megabytes-per-task 25
 
 Each run is ``megacpt clean`` in a subprocess (``--lang ko --lang ja --lang en``, default filters);
 peak memory is the largest sum of proportional set sizes over its process tree (shared pages
@@ -107,10 +107,13 @@ def _tree_pss_kib(root: int) -> int:
     return total
 
 
-def run_clean(repo: Path, corpus: Path, out: Path, workers: int, kill_after: float | None = None) -> dict:
+def run_clean(repo: Path, corpus: Path, out: Path, workers: int, kill_after: float | None = None,
+              tasks: int | None = None) -> dict:  # fmt: skip
     """One ``megacpt clean`` run of ``repo``'s code: seconds, peak tree PSS, its summary."""
     cmd = [sys.executable, "-m", "megacpt.cli", "clean", str(corpus), str(out), "--workers", str(workers),
            *(arg for lang in LANGS for arg in ("--lang", lang)), "--overwrite"]  # fmt: skip
+    if tasks is not None:
+        cmd += ["--tasks", str(tasks)]
     env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -141,6 +144,9 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout, measured on the first size")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/megacpt_clean_scale"))
     parser.add_argument("--skip-resume", action="store_true")
+    parser.add_argument(
+        "--megabytes-per-task", type=float, help="also run the larger sizes with this many MB per task"
+    )
     args = parser.parse_args()
     first = make_corpus(args.scratch, args.megabytes[0])
     size = sum(p.stat().st_size for p in first.glob("*.jsonl")) / 1e6
@@ -167,6 +173,11 @@ def main() -> None:
         big = sum(p.stat().st_size for p in corpus.glob("*.jsonl")) / 1e6
         results[f"{big:g} MB, 2 worker(s)"] = run_clean(REPO, corpus, args.scratch / "big.jsonl", 2)
         print(f"{big:g} MB:", results[f"{big:g} MB, 2 worker(s)"], flush=True)
+        if args.megabytes_per_task:
+            tasks = max(2, round(big / args.megabytes_per_task))
+            name = f"{big:g} MB, 2 worker(s), {tasks} tasks"
+            results[name] = run_clean(REPO, corpus, args.scratch / "big.jsonl", 2, tasks=tasks)
+            print(f"{name}:", results[name], flush=True)
     print(json.dumps(results, indent=2, ensure_ascii=False))
 
 
