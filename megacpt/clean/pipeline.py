@@ -68,9 +68,14 @@ def clean_corpus(
     report goes beside a file (``<output>.report.json``, unless ``report_path`` says where) or into
     the folder (``report.json``). ``tasks`` (default: ``workers``) splits the input; ``workers``
     local processes run them. Returns the report. An existing output is replaced only with
-    ``overwrite``."""
+    ``overwrite``. A run that stops on an error of the input or settings leaves nothing; one that is
+    killed or crashes leaves its work folder, to resume from."""
     plan = _plan(inputs, output_path, report_path, config, workers, overwrite, tasks)
-    _run_locally(plan)
+    try:
+        _run_locally(plan)
+    except UserError:  # the input or the settings: running again cannot resume into anything else
+        shutil.rmtree(plan.work, ignore_errors=True)
+        raise
     shutil.rmtree(plan.work, ignore_errors=True)
     return CleanReport.read(plan.report_path)
 

@@ -206,8 +206,8 @@ class Publish(PipelineStep):
         report.resolve(self._describer(report.positions()))
         report.seconds = round(time.time() - self.started, 3)
         if not report.documents_out:
-            # beside a file output as usual; a folder of shards is not created for it
-            failure_report = str(self.work / "report.json") if self.sharded else self.report_path
+            # beside a file output as usual; beside a folder of shards, which is not created for it
+            failure_report = self.output + ".report.json" if self.sharded else self.report_path
             report.write(failure_report)
             removed = (
                 ", ".join(f"{r}: {n}" for r, n in report.removed.items() if n)

@@ -312,8 +312,9 @@ def test_nothing_kept_creates_no_output_folder(tmp_path: Path) -> None:
     corpus.write_text(json.dumps({"text": "An English sentence that is long enough to be kept."}) + "\n")
     with pytest.raises(UserError, match="kept 0 of 1 documents .language: 1.; nothing written to"):
         clean_corpus(str(corpus), str(tmp_path / "out") + "/", config=CleanConfig(languages=("ko",)))
-    assert not (tmp_path / "out").exists()
-    # the same command with another setting is not held back by the failed run's work folder
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.clean-work").exists()
+    assert json.loads((tmp_path / "out.report.json").read_text())["removed"]["language"]["count"] == 1
+    # the same command with another setting goes ahead
     report = clean_corpus(str(corpus), str(tmp_path / "out") + "/", config=CleanConfig(languages=("en",)))
     assert report.documents_out == 1 and (tmp_path / "out" / "part-00000.jsonl").exists()
 
