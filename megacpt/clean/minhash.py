@@ -43,7 +43,6 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 from datatrove.utils.hashing import HashConfig
-from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 _MIX1, _MIX2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)  # MurmurHash3's finaliser
@@ -74,8 +73,10 @@ def minhash_config(threshold: float, num_perm: int, shingle_chars: int) -> Minha
         n_grams=shingle_chars,
         num_buckets=bands,
         hashes_per_bucket=rows,
-        norm_config=TextNormConfig(norm_unicode_diacritics=False),  # keeps Hangul syllables and kana whole
-        hash_config=HashConfig(hash_fc="sha1", precision=32),  # (xxhash 4.x refuses datatrove's str input)
+        # only the precision is used (the band files' 32-bit values): ``Fingerprints`` makes the shingles
+        # and signatures itself, so datatrove's text normalisation and hash function never run; sha1
+        # because the default xxhash is checked for at construction
+        hash_config=HashConfig(hash_fc="sha1", precision=32),
     )
 
 

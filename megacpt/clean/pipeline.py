@@ -215,7 +215,8 @@ def _submit(plan: _Plan, slurm: SlurmSettings) -> None:
         count = _task_count(stage, steps, plan.tasks)
         executor = SlurmPipelineExecutor(
             steps, tasks=count, workers=min(plan.workers, count), time=slurm.time, partition=slurm.partition,
-            cpus_per_task=slurm.cpus_per_task, mem_per_cpu_gb=slurm.mem_per_cpu_gb, qos=slurm.qos,
+            cpus_per_task=slurm.cpus_per_task, mem_per_cpu_gb=slurm.mem_per_cpu_gb,
+            qos="",  # none: a cluster without accounting refuses datatrove's default, "normal"
             job_name=f"clean-{stage}", logging_dir=str(work / "logs" / stage),
             slurm_logs_folder=str(work / "slurm" / stage), depends=executor, venv_path=_venv(),
             mail_type="NONE",

@@ -13,4 +13,3 @@ class SlurmSettings:
     time: str = "24:00:00"  # each job's time limit
     cpus_per_task: int = 1
     mem_per_cpu_gb: int = 2
-    qos: str = ""  # none: clusters without accounting refuse one
