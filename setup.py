@@ -21,7 +21,7 @@ ext_modules = [
         cxx_std=17,
         extra_compile_args=["-O3"],
     ),
-    Pybind11Extension("megacpt.clean._langid_walk", ["csrc/langid_walk.cpp"], cxx_std=17, extra_compile_args=["-O3"]),
+    Pybind11Extension("megacpt.clean._kernels", ["csrc/clean_kernels.cpp"], cxx_std=17, extra_compile_args=["-O3"]),
 ]
 
 setup(

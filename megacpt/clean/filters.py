@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import megacpt.clean._kernels as _kernels
 from megacpt.errors import UserError
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # Character classes of one character each. ``count`` looks every character of a document up in a
 # table of these classes for the whole Basic Multilingual Plane, built once with the patterns
-# themselves: one numpy pass per document instead of one regular-expression scan per class.
+# themselves: one pass in C++ per document instead of one regular-expression scan per class.
 HANGUL = re.compile("[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 KANJI = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff]")
@@ -41,29 +41,28 @@ _PLANE = 0x10000
 
 
 @functools.cache
-def _class_table() -> tuple[np.ndarray, np.ndarray]:
-    """Each BMP code point's classes as bits of one byte, and each byte value's bits as a row."""
+def _class_table() -> np.ndarray:
+    """Each BMP code point's classes, as bits of one byte."""
     import numpy as np
 
     plane = "".join(map(chr, range(_PLANE)))
     table = np.zeros(_PLANE, np.uint8)
     for bit, pattern in enumerate(CLASSES):
         table[[m.start() for m in pattern.finditer(plane)]] |= 1 << bit
-    bits = (np.arange(256)[:, None] >> np.arange(len(CLASSES))) & 1
-    return table, bits.astype(np.int64)
+    return table
+
+
+_BEYOND_PLANE = re.compile("[\U00010000-\U0010ffff]")
 
 
 @functools.lru_cache(maxsize=4)  # the filters and language id ask about the same text in turn
 def class_counts(text: str) -> tuple[int, ...]:
     """How many characters of ``text`` fall in each of ``CLASSES``."""
-    import numpy as np
-
-    table, bits = _class_table()
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    in_plane = points < _PLANE
-    counts = np.bincount(table[points[in_plane]], minlength=256) @ bits
-    rest = "".join(map(chr, points[~in_plane].tolist()))  # rare: emoji, CJK extensions
-    return tuple(int(c) + len(p.findall(rest)) for c, p in zip(counts, CLASSES, strict=True))
+    counts, beyond = _kernels.class_counts(text, _class_table())
+    if not beyond:
+        return counts
+    rest = "".join(_BEYOND_PLANE.findall(text))  # rare: emoji, CJK extensions
+    return tuple(c + len(p.findall(rest)) for c, p in zip(counts, CLASSES, strict=True))
 
 
 def count(pattern: re.Pattern[str], text: str) -> int:
@@ -161,15 +160,7 @@ def repeated_ngrams(text: str, cfg: QualityConfig, lang: str | None) -> str | No
     n = cfg.ngram_chars
     if len(flat) < 2 * n:
         return None
-    grams = [flat[i : i + n] for i in range(len(flat) - n + 1)]
-    counts = Counter(grams)
-    if len(counts) == len(grams):  # no n-gram repeats (most documents): nothing is covered
-        return None
-    covered = bytearray(len(flat))
-    for i, gram in enumerate(grams):
-        if counts[gram] > 1:
-            covered[i : i + n] = b"\x01" * n
-    fraction = sum(covered) / len(flat)
+    fraction = _kernels.repeated_ngram_cover(flat, n) / len(flat)
     if fraction > cfg.max_dup_ngram_fraction:
         return f"repeated {n}-char n-grams cover {fraction:.2f} > {cfg.max_dup_ngram_fraction}"
     return None

@@ -7,10 +7,10 @@ Korean the model can be fooled by kanji-heavy text; there the script decides (ka
 Japanese, Hangul only in Korean), and the probability reported is then 1. Long documents are identified
 from their first ``max_chars`` characters, which is plenty for a byte n-gram model and bounds cost.
 
-py3langid walks its byte automaton in a Python loop, the largest single cost of cleaning. Where the
-C++ walker (``csrc/langid_walk.cpp``, built at install) is present, it takes the place of
-``py3langid.langid.visit_counts`` for this model's automaton: the same feature counts in the same
-order, so the same scores (tests/clean/test_clean_text.py compares them).
+py3langid walks its byte automaton in a Python loop and sums its scores in numpy, the largest
+single cost of cleaning; the identifier cleaning shares scores in C++ instead (``LangScorer`` in
+``csrc/clean_kernels.cpp``): the same features and sums, so the same labels and probabilities to
+float32 rounding (tests/clean/test_kernels.py compares them with py3langid's own).
 """
 
 from __future__ import annotations
@@ -45,43 +45,40 @@ def _identifier(**kwargs: Any) -> Any:
 
 @functools.cache
 def _scorer() -> Any:
-    """The identifier every ``LangId`` of this process shares (probabilities normalised), its
-    automaton walked in C++ where the extension is built."""
-    identifier = _identifier(norm_probs=True)
-    _walk_in_cpp(identifier)
-    return identifier
-
-
-def _walk_in_cpp(identifier: Any) -> None:
-    """Count ``identifier``'s features with the C++ walker from now on (other automata, such as
-    py3langid's training, keep its own loop)."""
-    try:
-        from megacpt.clean._langid_walk import Walker
-    except ImportError:  # a source tree whose extension was not built: py3langid's loop
-        return
+    """The identifier every ``LangId`` of this process shares (probabilities normalised), scoring in C++."""
     import numpy as np
-    from py3langid import langid
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    try:
-        nextmove = identifier.tk_nextmove
-        walker = Walker(nextmove, np.asarray(identifier.tk_row, np.int64) << 8, identifier.tk_output)
-    except AttributeError:  # a py3langid whose model is laid out otherwise: its own loop
-        return
-    python_walk = langid.visit_counts
+    import megacpt.clean._kernels as _kernels
 
-    def visit_counts(nm: Any, rowbase: Any, out: Any, text: bytes) -> Any:
-        if nm is nextmove:
-            return walker.visit(bytes(text))
-        return python_walk(nm, rowbase, out, text)
+    class CppScored(LanguageIdentifier):
+        """py3langid's identifier, its walk and sum of one text's scores in C++ (all languages)."""
 
-    visit_counts.python_walk = python_walk  # type: ignore[attr-defined]
-    langid.visit_counts = visit_counts
+        def _raw_score(self, text: bytes) -> Any:
+            scores = self.cpp.scores(text)
+            return np.zeros(len(self.nb_classes), np.float32) if scores is None else scores  # no feature
+
+        def __reduce__(self) -> tuple[Any, ...]:  # a step sent to a worker process: that process's own
+            return _scorer, ()
+
+    identifier = CppScored.from_model_file(MODEL_FILE, norm_probs=True)
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    identifier.cpp = _kernels.LangScorer(
+        identifier.tk_nextmove,
+        identifier._rowbase,
+        identifier.tk_output,
+        identifier.nb_ptc.view(np.uint16),
+        halves,
+        identifier.nb_pc,
+    )
+    return identifier
 
 
 @functools.cache
 def known_languages() -> frozenset[str]:
-    """The language codes the model identifies."""
-    return frozenset(_identifier().nb_classes)
+    """The language codes the model identifies (from the shared identifier: a run checks its languages
+    before it starts its workers, which then have the model loaded already)."""
+    return frozenset(_scorer().nb_classes)
 
 
 class LangId:

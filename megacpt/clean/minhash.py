@@ -2,16 +2,20 @@
 shingles and a cluster stage that keeps the first copy in input order.
 
 datatrove (the FineWeb pipeline) is the well-kept engine for this on Slurm clusters: each task writes
-its documents' MinHash signatures, sorted, one file per LSH band (``Fingerprints``, a
-``MinhashDedupSignature``); one task per band merges the sorted files and writes the pairs that share
-the band (``MinhashDedupBuckets``, used as is); one task joins the pairs into clusters
+its documents' MinHash signatures, sorted, one file per LSH band, in the format of datatrove's
+``MinhashDedupSignature`` (``Fingerprints``); one task per band merges the sorted files and writes
+the pairs that share the band, in the format of datatrove's ``MinhashDedupBuckets`` (``BandPairs``);
+one task joins the pairs into clusters
 (``FirstCopies``, ours). No stage holds more than one task's documents or the duplicates found, so
 memory does not grow with the corpus. Ours differs from datatrove's stock stages where those do not
 serve Korean or Japanese, or make the result depend on the task count:
 
 - shingles are character n-grams of the whitespace-collapsed text (Korean and Japanese have no word
-  boundaries to tokenise), hashed in numpy; datatrove's default word shingles need spaCy or
+  boundaries to tokenise), hashed with the signature in C++ (``csrc/clean_kernels.cpp``); datatrove's default word shingles need spaCy or
   kiwipiepy per language and its default normalisation decomposes Hangul into jamo;
+- the signatures and band pairs are computed on whole arrays (C++ and numpy) where datatrove's stages
+  handle one document, or one record, at a time in Python: those were most of the dedup stages' time
+  (``tests/clean/test_clean_pipeline.py`` checks the band pairs against ``MinhashDedupBuckets``);
 - the MinHash permutations are multiply-shift hashes of the shingles' low 32 bits (Dietzfelbinger's
   universal family: one multiply, add and shift in 64 bits), 2.5x faster than datatrove's modulo a
   Mersenne prime on the same shingles, written as datatrove's 32-bit signatures;
@@ -30,28 +34,29 @@ the clusters, are the same for any task count.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import itertools
+import mmap
+import shutil
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.utils.hashing import HashConfig
-from datatrove.utils.word_tokenizers import WordTokenizer
+from datatrove.utils.typeshelper import StatHints
 
-_MIX1, _MIX2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)  # MurmurHash3's finaliser
-_BASE = np.uint64(0x100000001B3)
+import megacpt.clean._kernels as _kernels
 
 
-def exact_key(text: str) -> bytes:
-    """Identical after whitespace collapsing => same key."""
-    return hashlib.blake2b(" ".join(text.split()).encode("utf-8"), digest_size=16).digest()
+def exact_key(flat: str) -> bytes:
+    """The content hash of a text with its whitespace collapsed (``" ".join(text.split())``)."""
+    return hashlib.blake2b(flat.encode("utf-8"), digest_size=16).digest()
 
 
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -80,37 +85,6 @@ def minhash_config(threshold: float, num_perm: int, shingle_chars: int) -> Minha
     )
 
 
-class CharacterTokenizer(WordTokenizer):
-    """Every character of the whitespace-collapsed text a token: shingles of n tokens are the character
-    n-grams that ``shingles`` hashes."""
-
-    def word_tokenize(self, text: str) -> list[str]:
-        return list(" ".join(text.split()))
-
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return [(i, i + 1) for i in range(len(" ".join(text.split())))]
-
-    def sent_tokenize(self, text: str) -> list[str]:
-        return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def shingles(text: str, n: int) -> np.ndarray:
-    """64-bit hashes of the distinct character n-grams of ``text`` with its whitespace collapsed to
-    single spaces (one n-gram of the whole text if it is shorter), as a (count, 1) array."""
-    points = np.frombuffer(" ".join(text.split()).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    n = max(min(n, len(points)), 1)
-    count = max(len(points) - n + 1, 1)
-    hashes = np.zeros(count, dtype=np.uint64)
-    for k in range(min(n, len(points))):
-        hashes = hashes * _BASE + points[k : k + count]
-    hashes ^= hashes >> np.uint64(33)
-    hashes *= _MIX1
-    hashes ^= hashes >> np.uint64(33)
-    hashes *= _MIX2
-    hashes ^= hashes >> np.uint64(33)
-    return np.unique(hashes).reshape(-1, 1)
-
-
 def record_dtype(num_perm: int) -> np.dtype:
     """One kept document's fingerprint: its position, exact key and whole MinHash signature."""
     return np.dtype([("position", "<u8"), ("key", "V16"), ("signature", "<u4", (num_perm,))])
@@ -119,71 +93,50 @@ def record_dtype(num_perm: int) -> np.dtype:
 KEY_DTYPE = np.dtype([("key", "V16"), ("position", "<u8"), ("index", "<u4")])  # index: in the task
 
 
-class Fingerprints(MinhashDedupSignature):
-    """Per task: datatrove's band files for ``MinhashDedupBuckets`` (when near-duplicate removal is on),
-    plus ``records/RANK.bin`` (each document's position, exact key and signature, in the task's
-    order) and ``keys/RANK.bin`` (exact keys sorted, for the exact merge)."""
+class Fingerprints(PipelineStep):
+    """Per task: ``records/RANK.bin`` (each document's position, exact key and MinHash signature, in
+    the task's order), ``keys/RANK.bin`` (exact keys sorted, for the exact merge) and, when
+    near-duplicate removal is on, datatrove's band files for ``MinhashDedupBuckets``
+    (``signatures/bucket_BBB/RANK.minhash.sig``: per band, each document's values in the band and its
+    index in the task, as ``MinhashDedupSignature`` writes them, sorted)."""
 
     name = "🔑 fingerprints"
+    type = "🫂 - DEDUP"
 
     def __init__(self, work: Path, config: MinhashConfig, near: bool) -> None:
-        super().__init__(str(work / "signatures"), config, language=CharacterTokenizer())
-        self.work = work
-        self.near = near
-        self._current: tuple[np.ndarray, list[list[int]]] | None = None
+        super().__init__()
+        self.work, self.config, self.near = work, config, near
+        self.num_perm = config.num_buckets * config.hashes_per_bucket
         draws = np.random.default_rng(config.seed).integers(
-            0, 1 << 63, size=(2, self.num_hashes), dtype=np.uint64
+            0, 1 << 63, size=(2, self.num_perm), dtype=np.uint64
         )
         self._multipliers = draws[0] * np.uint64(2) + np.uint64(1)  # odd 64-bit multipliers
         self._offsets = draws[1]
 
-    def minhash(self, doc_shingles: np.ndarray) -> np.ndarray:
-        """The signature: per permutation, the least ``(a * x + b) >> 32`` over the shingles x (mod 2**64),
-        taken over blocks of shingles so that a long document needs no more than a short one."""
-        least = np.full(self.num_hashes, np.iinfo(np.uint32).max, dtype=np.uint64)
-        for start in range(0, len(doc_shingles), 4096):
-            keys = doc_shingles[start : start + 4096] & np.uint64(0xFFFFFFFF)
-            block = ((keys * self._multipliers + self._offsets) >> np.uint64(32)).min(axis=0)
-            np.minimum(least, block, out=least)
-        return least.astype(np.uint32)
-
-    def get_shingles(self, text: str) -> np.ndarray:
-        """The current document's shingles, computed once in ``run`` (datatrove asks right after)."""
-        assert self._current is not None
-        return self._current[0]
-
-    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
-        """The current document's signature, per band, computed once in ``run``."""
-        assert self._current is not None
-        return self._current[1]
+    def signature(self, flat: str) -> np.ndarray:
+        """Per permutation, the least ``(a * x + b) >> 32`` (mod 2**64) over the low 32 bits x of the
+        hashes of the character n-grams of ``flat``, the text with its whitespace collapsed."""
+        return _kernels.minhash(flat, self.config.n_grams, self._multipliers, self._offsets)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        num_perm = self.num_hashes
-        dtype = record_dtype(num_perm)
-        (self.work / "records").mkdir(parents=True, exist_ok=True)
-        (self.work / "keys").mkdir(parents=True, exist_ok=True)
+        dtype = record_dtype(self.num_perm)
+        for folder in ("records", "keys"):
+            (self.work / folder).mkdir(parents=True, exist_ok=True)
         records_path = self.work / "records" / f"{rank:05d}.bin"
-        empty = np.empty((0, 1), np.uint64)
+        no_signature = np.full(
+            self.num_perm, np.iinfo(np.uint32).max, "<u4"
+        )  # without near-duplicate removal
         with open(records_path, "wb") as out:
-
-            def recorded() -> Iterator[Any]:
-                for doc in data:
-                    doc_shingles = shingles(doc.text, self.config.n_grams) if self.near else empty
-                    signature = self.minhash(doc_shingles)  # all ones without near-duplicate removal
-                    bands = signature.reshape(self.config.num_buckets, self.config.hashes_per_bucket)
-                    self._current = (doc_shingles, bands.tolist())
-                    out.write(doc.metadata["position"].to_bytes(8, "little") + exact_key(doc.text))
-                    out.write(signature.astype("<u4").tobytes())
-                    yield doc
-
-            if self.near:
-                super().run(recorded(), rank, world_size)
-            else:
-                for _ in recorded():
-                    pass
-        records = (
-            np.memmap(records_path, dtype, mode="r") if records_path.stat().st_size else np.empty(0, dtype)
-        )
+            for doc in data:
+                with self.track_time():
+                    flat = " ".join(doc.text.split())
+                    signature = self.signature(flat) if self.near else no_signature
+                    out.write(doc.metadata["position"].to_bytes(8, "little") + exact_key(flat))
+                    out.write(signature.tobytes())
+                self.stat_update(StatHints.total)
+        records = np.fromfile(records_path, dtype)
+        if self.near:
+            self._write_bands(records["signature"], rank)
         keys = np.empty(len(records), KEY_DTYPE)
         keys["key"], keys["position"], keys["index"] = (
             records["key"],
@@ -194,19 +147,135 @@ class Fingerprints(MinhashDedupSignature):
         keys.tofile(self.work / "keys" / f"{rank:05d}.bin")
         return iter(())
 
+    def _write_bands(self, signatures: np.ndarray, rank: int) -> None:
+        rows = self.config.hashes_per_bucket
+        names = [f"field{i + 1}" for i in range(rows + 1)]  # datatrove's: the band's values, then the index
+        band_dtype = np.dtype([(name, "<u4") for name in names])
+        signatures_folder = self.work / "signatures"
+        for band in range(self.config.num_buckets):
+            table = np.empty(len(signatures), band_dtype)
+            for row in range(rows):
+                table[names[row]] = signatures[:, band * rows + row]
+            table[names[rows]] = np.arange(len(signatures))
+            table.sort(order=names)
+            path = signatures_folder / f"bucket_{band:03d}" / f"{rank:05d}.minhash.sig"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.tofile(path)
+
+
+def _blocks(path: Path, dtype: np.dtype, rows: int = 1 << 16) -> Iterator[np.ndarray]:
+    """``path``'s records, ``rows`` at a time, read rather than mapped: the pages of a mapping stay
+    counted in the process's memory once touched, so a pass over a corpus-sized file would grow it."""
+    total = path.stat().st_size // dtype.itemsize
+    for start in range(0, total, rows):
+        yield np.fromfile(path, dtype, count=min(rows, total - start), offset=start * dtype.itemsize)
+
 
 def _sorted_keys(path: Path, task: int) -> Iterator[tuple[bytes, int, int, int]]:
-    keys = np.memmap(path, KEY_DTYPE, mode="r") if path.stat().st_size else np.empty(0, KEY_DTYPE)
-    for start in range(0, len(keys), 65536):
-        block = keys[start : start + 65536]
+    for block in _blocks(path, KEY_DTYPE):
         for key, pos, index in zip(
             block["key"].tolist(), block["position"].tolist(), block["index"].tolist(), strict=True
         ):
             yield key, pos, task, index
 
 
+class _RowFile:
+    """A file of rows of ``width`` little-endian uint32, sliced by reading just those rows."""
+
+    def __init__(self, path: Path, width: int) -> None:
+        self.path, self.width = path, width
+        self.rows = path.stat().st_size // (4 * width)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop = rows.start, min(rows.stop, self.rows)
+        count = max(stop - start, 0) * self.width
+        return np.fromfile(self.path, "<u4", count=count, offset=start * 4 * self.width).reshape(
+            -1, self.width
+        )
+
+
+class BandPairs(PipelineStep):
+    """One task per band: the pairs of documents whose values in the band are equal and who are
+    neighbours in (values, task, index) order, written as datatrove's ``MinhashDedupBuckets`` writes
+    them (``buckets/BBBBB_00.dups``: task and index of the one, task and index of the next, four
+    ``<u4``). Ours merges the tasks' sorted band files in numpy blocks, a bounded number of records
+    at a time; datatrove's pushes every record through a heap of Python objects (most of that
+    stage's time)."""
+
+    name = "🪣 band pairs"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, work: Path, config: MinhashConfig, records_in_memory: int = 1 << 20) -> None:
+        super().__init__()
+        self.work, self.records_in_memory = work, records_in_memory
+        self.bands, self.rows = config.num_buckets, config.hashes_per_bucket
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        folder = self.work / "signatures" / f"bucket_{rank:03d}"
+        files = sorted(folder.glob("*.minhash.sig"))
+        tasks = np.array([int(path.name.split(".")[0]) for path in files], np.uint32)
+        tables = [_RowFile(path, self.rows + 1) for path in files]
+        (self.work / "buckets").mkdir(exist_ok=True)
+        with self.track_time(), open(self.work / "buckets" / f"{rank:05d}_00.dups", "wb") as out:
+            for chunk in _merged(tables, tasks, max(1, self.records_in_memory // max(len(files), 1))):
+                same = (chunk[1:, : self.rows] == chunk[:-1, : self.rows]).all(axis=1)
+                ends = np.flatnonzero(same)
+                pairs = np.stack(
+                    [chunk[ends, -2], chunk[ends, -1], chunk[ends + 1, -2], chunk[ends + 1, -1]], axis=1
+                )
+                out.write(pairs.astype("<u4").tobytes())
+                self.stat_update("total_matches", value=len(ends))
+        return iter(())
+
+
+def _merged(tables: list[_RowFile], tasks: np.ndarray, block: int) -> Iterator[np.ndarray]:
+    """The rows of ``tables`` (each sorted: a band's values, then an index) in (values, task, index)
+    order, as rows of values, task, index; each chunk begins with the last row of the one before.
+    Rows are merged ``block`` per table at a time: a chunk ends before the least of the blocks' last
+    values among tables with rows left beyond their block (a run of equal values longer than a block
+    doubles that table's block)."""
+    starts = [0] * len(tables)
+    sizes = [block] * len(tables)
+    last: np.ndarray | None = None
+    while any(start < len(t) for start, t in zip(starts, tables, strict=True)):
+        parts, bound = [], None
+        for t, table in enumerate(tables):
+            piece = table[starts[t] : starts[t] + sizes[t]]
+            if not len(piece):
+                continue
+            parts.append(
+                np.column_stack([piece[:, :-1], np.full(len(piece), tasks[t], np.uint32), piece[:, -1]])
+            )
+            end = tuple(piece[-1, :-1].tolist())
+            if starts[t] + len(piece) < len(table) and (bound is None or end < bound[0]):
+                bound = (end, t)
+        rows = np.concatenate(parts)
+        rows = rows[np.lexsort(rows.T[::-1])]
+        if bound is not None:  # only rows below the bound: the tables' next blocks hold none
+            below, equal = np.zeros(len(rows), bool), np.ones(len(rows), bool)
+            for column, value in enumerate(bound[0]):  # lexicographic: values < bound
+                below |= equal & (rows[:, column] < value)
+                equal &= rows[:, column] == value
+            if not below.any():
+                sizes[bound[1]] *= 2
+                continue
+            rows = rows[below]
+        for t, task in enumerate(tasks):
+            starts[t] += int((rows[:, -2] == task).sum())
+        if last is not None:
+            rows = np.concatenate([last[None], rows])
+        last = rows[-1]
+        yield rows
+
+
 REMOVAL_DTYPE = np.dtype([("index", "<u4"), ("first", "<u8"), ("exact", "u1"), ("jaccard", "<f4")])
+PAIR_DTYPE = np.dtype([("task", "<u4"), ("index", "<u4"), ("next_task", "<u4"), ("next_index", "<u4")])
 RUN_EDGE = 100  # a document in a long band run is compared with the run's first and last 100 before it
+CHUNK_DOCS = 1 << 18  # documents whose band-run memberships are sorted and walked at once
+RELEASE_EVERY = 1 << 16  # documents walked between drops of the signature pages read
 
 
 class FirstCopies(PipelineStep):
@@ -217,12 +286,14 @@ class FirstCopies(PipelineStep):
     (``removals/RANK.npy``: index in the task, the earlier copy's position, whether the text is the
     same, the estimated Jaccard similarity).
 
-    datatrove's buckets stage writes each band's runs of equal values as pairs of neighbours, in
+    The buckets stage writes each band's runs of equal values as pairs of neighbours, in
     (task, index) order, which the contiguous task blocks make the input order: the runs are rebuilt
     from the pairs, so the candidates, and the result, are the same for any task count. Documents
-    are numbered in input order across tasks; memory is one byte per document, 16 bytes per
-    document in a band run (numpy arrays) and the lists of the runs' documents that stay; the
-    signatures are read from the tasks' files."""
+    are numbered in input order across tasks. Every file is streamed or read in blocks: the band
+    runs' memberships are spread to files by range of documents, and walked one range at a time;
+    the signatures are mapped and their pages dropped as the walk goes on; removals go to disk in
+    blocks. What is held for the whole corpus is one byte per document, and eight bytes per band
+    run (its first document that stays; the runs with more than one keep a list)."""
 
     name = "🫂 first copies"
     type = "🫂 - DEDUP"
@@ -235,14 +306,15 @@ class FirstCopies(PipelineStep):
         self.threshold = threshold
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        dtype = record_dtype(self.num_perm)
-        records = []
-        for task in range(self.tasks):
-            path = self.work / "records" / f"{task:05d}.bin"
-            records.append(np.memmap(path, dtype, mode="r") if path.stat().st_size else np.empty(0, dtype))
-        base = np.concatenate([[0], np.cumsum([len(r) for r in records])]).astype(np.int64)
+        signatures = _Signatures(
+            [self.work / "records" / f"{t:05d}.bin" for t in range(self.tasks)], self.num_perm
+        )
+        base = signatures.base
         stays = np.ones(int(base[-1]), dtype=bool)  # by document number (input order)
-        removals = [_Removals() for _ in range(self.tasks)]
+        folder = self.work / "removals"
+        shutil.rmtree(folder, ignore_errors=True)  # a stage that was stopped part-way starts again
+        folder.mkdir()
+        removals = [_Removals(folder / f"{task:05d}") for task in range(self.tasks)]
         if self.exact:
             streams = [_sorted_keys(self.work / "keys" / f"{t:05d}.bin", t) for t in range(self.tasks)]
             last_key, first = None, -1
@@ -253,69 +325,122 @@ class FirstCopies(PipelineStep):
                 else:
                     last_key, first = key, pos
         if self.near:
-            self._near(base, records, stays, removals)
-        (self.work / "removals").mkdir(exist_ok=True)
-        for task, found in enumerate(removals):
-            np.save(self.work / "removals" / f"{task:05d}.npy", found.table())
+            self._near(signatures, stays, removals)
+        for found in removals:
+            found.save()
         return iter(())
 
-    def _memberships(self, base: np.ndarray, stays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(document, run) for every document of every band's runs of equal values, sorted by document
-        (exact copies, already gone, left out): runs rebuilt from datatrove's pairs of neighbours."""
-        docs, runs = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    def _membership_files(self, base: np.ndarray, stays: np.ndarray) -> tuple[list[Path], int, int]:
+        """Every (document, run) of every band's runs of equal values (exact copies, already gone, left
+        out), spread to files by range of documents: the files, the documents per file and the number
+        of runs. Runs are rebuilt from the buckets stage's pairs of neighbours."""
+        span = max(CHUNK_DOCS, -(-int(base[-1]) // 256))  # at most 256 files open at once
+        folder = self.work / "memberships"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        paths = [folder / f"{k:05d}.bin" for k in range(max(1, -(-int(base[-1]) // span)))]
         next_run = 0
-        for dups in sorted((self.work / "buckets").glob("*.dups")):
-            pairs = np.fromfile(dups, dtype="<u4").reshape(-1, 4).astype(np.int64)
-            if not len(pairs):
-                continue
-            first, second = base[pairs[:, 0]] + pairs[:, 1], base[pairs[:, 2]] + pairs[:, 3]
-            starts = np.r_[True, first[1:] != second[:-1]]  # a pair that does not continue the run before
-            run_ids = next_run + np.cumsum(starts) - 1
-            docs += [first[starts], second]
-            runs += [run_ids[starts], run_ids]
-            next_run = int(run_ids[-1]) + 1
-        doc, run = np.concatenate(docs), np.concatenate(runs)
-        keep = stays[doc]
-        doc, run = doc[keep], run[keep]
-        order = np.lexsort((run, doc))
-        return doc[order], run[order]
+        with contextlib.ExitStack() as stack:
+            outs = [stack.enter_context(open(path, "wb")) for path in paths]
+            for dups in sorted((self.work / "buckets").glob("*.dups")):
+                previous = -1  # the second document of the pair before, across blocks
+                for pairs in _blocks(dups, PAIR_DTYPE):
+                    first = base[pairs["task"]] + pairs["index"]
+                    second = base[pairs["next_task"]] + pairs["next_index"]
+                    starts = np.r_[first[0] != previous, first[1:] != second[:-1]]  # a pair opening a run
+                    run_ids = next_run - 1 + np.cumsum(starts)
+                    docs = np.concatenate([first[starts], second])
+                    runs = np.concatenate([run_ids[starts], run_ids])
+                    keep = stays[docs]
+                    docs, runs = docs[keep], runs[keep]
+                    files = docs // span
+                    for k in np.unique(files).tolist():
+                        mine = files == k
+                        np.stack([docs[mine], runs[mine]], axis=1).astype("<i8").tofile(outs[k])
+                    next_run, previous = int(run_ids[-1]) + 1, int(second[-1])
+        return paths, span, next_run
 
-    def _near(
-        self, base: np.ndarray, records: list[np.ndarray], stays: np.ndarray, removals: list[_Removals]
-    ) -> None:
+    def _near(self, signatures: _Signatures, stays: np.ndarray, removals: list[_Removals]) -> None:
         """In input order, each document in a band run against the earlier documents of its runs that
-        stay (the first and last ``RUN_EDGE`` of them); the ones that stay join their runs' lists."""
-        doc, run = self._memberships(base, stays)
-        staying: dict[int, list[int]] = {}  # run -> its documents that stay, in input order
-        bounds = [*np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]]).tolist(), len(doc)] if len(doc) else [0]
-        for begin, end in itertools.pairwise(bounds):
-            number = int(doc[begin])
-            my_runs = run[begin:end].tolist()
-            others: set[int] = set()
-            for r in my_runs:
-                members = staying.get(r, [])
-                others.update(members[:RUN_EDGE] + members[-RUN_EDGE:])
-            task = int(np.searchsorted(base, number, side="right")) - 1
-            mine = records[task][number - base[task]]
-            best: tuple[float, int] | None = None
-            for other in sorted(others):
-                other_task = int(np.searchsorted(base, other, side="right")) - 1
-                theirs = records[other_task][other - base[other_task]]
-                jaccard = float(np.mean(mine["signature"] == theirs["signature"]))
-                if jaccard >= self.threshold and (best is None or jaccard > best[0]):
-                    best = (jaccard, int(theirs["position"]))
-            if best is not None:
-                stays[number] = False
-                removals[task].add(number - int(base[task]), best[1], False, best[0])
-            else:
+        stay (the first and last ``RUN_EDGE`` of them); the ones that stay join their runs."""
+        paths, _, runs = self._membership_files(signatures.base, stays)
+        heads = np.full(runs, -1, np.int64)  # per run: its first document that stays
+        more: dict[int, list[int]] = {}  # per run with more: the next ones (those that can be compared)
+        walked = 0
+        for path in paths:
+            memberships = np.fromfile(path, "<i8").reshape(-1, 2)
+            path.unlink()
+            memberships = memberships[np.lexsort((memberships[:, 1], memberships[:, 0]))]
+            doc, run = memberships[:, 0], memberships[:, 1]
+            bounds = (
+                [*np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]]).tolist(), len(doc)] if len(doc) else [0]
+            )
+            for begin, end in itertools.pairwise(bounds):
+                number = int(doc[begin])
+                my_runs = run[begin:end].tolist()
+                others: set[int] = set()
                 for r in my_runs:
-                    staying.setdefault(r, []).append(number)
+                    head = int(heads[r])
+                    if head >= 0:
+                        members = [head, *more.get(r, ())]
+                        others.update(members[:RUN_EDGE] + members[-RUN_EDGE:])
+                task, mine = signatures.row(number)
+                best: tuple[float, int] | None = None
+                for other in sorted(others):
+                    theirs = signatures.row(other)[1]
+                    jaccard = float(np.mean(mine["signature"] == theirs["signature"]))
+                    if jaccard >= self.threshold and (best is None or jaccard > best[0]):
+                        best = (jaccard, int(theirs["position"]))
+                if best is not None:
+                    stays[number] = False
+                    removals[task].add(number - int(signatures.base[task]), best[1], False, best[0])
+                else:
+                    for r in my_runs:
+                        if heads[r] < 0:
+                            heads[r] = number
+                        else:
+                            later = more.setdefault(r, [])
+                            later.append(number)
+                            if len(later) > 4 * RUN_EDGE:  # only the first and last RUN_EDGE are compared
+                                del later[RUN_EDGE:-RUN_EDGE]
+                walked += 1
+                if walked % RELEASE_EVERY == 0:
+                    signatures.release()
+
+
+class _Signatures:
+    """The tasks' records by document number (input order), mapped; ``release`` drops the pages read
+    so far from this process (they are read again from the page cache when needed)."""
+
+    def __init__(self, paths: list[Path], num_perm: int) -> None:
+        dtype = record_dtype(num_perm)
+        self.maps: list[mmap.mmap] = []
+        self.tables: list[np.ndarray] = []
+        for path in paths:
+            if not path.stat().st_size:
+                self.tables.append(np.empty(0, dtype))
+                continue
+            with open(path, "rb") as f:
+                self.maps.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            self.tables.append(np.frombuffer(self.maps[-1], dtype))
+        self.base = np.concatenate([[0], np.cumsum([len(t) for t in self.tables])]).astype(np.int64)
+
+    def row(self, number: int) -> tuple[int, np.void]:
+        """(task, record) of document ``number``."""
+        task = int(np.searchsorted(self.base, number, side="right")) - 1
+        return task, self.tables[task][number - self.base[task]]
+
+    def release(self) -> None:
+        for mapped in self.maps:
+            mapped.madvise(mmap.MADV_DONTNEED)
 
 
 class _Removals:
-    """One task's removals, in compact arrays."""
+    """One task's removals: compact arrays, written to ``PATH.part`` a block at a time, then sorted
+    into ``PATH.npy``."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path, block: int = 1 << 20) -> None:
+        self.path, self.block = path, block
         self.index, self.first, self.exact, self.jaccard = array("I"), array("Q"), array("B"), array("f")
 
     def add(self, index: int, first: int, exact: bool, jaccard: float) -> None:
@@ -323,8 +448,10 @@ class _Removals:
         self.first.append(first)
         self.exact.append(exact)
         self.jaccard.append(jaccard)
+        if len(self.index) >= self.block:
+            self._flush()
 
-    def table(self) -> np.ndarray:
+    def _flush(self) -> None:
         table = np.zeros(len(self.index), REMOVAL_DTYPE)
         table["index"], table["first"] = (
             np.frombuffer(self.index, np.uint32),
@@ -334,4 +461,12 @@ class _Removals:
             np.frombuffer(self.exact, np.uint8),
             np.frombuffer(self.jaccard, np.float32),
         )
-        return np.sort(table, order="index")
+        with open(self.path.with_suffix(".part"), "ab") as out:
+            table.tofile(out)
+        self.index, self.first, self.exact, self.jaccard = array("I"), array("Q"), array("B"), array("f")
+
+    def save(self) -> None:
+        self._flush()
+        part = self.path.with_suffix(".part")
+        np.save(self.path.with_suffix(".npy"), np.sort(np.fromfile(part, REMOVAL_DTYPE), order="index"))
+        part.unlink()

@@ -5,7 +5,7 @@ Five stages, each a datatrove executor's job that depends on the one before (``s
 
 1. ``clean`` (``--tasks`` tasks, each a contiguous block of the input): read, check, normalise,
    identify the language, filter; write the surviving documents and their fingerprints;
-2. ``buckets`` (one task per LSH band): datatrove's MinHash pairs;
+2. ``buckets`` (one task per LSH band): the pairs of documents that share the band's values;
 3. ``clusters`` (one task): the first copy of each cluster of duplicates, in input order;
 4. ``dedup`` (``--tasks`` tasks): each task's output shard without the later copies;
 5. ``publish`` (one task): the merged report, and the output as one file or a folder of shards.
@@ -32,11 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
-
 from megacpt.atomic import check_output
 from megacpt.clean.config import CleanConfig
-from megacpt.clean.minhash import Fingerprints, FirstCopies, minhash_config
+from megacpt.clean.minhash import BandPairs, Fingerprints, FirstCopies, minhash_config
 from megacpt.clean.plan import plan_tasks
 from megacpt.clean.report import CleanReport
 from megacpt.clean.slurm import SlurmSettings
@@ -52,6 +50,7 @@ from megacpt.errors import UserError
 from megacpt.inputs import input_files, is_jsonl
 
 MAX_TASKS = 99_999  # datatrove names the tasks' files with five digits, and orders them by name
+TASK_BYTES = 64 << 20  # the default task's share of the input: what one task holds in memory is bounded
 
 
 def clean_corpus(
@@ -66,8 +65,8 @@ def clean_corpus(
     """Clean the JSONL ``inputs`` (files, globs or directories; plain, ``.gz`` or ``.zst``) into
     ``output_path``: one JSONL file, or a folder of shards when the path ends with ``/``. The JSON
     report goes beside a file (``<output>.report.json``, unless ``report_path`` says where) or into
-    the folder (``report.json``). ``tasks`` (default: ``workers``) splits the input; ``workers``
-    local processes run them. Returns the report. An existing output is replaced only with
+    the folder (``report.json``). ``tasks`` (default: ``workers``, or one per 64 MiB of input when
+    that is more) splits the input; ``workers`` local processes run them. Returns the report. An existing output is replaced only with
     ``overwrite``. A run that stops on an error of the input or settings leaves nothing; one that is
     killed or crashes leaves its work folder, to resume from."""
     plan = _plan(inputs, output_path, report_path, config, workers, overwrite, tasks)
@@ -116,14 +115,16 @@ def _plan(
     """Check the run before any work (see ``clean_corpus``) and build its stages."""
     config = config or CleanConfig()
     workers = workers or os.cpu_count() or 1
-    tasks = tasks or workers
+    paths = input_files(
+        [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, is_jsonl, "JSONL files"
+    )
+    if not tasks:
+        input_bytes = sum(os.path.getsize(p) for p in paths)
+        tasks = min(max(workers, -(-input_bytes // TASK_BYTES)), MAX_TASKS)
     if workers < 1 or not 1 <= tasks <= MAX_TASKS:
         raise UserError(
             f"workers must be at least 1 and tasks between 1 and {MAX_TASKS}, got {workers} and {tasks}"
         )
-    paths = input_files(
-        [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, is_jsonl, "JSONL files"
-    )
     sharded = str(output_path).endswith(("/", os.sep))
     output_path = str(output_path).rstrip("/" + os.sep) if sharded else str(output_path)
     if sharded:
@@ -165,7 +166,7 @@ def _stages(
         first.append(Fingerprints(work, mh, near=config.near_dedup))
     stages: dict[str, list] = {"clean": first}
     if config.near_dedup:
-        stages["buckets"] = [MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=mh)]
+        stages["buckets"] = [BandPairs(work, mh)]
     if dedup:
         num_perm = mh.num_buckets * mh.hashes_per_bucket
         stages["clusters"] = [
@@ -180,7 +181,7 @@ def _stages(
 
 def _task_count(stage: str, steps: list, tasks: int) -> int:
     if stage == "buckets":
-        return steps[0].config.num_buckets
+        return steps[0].bands
     return 1 if stage in ("clusters", "publish") else tasks
 
 

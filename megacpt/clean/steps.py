@@ -185,6 +185,7 @@ class Publish(PipelineStep):
             "records",
             "keys",
             "removals",
+            "memberships",
             "shards",
             "reports",
         ):

@@ -14,7 +14,7 @@ import pytest
 from megacpt.clean import cli as clean_cli
 from megacpt.clean.config import CleanConfig
 from megacpt.clean.documents import DocumentCleaner, position
-from megacpt.clean.minhash import KEY_DTYPE, FirstCopies, record_dtype
+from megacpt.clean.minhash import KEY_DTYPE, BandPairs, FirstCopies, minhash_config, record_dtype
 from megacpt.clean.pipeline import clean_corpus
 from megacpt.clean.plan import plan_tasks
 from megacpt.clean.report import REMOVAL_REASONS, CleanReport
@@ -366,3 +366,31 @@ def test_a_lone_surrogate_escape_is_invalid_utf8_not_a_crash(tmp_path: Path) -> 
     report = clean_corpus(str(corpus), str(tmp_path / "out.jsonl"), config=CleanConfig(), workers=1)
     assert report.documents_out == 1 and report.removed["invalid_utf8"] == 1
     assert report.examples["invalid_utf8"][0]["why"].startswith("lone surrogate")
+
+
+@pytest.mark.parametrize("records_in_memory", [4, 40, 1 << 20])
+def test_band_pairs_are_datatroves(tmp_path: Path, records_in_memory: int) -> None:
+    """The pairs our numpy merge writes are those datatrove's ``MinhashDedupBuckets`` writes, in its
+    order, for blocks of any size: runs of equal values longer than a block, across tasks, in tasks
+    with no documents."""
+    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
+
+    config = minhash_config(0.8, 117, 5)
+    config.num_buckets, config.hashes_per_bucket = 2, 3
+    rng = np.random.default_rng(0)
+    for band in range(2):
+        for task, count in enumerate([120, 0, 7, 300, 1, 64]):
+            values = rng.integers(0, 3 if band else 6, size=(count, 3), dtype=np.uint32)  # many runs
+            table = np.column_stack([values, np.arange(count, dtype=np.uint32)])
+            table = table[np.lexsort(table.T[::-1])]
+            path = tmp_path / "signatures" / f"bucket_{band:03d}" / f"{task:05d}.minhash.sig"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.astype("<u4").tofile(path)
+    reference = MinhashDedupBuckets(str(tmp_path / "signatures"), str(tmp_path / "reference"), config=config)
+    ours = BandPairs(tmp_path, config, records_in_memory=records_in_memory)
+    for band in range(2):
+        reference.run(rank=band, world_size=2)
+        ours.run(rank=band, world_size=2)
+        expected = (tmp_path / "reference" / f"{band:05d}_00.dups").read_bytes()
+        assert len(expected) > 100
+        assert (tmp_path / "buckets" / f"{band:05d}_00.dups").read_bytes() == expected
