@@ -71,7 +71,7 @@ setup(
         "gpu": ["transformer-engine[pytorch]>=2.0"],
         "mpi": ["mpi4py>=3.1"],
         "morph": ["fugashi>=1.3", "unidic-lite>=1.0.8", "kiwipiepy>=0.17"],
-        # megacpt clean runs on datatrove (its MinHash stages are subclassed: minor version pinned);
+        # megacpt clean runs on datatrove (its executors, steps and MinHash file formats: minor version pinned);
         # KenLM's scorer as prebuilt wheels: the perplexity filter runs ~15x faster with it
         "clean": ["datatrove>=0.10.1,<0.11", "ufal-kenlm>=26.4"],
     },

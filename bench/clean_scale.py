@@ -118,9 +118,16 @@ def run_clean(repo: Path, corpus: Path, out: Path, workers: int, kill_after: flo
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
-    peak = 0
+    peak, peak_stage = 0, ""
+    logs = out.parent / f".{out.name}.clean-work" / "logs"
     while proc.poll() is None:
-        peak = max(peak, _tree_pss_kib(proc.pid))
+        pss = _tree_pss_kib(proc.pid)
+        if pss > peak:
+            with contextlib.suppress(OSError):  # the stage running: the newest folder of logs
+                peak_stage = max(
+                    (p for p in logs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime
+                ).name
+            peak = pss
         if kill_after is not None and time.perf_counter() - start > kill_after:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -132,7 +139,7 @@ def run_clean(repo: Path, corpus: Path, out: Path, workers: int, kill_after: flo
         raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
     size = sum(p.stat().st_size for p in corpus.glob("*.jsonl"))
     return {"workers": workers, "seconds": round(seconds, 1), "mb_per_s": round(size / 1e6 / seconds, 3),
-            "mb_per_s_per_worker": round(size / 1e6 / seconds / workers, 3), "peak_pss_mib": round(peak / 1024),
+            "mb_per_s_per_worker": round(size / 1e6 / seconds / workers, 3), "peak_pss_mib": round(peak / 1024), "peak_stage": peak_stage,
             "summary": stdout.strip().splitlines()[0]}  # fmt: skip
 
 

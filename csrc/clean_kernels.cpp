@@ -1,4 +1,4 @@
-// The per-document arithmetic of `megacpt clean` in C++ (megacpt/clean/kernels.py is its typed face):
+// The per-document arithmetic of `megacpt clean` in C++ (megacpt/clean/_kernels.pyi is its typed face):
 // py3langid's naive-Bayes scores, character-class counts, repeated character n-grams and MinHash
 // signatures. Each gives what the Python it replaced gave (tests/clean/test_kernels.py checks them
 // against numpy and py3langid references); strings are read in place, in CPython's own layout.
@@ -18,6 +18,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+// Scores sum float32 products, with FMA where the CPU has it: the last bits of a probability may
+// differ between CPUs of different kinds (never between runs on one).
 
 namespace py = pybind11;
 
@@ -115,9 +117,12 @@ class LangScorer {
     bool any = false;
     {
       py::gil_scoped_release release;
-      thread_local std::vector<int32_t> counts;  // zero between calls: only the features seen are reset
+      // zero between calls (only the features seen are reset); room for every feature, so that
+      // nothing below can throw with counts half-way
+      thread_local std::vector<int32_t> counts;
       thread_local std::vector<int32_t> seen;
       if (counts.size() < features_) counts.assign(features_, 0);
+      if (seen.capacity() < features_) seen.reserve(features_);
       seen.clear();
       const int32_t* next = nextmove_.data();
       const int64_t* rows = rowbase_.data();
@@ -234,7 +239,7 @@ int64_t repeated_ngram_cover(const py::str& text, int64_t n) {
         first[i] = static_cast<uint32_t>(i);
         break;
       }
-      if (hashes[j] == hashes[i] && std::memcmp(chars.data + j * chars.width, chars.data + i * chars.width, span) == 0) {
+      if (hashes[j] == hashes[i] && std::memcmp(chars.data + static_cast<size_t>(j) * chars.width, chars.data + i * chars.width, span) == 0) {
         first[i] = j;
         repeats = true;
         break;
@@ -255,8 +260,13 @@ int64_t repeated_ngram_cover(const py::str& text, int64_t n) {
 }
 
 // Per permutation p, least[p] = min(least[p], (a[p] * x + b[p]) >> 32) over the keys x (mod 2**64);
-// compiled for AVX2 too, chosen at load time.
-__attribute__((target_clones("avx2", "default"))) void least_multiply_shift(const uint64_t* keys, size_t count,
+// on x86-64 ELF systems compiled for AVX2 too, chosen at load time.
+#if defined(__x86_64__) && defined(__ELF__)
+#define MEGACPT_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#else
+#define MEGACPT_AVX2_CLONE
+#endif
+MEGACPT_AVX2_CLONE void least_multiply_shift(const uint64_t* keys, size_t count,
                                                                              const uint64_t* a, const uint64_t* b,
                                                                              uint64_t* least, size_t perms) {
   for (size_t i = 0; i < count; ++i) {

@@ -91,9 +91,11 @@ class CleanOptions:
     """with --perplexity-model: fewest bits per character the document's word order must save over its
     words shuffled (shuffled-word text saves none)"""
     workers: int = workers_flag(os.cpu_count() or 1, "tasks run at once (local processes, or Slurm jobs)")
-    tasks: int | None = flag(None, type=COUNT, default_text="--workers, or one per 64 MiB of input")
-    """parts the input is cut into (contiguous blocks; one output shard each); the output does not
-    depend on it"""
+    tasks: int | None = flag(
+        None, type=COUNT, default_text="the larger of --workers and one per 64 MiB of input files"
+    )
+    """parts the input is cut into (contiguous blocks; one output shard each; a compressed file is
+    never split); the output does not depend on it"""
     executor: str = flag("local", choices=("local", "slurm"))
     """run the tasks as local processes, or submit them as Slurm jobs (sbatch) and return"""
     partition: str | None = None

@@ -84,12 +84,8 @@ def known_languages() -> frozenset[str]:
 class LangId:
     """Identify a document's language and how sure the model is (a probability in [0, 1])."""
 
-    def __init__(self, languages: list[str] | None = None, max_chars: int = 2000) -> None:
-        if languages:  # a model of its own, narrowed to these languages
-            self._model = _identifier(norm_probs=True)
-            self._model.set_languages(languages)
-        else:
-            self._model = _scorer()
+    def __init__(self, max_chars: int = 2000) -> None:
+        self._model = _scorer()  # all languages: a document in another one is found out as such
         self.max_chars = max_chars
 
     def __call__(self, text: str) -> tuple[str, float]:

@@ -34,11 +34,12 @@ the clusters, are the same for any task count.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import heapq
 import itertools
-import mmap
+import os
 import shutil
 from array import array
 from collections.abc import Iterator
@@ -148,19 +149,14 @@ class Fingerprints(PipelineStep):
         return iter(())
 
     def _write_bands(self, signatures: np.ndarray, rank: int) -> None:
+        """Per band, rows of the band's values and the document's index in the task, sorted."""
         rows = self.config.hashes_per_bucket
-        names = [f"field{i + 1}" for i in range(rows + 1)]  # datatrove's: the band's values, then the index
-        band_dtype = np.dtype([(name, "<u4") for name in names])
-        signatures_folder = self.work / "signatures"
+        index = np.arange(len(signatures), dtype="<u4")
         for band in range(self.config.num_buckets):
-            table = np.empty(len(signatures), band_dtype)
-            for row in range(rows):
-                table[names[row]] = signatures[:, band * rows + row]
-            table[names[rows]] = np.arange(len(signatures))
-            table.sort(order=names)
-            path = signatures_folder / f"bucket_{band:03d}" / f"{rank:05d}.minhash.sig"
+            table = np.column_stack([signatures[:, band * rows : (band + 1) * rows], index]).astype("<u4")
+            path = self.work / "signatures" / f"bucket_{band:03d}" / f"{rank:05d}.minhash.sig"
             path.parent.mkdir(parents=True, exist_ok=True)
-            table.tofile(path)
+            table[np.lexsort(table.T[::-1])].tofile(path)
 
 
 def _blocks(path: Path, dtype: np.dtype, rows: int = 1 << 16) -> Iterator[np.ndarray]:
@@ -171,8 +167,8 @@ def _blocks(path: Path, dtype: np.dtype, rows: int = 1 << 16) -> Iterator[np.nda
         yield np.fromfile(path, dtype, count=min(rows, total - start), offset=start * dtype.itemsize)
 
 
-def _sorted_keys(path: Path, task: int) -> Iterator[tuple[bytes, int, int, int]]:
-    for block in _blocks(path, KEY_DTYPE):
+def _sorted_keys(path: Path, task: int, rows: int) -> Iterator[tuple[bytes, int, int, int]]:
+    for block in _blocks(path, KEY_DTYPE, rows):
         for key, pos, index in zip(
             block["key"].tolist(), block["position"].tolist(), block["index"].tolist(), strict=True
         ):
@@ -203,12 +199,12 @@ class BandPairs(PipelineStep):
     them (``buckets/BBBBB_00.dups``: task and index of the one, task and index of the next, four
     ``<u4``). Ours merges the tasks' sorted band files in numpy blocks, a bounded number of records
     at a time; datatrove's pushes every record through a heap of Python objects (most of that
-    stage's time)."""
+    stage's time), and skips a record whose first value is 2**32 - 1, which ours keeps."""
 
     name = "🪣 band pairs"
     type = "🫂 - DEDUP"
 
-    def __init__(self, work: Path, config: MinhashConfig, records_in_memory: int = 1 << 20) -> None:
+    def __init__(self, work: Path, config: MinhashConfig, records_in_memory: int = 1 << 18) -> None:
         super().__init__()
         self.work, self.records_in_memory = work, records_in_memory
         self.bands, self.rows = config.num_buckets, config.hashes_per_bucket
@@ -234,37 +230,29 @@ class BandPairs(PipelineStep):
 def _merged(tables: list[_RowFile], tasks: np.ndarray, block: int) -> Iterator[np.ndarray]:
     """The rows of ``tables`` (each sorted: a band's values, then an index) in (values, task, index)
     order, as rows of values, task, index; each chunk begins with the last row of the one before.
-    Rows are merged ``block`` per table at a time: a chunk ends before the least of the blocks' last
-    values among tables with rows left beyond their block (a run of equal values longer than a block
-    doubles that table's block)."""
-    starts = [0] * len(tables)
-    sizes = [block] * len(tables)
+    ``block`` rows of each table are read at a time; a chunk ends at the least of the last rows read
+    among the tables with rows left, which every row not read yet comes after."""
+    starts = np.zeros(len(tables), np.int64)
     last: np.ndarray | None = None
-    while any(start < len(t) for start, t in zip(starts, tables, strict=True)):
+    while True:
         parts, bound = [], None
         for t, table in enumerate(tables):
-            piece = table[starts[t] : starts[t] + sizes[t]]
+            piece = table[int(starts[t]) : int(starts[t]) + block]
             if not len(piece):
                 continue
-            parts.append(
-                np.column_stack([piece[:, :-1], np.full(len(piece), tasks[t], np.uint32), piece[:, -1]])
-            )
-            end = tuple(piece[-1, :-1].tolist())
-            if starts[t] + len(piece) < len(table) and (bound is None or end < bound[0]):
-                bound = (end, t)
+            task, which = np.full(len(piece), tasks[t], np.uint32), np.full(len(piece), t, np.uint32)
+            parts.append(np.column_stack([piece[:, :-1], task, piece[:, -1], which]))
+            if starts[t] + len(piece) < len(table):
+                key = (*piece[-1, :-1].tolist(), int(tasks[t]), int(piece[-1, -1]))
+                bound = key if bound is None or key < bound else bound
+        if not parts:
+            return
         rows = np.concatenate(parts)
-        rows = rows[np.lexsort(rows.T[::-1])]
-        if bound is not None:  # only rows below the bound: the tables' next blocks hold none
-            below, equal = np.zeros(len(rows), bool), np.ones(len(rows), bool)
-            for column, value in enumerate(bound[0]):  # lexicographic: values < bound
-                below |= equal & (rows[:, column] < value)
-                equal &= rows[:, column] == value
-            if not below.any():
-                sizes[bound[1]] *= 2
-                continue
-            rows = rows[below]
-        for t, task in enumerate(tasks):
-            starts[t] += int((rows[:, -2] == task).sum())
+        rows = rows[np.lexsort(rows[:, :-1].T[::-1])]
+        if bound is not None:  # (task, index) names one row
+            rows = rows[: np.flatnonzero((rows[:, -3] == bound[-2]) & (rows[:, -2] == bound[-1]))[0] + 1]
+        starts += np.bincount(rows[:, -1], minlength=len(tables))
+        rows = rows[:, :-1]
         if last is not None:
             rows = np.concatenate([last[None], rows])
         last = rows[-1]
@@ -275,7 +263,7 @@ REMOVAL_DTYPE = np.dtype([("index", "<u4"), ("first", "<u8"), ("exact", "u1"), (
 PAIR_DTYPE = np.dtype([("task", "<u4"), ("index", "<u4"), ("next_task", "<u4"), ("next_index", "<u4")])
 RUN_EDGE = 100  # a document in a long band run is compared with the run's first and last 100 before it
 CHUNK_DOCS = 1 << 18  # documents whose band-run memberships are sorted and walked at once
-RELEASE_EVERY = 1 << 16  # documents walked between drops of the signature pages read
+KEYS_IN_MEMORY = 1 << 18  # exact keys read ahead, over all tasks' streams
 
 
 class FirstCopies(PipelineStep):
@@ -289,11 +277,12 @@ class FirstCopies(PipelineStep):
     The buckets stage writes each band's runs of equal values as pairs of neighbours, in
     (task, index) order, which the contiguous task blocks make the input order: the runs are rebuilt
     from the pairs, so the candidates, and the result, are the same for any task count. Documents
-    are numbered in input order across tasks. Every file is streamed or read in blocks: the band
-    runs' memberships are spread to files by range of documents, and walked one range at a time;
-    the signatures are mapped and their pages dropped as the walk goes on; removals go to disk in
-    blocks. What is held for the whole corpus is one byte per document, and eight bytes per band
-    run (its first document that stays; the runs with more than one keep a list)."""
+    are numbered in input order across tasks. Every file is streamed or read in blocks of bounded
+    size: the band runs' memberships are spread to files by range of documents (at most 256 files,
+    each of at least ``CHUNK_DOCS`` documents) and walked one range at a time; the signatures
+    compared are read one by one; removals go to disk in blocks. What is held for the whole corpus
+    is one byte per document, and four bytes per band run (its first document that stays, eight
+    past 2**31 documents; the runs with more than one keep a list)."""
 
     name = "🫂 first copies"
     type = "🫂 - DEDUP"
@@ -314,20 +303,23 @@ class FirstCopies(PipelineStep):
         folder = self.work / "removals"
         shutil.rmtree(folder, ignore_errors=True)  # a stage that was stopped part-way starts again
         folder.mkdir()
-        removals = [_Removals(folder / f"{task:05d}") for task in range(self.tasks)]
+        removals = _Removals(folder, self.tasks)
         if self.exact:
-            streams = [_sorted_keys(self.work / "keys" / f"{t:05d}.bin", t) for t in range(self.tasks)]
+            rows = max(64, KEYS_IN_MEMORY // self.tasks)
+            streams = [_sorted_keys(self.work / "keys" / f"{t:05d}.bin", t, rows) for t in range(self.tasks)]
             last_key, first = None, -1
             for key, pos, task, index in heapq.merge(*streams):
                 if key == last_key:
                     stays[base[task] + index] = False
-                    removals[task].add(index, first, True, 1.0)
+                    removals.add(task, index, first, True, 1.0)
                 else:
                     last_key, first = key, pos
         if self.near:
-            self._near(signatures, stays, removals)
-        for found in removals:
-            found.save()
+            try:
+                self._near(signatures, stays, removals)
+            finally:
+                signatures.close()
+        removals.save()
         return iter(())
 
     def _membership_files(self, base: np.ndarray, stays: np.ndarray) -> tuple[list[Path], int, int]:
@@ -360,13 +352,14 @@ class FirstCopies(PipelineStep):
                     next_run, previous = int(run_ids[-1]) + 1, int(second[-1])
         return paths, span, next_run
 
-    def _near(self, signatures: _Signatures, stays: np.ndarray, removals: list[_Removals]) -> None:
+    def _near(self, signatures: _Signatures, stays: np.ndarray, removals: _Removals) -> None:
         """In input order, each document in a band run against the earlier documents of its runs that
         stay (the first and last ``RUN_EDGE`` of them); the ones that stay join their runs."""
         paths, _, runs = self._membership_files(signatures.base, stays)
-        heads = np.full(runs, -1, np.int64)  # per run: its first document that stays
+        heads = np.full(
+            runs, -1, np.int32 if len(stays) < 1 << 31 else np.int64
+        )  # per run: its first that stays
         more: dict[int, list[int]] = {}  # per run with more: the next ones (those that can be compared)
-        walked = 0
         for path in paths:
             memberships = np.fromfile(path, "<i8").reshape(-1, 2)
             path.unlink()
@@ -393,7 +386,7 @@ class FirstCopies(PipelineStep):
                         best = (jaccard, int(theirs["position"]))
                 if best is not None:
                     stays[number] = False
-                    removals[task].add(number - int(signatures.base[task]), best[1], False, best[0])
+                    removals.add(task, number - int(signatures.base[task]), best[1], False, best[0])
                 else:
                     for r in my_runs:
                         if heads[r] < 0:
@@ -403,47 +396,49 @@ class FirstCopies(PipelineStep):
                             later.append(number)
                             if len(later) > 4 * RUN_EDGE:  # only the first and last RUN_EDGE are compared
                                 del later[RUN_EDGE:-RUN_EDGE]
-                walked += 1
-                if walked % RELEASE_EVERY == 0:
-                    signatures.release()
 
 
 class _Signatures:
-    """The tasks' records by document number (input order), mapped; ``release`` drops the pages read
-    so far from this process (they are read again from the page cache when needed)."""
+    """The tasks' records by document number (input order), each read when asked for (``os.pread``):
+    nothing of the files stays in this process's memory, and at most ``open_files`` are open."""
 
-    def __init__(self, paths: list[Path], num_perm: int) -> None:
-        dtype = record_dtype(num_perm)
-        self.maps: list[mmap.mmap] = []
-        self.tables: list[np.ndarray] = []
-        for path in paths:
-            if not path.stat().st_size:
-                self.tables.append(np.empty(0, dtype))
-                continue
-            with open(path, "rb") as f:
-                self.maps.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
-            self.tables.append(np.frombuffer(self.maps[-1], dtype))
-        self.base = np.concatenate([[0], np.cumsum([len(t) for t in self.tables])]).astype(np.int64)
+    def __init__(self, paths: list[Path], num_perm: int, open_files: int = 64) -> None:
+        self.paths, self.dtype, self.open_files = paths, record_dtype(num_perm), open_files
+        sizes = [path.stat().st_size // self.dtype.itemsize for path in paths]
+        self.base = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._fds: collections.OrderedDict[int, int] = collections.OrderedDict()
 
     def row(self, number: int) -> tuple[int, np.void]:
         """(task, record) of document ``number``."""
         task = int(np.searchsorted(self.base, number, side="right")) - 1
-        return task, self.tables[task][number - self.base[task]]
+        fd = self._fds.pop(task, None)
+        if fd is None:
+            if len(self._fds) >= self.open_files:
+                os.close(self._fds.popitem(last=False)[1])
+            fd = os.open(self.paths[task], os.O_RDONLY)
+        self._fds[task] = fd
+        size = self.dtype.itemsize
+        return task, np.frombuffer(os.pread(fd, size, (number - int(self.base[task])) * size), self.dtype)[0]
 
-    def release(self) -> None:
-        for mapped in self.maps:
-            mapped.madvise(mmap.MADV_DONTNEED)
+    def close(self) -> None:
+        while self._fds:
+            os.close(self._fds.popitem()[1])
 
 
 class _Removals:
-    """One task's removals: compact arrays, written to ``PATH.part`` a block at a time, then sorted
-    into ``PATH.npy``."""
+    """Every task's removals, in compact arrays written to ``removals/TASK.part`` whenever ``block``
+    are held, then sorted into ``removals/TASK.npy``."""
 
-    def __init__(self, path: Path, block: int = 1 << 20) -> None:
-        self.path, self.block = path, block
-        self.index, self.first, self.exact, self.jaccard = array("I"), array("Q"), array("B"), array("f")
+    def __init__(self, folder: Path, tasks: int, block: int = 1 << 20) -> None:
+        self.folder, self.tasks, self.block = folder, tasks, block
+        self._start()
 
-    def add(self, index: int, first: int, exact: bool, jaccard: float) -> None:
+    def _start(self) -> None:
+        self.task, self.index, self.first = array("I"), array("I"), array("Q")
+        self.exact, self.jaccard = array("B"), array("f")
+
+    def add(self, task: int, index: int, first: int, exact: bool, jaccard: float) -> None:
+        self.task.append(task)
         self.index.append(index)
         self.first.append(first)
         self.exact.append(exact)
@@ -452,7 +447,8 @@ class _Removals:
             self._flush()
 
     def _flush(self) -> None:
-        table = np.zeros(len(self.index), REMOVAL_DTYPE)
+        tasks = np.frombuffer(self.task, np.uint32)
+        table = np.zeros(len(tasks), REMOVAL_DTYPE)
         table["index"], table["first"] = (
             np.frombuffer(self.index, np.uint32),
             np.frombuffer(self.first, np.uint64),
@@ -461,12 +457,15 @@ class _Removals:
             np.frombuffer(self.exact, np.uint8),
             np.frombuffer(self.jaccard, np.float32),
         )
-        with open(self.path.with_suffix(".part"), "ab") as out:
-            table.tofile(out)
-        self.index, self.first, self.exact, self.jaccard = array("I"), array("Q"), array("B"), array("f")
+        for task in np.unique(tasks).tolist():
+            with open(self.folder / f"{task:05d}.part", "ab") as out:
+                table[tasks == task].tofile(out)
+        self._start()
 
     def save(self) -> None:
         self._flush()
-        part = self.path.with_suffix(".part")
-        np.save(self.path.with_suffix(".npy"), np.sort(np.fromfile(part, REMOVAL_DTYPE), order="index"))
-        part.unlink()
+        for task in range(self.tasks):
+            part = self.folder / f"{task:05d}.part"
+            found = np.fromfile(part, REMOVAL_DTYPE) if part.exists() else np.empty(0, REMOVAL_DTYPE)
+            np.save(self.folder / f"{task:05d}.npy", np.sort(found, order="index"))
+            part.unlink(missing_ok=True)

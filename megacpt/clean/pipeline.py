@@ -120,7 +120,7 @@ def _plan(
     )
     if not tasks:
         input_bytes = sum(os.path.getsize(p) for p in paths)
-        tasks = min(max(workers, -(-input_bytes // TASK_BYTES)), MAX_TASKS)
+        tasks = max(workers, min(-(-input_bytes // TASK_BYTES), MAX_TASKS))
     if workers < 1 or not 1 <= tasks <= MAX_TASKS:
         raise UserError(
             f"workers must be at least 1 and tasks between 1 and {MAX_TASKS}, got {workers} and {tasks}"

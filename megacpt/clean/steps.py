@@ -1,4 +1,4 @@
-"""``megacpt clean``'s own datatrove pipeline steps, around datatrove's MinHash stages (``minhash.py``).
+"""``megacpt clean``'s own datatrove pipeline steps, around the deduplication stages (``minhash.py``).
 
 - ``ReadInputs``: a task's contiguous block of the inputs (``plan.py``), every line a document,
   bad ones included, named by its position. datatrove's ``JsonlReader`` is not used: it drops
