@@ -36,16 +36,10 @@ def _script_vote(text: str) -> str | None:
     return None
 
 
-def _identifier(**kwargs: Any) -> Any:
-    """A fresh ``py3langid`` identifier (imported here: it loads numpy, which ``--help`` never needs)."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    return LanguageIdentifier.from_model_file(MODEL_FILE, **kwargs)
-
-
 @functools.cache
 def _scorer() -> Any:
-    """The identifier every ``LangId`` of this process shares (probabilities normalised), scoring in C++."""
+    """The identifier every ``LangId`` of this process shares (probabilities normalised), scoring in C++
+    (py3langid imported here: it loads numpy, which ``--help`` never needs)."""
     import numpy as np
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 

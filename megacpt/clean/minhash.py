@@ -322,10 +322,10 @@ class FirstCopies(PipelineStep):
         removals.save()
         return iter(())
 
-    def _membership_files(self, base: np.ndarray, stays: np.ndarray) -> tuple[list[Path], int, int]:
+    def _membership_files(self, base: np.ndarray, stays: np.ndarray) -> tuple[list[Path], int]:
         """Every (document, run) of every band's runs of equal values (exact copies, already gone, left
-        out), spread to files by range of documents: the files, the documents per file and the number
-        of runs. Runs are rebuilt from the buckets stage's pairs of neighbours."""
+        out), spread to files by range of documents: the files, in input order, and the number of runs.
+        Runs are rebuilt from the buckets stage's pairs of neighbours."""
         span = max(CHUNK_DOCS, -(-int(base[-1]) // 256))  # at most 256 files open at once
         folder = self.work / "memberships"
         shutil.rmtree(folder, ignore_errors=True)
@@ -350,15 +350,14 @@ class FirstCopies(PipelineStep):
                         mine = files == k
                         np.stack([docs[mine], runs[mine]], axis=1).astype("<i8").tofile(outs[k])
                     next_run, previous = int(run_ids[-1]) + 1, int(second[-1])
-        return paths, span, next_run
+        return paths, next_run
 
     def _near(self, signatures: _Signatures, stays: np.ndarray, removals: _Removals) -> None:
         """In input order, each document in a band run against the earlier documents of its runs that
         stay (the first and last ``RUN_EDGE`` of them); the ones that stay join their runs."""
-        paths, _, runs = self._membership_files(signatures.base, stays)
-        heads = np.full(
-            runs, -1, np.int32 if len(stays) < 1 << 31 else np.int64
-        )  # per run: its first that stays
+        paths, runs = self._membership_files(signatures.base, stays)
+        number_type = np.int32 if len(stays) < 1 << 31 else np.int64
+        heads = np.full(runs, -1, number_type)  # per run: its first document that stays
         more: dict[int, list[int]] = {}  # per run with more: the next ones (those that can be compared)
         for path in paths:
             memberships = np.fromfile(path, "<i8").reshape(-1, 2)

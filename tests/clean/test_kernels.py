@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-from megacpt.clean.langid import LangId, _identifier
+from megacpt.clean.langid import LangId
 from megacpt.clean.minhash import Fingerprints, minhash_config
 
 CORPORA = Path(__file__).resolve().parents[2] / "examples" / "corpora"
@@ -26,7 +27,7 @@ def _texts(per_file: int = 60) -> list[str]:
 
 def test_language_scores_are_py3langids() -> None:
     """Same label, and the same probabilities to float32 rounding, as py3langid's own walk and sum."""
-    ours, theirs = LangId()._model, _identifier(norm_probs=True)
+    ours, theirs = LangId()._model, LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     assert hasattr(ours, "cpp") and not hasattr(theirs, "cpp")
     for text in _texts() + ODD:
         head = text[:2000]
