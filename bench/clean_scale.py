@@ -118,28 +118,27 @@ def run_clean(repo: Path, corpus: Path, out: Path, workers: int, kill_after: flo
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
-    peak, peak_stage = 0, ""
+    by_stage: dict[str, int] = {}  # the peak while each stage ran
     logs = out.parent / f".{out.name}.clean-work" / "logs"
     while proc.poll() is None:
-        pss = _tree_pss_kib(proc.pid)
-        if pss > peak:
-            with contextlib.suppress(OSError):  # the stage running: the newest folder of logs
-                peak_stage = max(
-                    (p for p in logs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime
-                ).name
-            peak = pss
+        pss, stage = _tree_pss_kib(proc.pid), "start"
+        with contextlib.suppress(OSError, ValueError):  # the stage running: the newest folder of logs
+            stage = max((p for p in logs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime).name
+        by_stage[stage] = max(by_stage.get(stage, 0), pss)
         if kill_after is not None and time.perf_counter() - start > kill_after:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return {"killed_after_s": round(time.perf_counter() - start, 1)}
         time.sleep(0.1)
     seconds = time.perf_counter() - start
+    peak_stage = max(by_stage, key=by_stage.__getitem__, default="")
     stdout, stderr = proc.communicate()
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
     size = sum(p.stat().st_size for p in corpus.glob("*.jsonl"))
     return {"workers": workers, "seconds": round(seconds, 1), "mb_per_s": round(size / 1e6 / seconds, 3),
-            "mb_per_s_per_worker": round(size / 1e6 / seconds / workers, 3), "peak_pss_mib": round(peak / 1024), "peak_stage": peak_stage,
+            "mb_per_s_per_worker": round(size / 1e6 / seconds / workers, 3), "peak_pss_mib": round(by_stage.get(peak_stage, 0) / 1024), "peak_stage": peak_stage,
+            "peak_pss_mib_by_stage": {stage: round(kib / 1024) for stage, kib in by_stage.items()},
             "summary": stdout.strip().splitlines()[0]}  # fmt: skip
 
 

@@ -5,10 +5,11 @@ datatrove (the FineWeb pipeline) is the well-kept engine for this on Slurm clust
 its documents' MinHash signatures, sorted, one file per LSH band, in the format of datatrove's
 ``MinhashDedupSignature`` (``Fingerprints``); one task per band merges the sorted files and writes
 the pairs that share the band, in the format of datatrove's ``MinhashDedupBuckets`` (``BandPairs``);
-one task joins the pairs into clusters
-(``FirstCopies``, ours). No stage holds more than one task's documents or the duplicates found, so
-memory does not grow with the corpus. Ours differs from datatrove's stock stages where those do not
-serve Korean or Japanese, or make the result depend on the task count:
+one task joins the pairs into clusters (``FirstCopies``, ours). No stage holds more than one task's
+documents, a bounded block of records or pairs, and, in the cluster stage, a few bytes per document
+and per band run in typed arrays (datatrove's own cluster stage holds a Python dict entry per
+document with a duplicate). Ours differs from datatrove's stock stages where those do not serve
+Korean or Japanese, or make the result depend on the task count:
 
 - shingles are character n-grams of the whitespace-collapsed text (Korean and Japanese have no word
   boundaries to tokenise), hashed with the signature in C++ (``csrc/clean_kernels.cpp``); datatrove's default word shingles need spaCy or
@@ -262,8 +263,8 @@ def _merged(tables: list[_RowFile], tasks: np.ndarray, block: int) -> Iterator[n
 REMOVAL_DTYPE = np.dtype([("index", "<u4"), ("first", "<u8"), ("exact", "u1"), ("jaccard", "<f4")])
 PAIR_DTYPE = np.dtype([("task", "<u4"), ("index", "<u4"), ("next_task", "<u4"), ("next_index", "<u4")])
 RUN_EDGE = 100  # a document in a long band run is compared with the run's first and last 100 before it
-CHUNK_DOCS = 1 << 18  # documents whose band-run memberships are sorted and walked at once
-KEYS_IN_MEMORY = 1 << 18  # exact keys read ahead, over all tasks' streams
+CHUNK_DOCS = 1 << 16  # documents whose band-run memberships are sorted and walked at once
+KEYS_IN_MEMORY = 1 << 16  # exact keys read ahead, over all tasks' streams
 
 
 class FirstCopies(PipelineStep):
@@ -281,18 +282,26 @@ class FirstCopies(PipelineStep):
     size: the band runs' memberships are spread to files by range of documents (at most 256 files,
     each of at least ``CHUNK_DOCS`` documents) and walked one range at a time; the signatures
     compared are read one by one; removals go to disk in blocks. What is held for the whole corpus
-    is one byte per document, and four bytes per band run (its first document that stays, eight
-    past 2**31 documents; the runs with more than one keep a list)."""
+    is one byte per document, eight bytes per band run of two or more documents (its first and last
+    documents that stay) and twelve per later document that stays in a run (the chain of them),
+    twice that past 2**31 documents: a few percent of the records written for the corpus."""
 
     name = "🫂 first copies"
     type = "🫂 - DEDUP"
 
     def __init__(
-        self, work: Path, tasks: int, num_perm: int, exact: bool, near: bool, threshold: float
+        self,
+        work: Path,
+        tasks: int,
+        num_perm: int,
+        exact: bool,
+        near: bool,
+        threshold: float,
+        pairs_in_memory: int = 1 << 16,
     ) -> None:
         super().__init__()
         self.work, self.tasks, self.num_perm, self.exact, self.near = work, tasks, num_perm, exact, near
-        self.threshold = threshold
+        self.threshold, self.pairs_in_memory = threshold, pairs_in_memory
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         signatures = _Signatures(
@@ -323,42 +332,82 @@ class FirstCopies(PipelineStep):
         return iter(())
 
     def _membership_files(self, base: np.ndarray, stays: np.ndarray) -> tuple[list[Path], int]:
-        """Every (document, run) of every band's runs of equal values (exact copies, already gone, left
-        out), spread to files by range of documents: the files, in input order, and the number of runs.
-        Runs are rebuilt from the buckets stage's pairs of neighbours."""
+        """Every (document, run) of the band runs of equal values that hold two or more documents once
+        the exact copies are gone (no other run can give a comparison), spread to files by range of
+        documents: the files, in input order, and the number of runs, numbered from 0. Runs are
+        rebuilt from the buckets stage's pairs of neighbours, a block at a time; the run open at the
+        end of a block keeps its number, or, while it has one document that stays, waits with it."""
         span = max(CHUNK_DOCS, -(-int(base[-1]) // 256))  # at most 256 files open at once
         folder = self.work / "memberships"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         paths = [folder / f"{k:05d}.bin" for k in range(max(1, -(-int(base[-1]) // span)))]
-        next_run = 0
+        numbered = 0
         with contextlib.ExitStack() as stack:
             outs = [stack.enter_context(open(path, "wb")) for path in paths]
             for dups in sorted((self.work / "buckets").glob("*.dups")):
-                previous = -1  # the second document of the pair before, across blocks
-                for pairs in _blocks(dups, PAIR_DTYPE):
+                previous, next_run = -1, 0  # the second document of the pair before; the band's runs
+                open_run, open_number = -1, -1  # the run open at the end of the block, its number
+                waiting = np.empty((2, 0), np.int64)  # its one document that stays, while it has no number
+                for pairs in _blocks(dups, PAIR_DTYPE, self.pairs_in_memory):
                     first = base[pairs["task"]] + pairs["index"]
                     second = base[pairs["next_task"]] + pairs["next_index"]
                     starts = np.r_[first[0] != previous, first[1:] != second[:-1]]  # a pair opening a run
                     run_ids = next_run - 1 + np.cumsum(starts)
-                    docs = np.concatenate([first[starts], second])
-                    runs = np.concatenate([run_ids[starts], run_ids])
-                    keep = stays[docs]
-                    docs, runs = docs[keep], runs[keep]
-                    files = docs // span
-                    for k in np.unique(files).tolist():
-                        mine = files == k
-                        np.stack([docs[mine], runs[mine]], axis=1).astype("<i8").tofile(outs[k])
+                    docs = np.concatenate([waiting[0], first[starts], second])
+                    runs = np.concatenate([waiting[1], run_ids[starts], run_ids])
+                    docs, runs = docs[stays[docs]], runs[stays[docs]]
+                    found, inverse, sizes = np.unique(runs, return_inverse=True, return_counts=True)
+                    numbers = np.full(len(found), -1, np.int64)
+                    numbers[found == open_run] = open_number
+                    fresh = (sizes >= 2) & (numbers < 0)
+                    numbers[fresh] = numbered + np.arange(int(fresh.sum()))
+                    numbered += int(fresh.sum())
+                    if run_ids[-1] != open_run:
+                        open_run, open_number = int(run_ids[-1]), -1
+                    open_number = max(open_number, int(numbers[found == open_run].max(initial=-1)))
+                    numbers = numbers[inverse]
+                    self._spread(outs, span, docs[numbers >= 0], numbers[numbers >= 0])
+                    waiting = np.stack([docs, runs])[:, (runs == open_run) & (numbers < 0)]
                     next_run, previous = int(run_ids[-1]) + 1, int(second[-1])
-        return paths, next_run
+        return paths, numbered
+
+    @staticmethod
+    def _spread(outs: list, span: int, docs: np.ndarray, runs: np.ndarray) -> None:
+        files = docs // span
+        for k in np.unique(files).tolist():
+            here = files == k
+            np.stack([docs[here], runs[here]], axis=1).astype("<i8").tofile(outs[k])
 
     def _near(self, signatures: _Signatures, stays: np.ndarray, removals: _Removals) -> None:
         """In input order, each document in a band run against the earlier documents of its runs that
-        stay (the first and last ``RUN_EDGE`` of them); the ones that stay join their runs."""
+        stay (the first and last ``RUN_EDGE`` of them); the ones that stay join their runs.
+
+        A run's first document that stays is its head; the later ones are chained (each links to the
+        one before it in its run), so what is held is a few bytes per run and per later document
+        that stays, in typed arrays."""
         paths, runs = self._membership_files(signatures.base, stays)
-        number_type = np.int32 if len(stays) < 1 << 31 else np.int64
-        heads = np.full(runs, -1, number_type)  # per run: its first document that stays
-        more: dict[int, list[int]] = {}  # per run with more: the next ones (those that can be compared)
+        typecode = "i" if max(len(stays), sum(path.stat().st_size for path in paths) // 16) < 1 << 31 else "q"
+        heads = array(typecode, [-1]) * runs  # per run: its first document that stays
+        tails = array(typecode, [-1]) * runs  # per run: its last later document that stays, in the chain
+        # the chain of later documents that stay: each one, the one before it in its run, its rank there
+        chained, before, ranks = array(typecode), array(typecode), array(typecode)
+        edges: dict[int, int] = {}  # runs with RUN_EDGE - 1 later documents or more: that one's place
+
+        def walk(link: int, steps: int) -> list[int]:
+            found = []
+            while link >= 0 and len(found) < steps:
+                found.append(chained[link])
+                link = before[link]
+            return found
+
+        def compared(run: int) -> list[int]:
+            """The run's first and last ``RUN_EDGE`` documents that stay (all of them when no more)."""
+            tail = tails[run]
+            if tail < 0 or ranks[tail] < 2 * RUN_EDGE:
+                return [heads[run], *walk(tail, 2 * RUN_EDGE)]
+            return [heads[run], *walk(edges.get(run, -1), RUN_EDGE - 1), *walk(tail, RUN_EDGE)]
+
         for path in paths:
             memberships = np.fromfile(path, "<i8").reshape(-1, 2)
             path.unlink()
@@ -372,10 +421,8 @@ class FirstCopies(PipelineStep):
                 my_runs = run[begin:end].tolist()
                 others: set[int] = set()
                 for r in my_runs:
-                    head = int(heads[r])
-                    if head >= 0:
-                        members = [head, *more.get(r, ())]
-                        others.update(members[:RUN_EDGE] + members[-RUN_EDGE:])
+                    if heads[r] >= 0:
+                        others.update(compared(r))
                 task, mine = signatures.row(number)
                 best: tuple[float, int] | None = None
                 for other in sorted(others):
@@ -386,15 +433,18 @@ class FirstCopies(PipelineStep):
                 if best is not None:
                     stays[number] = False
                     removals.add(task, number - int(signatures.base[task]), best[1], False, best[0])
-                else:
-                    for r in my_runs:
-                        if heads[r] < 0:
-                            heads[r] = number
-                        else:
-                            later = more.setdefault(r, [])
-                            later.append(number)
-                            if len(later) > 4 * RUN_EDGE:  # only the first and last RUN_EDGE are compared
-                                del later[RUN_EDGE:-RUN_EDGE]
+                    continue
+                for r in my_runs:
+                    if heads[r] < 0:
+                        heads[r] = number
+                        continue
+                    tail = tails[r]
+                    chained.append(number)
+                    before.append(tail)
+                    ranks.append(1 + (ranks[tail] if tail >= 0 else 0))
+                    tails[r] = len(chained) - 1
+                    if ranks[-1] == RUN_EDGE - 1:
+                        edges[r] = tails[r]
 
 
 class _Signatures:
@@ -428,7 +478,7 @@ class _Removals:
     """Every task's removals, in compact arrays written to ``removals/TASK.part`` whenever ``block``
     are held, then sorted into ``removals/TASK.npy``."""
 
-    def __init__(self, folder: Path, tasks: int, block: int = 1 << 20) -> None:
+    def __init__(self, folder: Path, tasks: int, block: int = 1 << 18) -> None:
         self.folder, self.tasks, self.block = folder, tasks, block
         self._start()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import multiprocessing
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from megacpt.clean import cli as clean_cli
+from megacpt.clean import minhash
 from megacpt.clean.config import CleanConfig
 from megacpt.clean.documents import DocumentCleaner, position
 from megacpt.clean.minhash import KEY_DTYPE, BandPairs, FirstCopies, minhash_config, record_dtype
@@ -319,6 +321,23 @@ def test_nothing_kept_creates_no_output_folder(tmp_path: Path) -> None:
     assert report.documents_out == 1 and (tmp_path / "out" / "part-00000.jsonl").exists()
 
 
+def _dedup_inputs(folder: Path, tasks: list[np.ndarray], pairs: list[tuple[int, int, int, int]]) -> None:
+    """The clean stage's records and sorted exact keys per task, and one band's pairs, as the cluster
+    stage reads them."""
+    for name in ("records", "keys", "buckets"):
+        (folder / name).mkdir()
+    for rank, table in enumerate(tasks):
+        table.tofile(folder / "records" / f"{rank:05d}.bin")
+        sorted_keys = np.empty(len(table), KEY_DTYPE)
+        sorted_keys["key"], sorted_keys["position"], sorted_keys["index"] = (
+            table["key"],
+            table["position"],
+            range(len(table)),
+        )
+        np.sort(sorted_keys, order=("key", "position")).tofile(folder / "keys" / f"{rank:05d}.bin")
+    np.array(pairs, dtype="<u4").reshape(-1, 4).tofile(folder / "buckets" / "00000_00.dups")
+
+
 def test_first_copies_compare_with_documents_that_stay_not_through_chains(tmp_path: Path) -> None:
     """A band run A, B, C in input order with J(A,B) = J(B,C) = 0.9 but J(A,C) = 0.8 < 0.85: B goes as
     a copy of A, and C stays (it is near only B, which went); D, in another task, is A's text."""
@@ -328,31 +347,77 @@ def test_first_copies_compare_with_documents_that_stay_not_through_chains(tmp_pa
     signature_b[0] = signature_c[0] = 100
     signature_c[9] = 200
     keys = [b"a" * 16, b"b" * 16, b"c" * 16]
-    (tmp_path / "records").mkdir()
-    (tmp_path / "keys").mkdir()
-    (tmp_path / "buckets").mkdir()
     task0 = np.zeros(3, record_dtype(num_perm))
     task0["position"] = [10, 20, 30]
     task0["key"] = keys
     task0["signature"] = [signature_a, signature_b, signature_c]
     task1 = np.zeros(1, record_dtype(num_perm))
     task1["position"], task1["key"], task1["signature"] = [position(1, 0)], [keys[0]], [signature_a]
-    for rank, table in enumerate((task0, task1)):
-        table.tofile(tmp_path / "records" / f"{rank:05d}.bin")
-        sorted_keys = np.empty(len(table), KEY_DTYPE)
-        sorted_keys["key"], sorted_keys["position"], sorted_keys["index"] = (
-            table["key"],
-            table["position"],
-            range(len(table)),
-        )
-        np.sort(sorted_keys, order=("key", "position")).tofile(tmp_path / "keys" / f"{rank:05d}.bin")
-    np.array([[0, 0, 0, 1], [0, 1, 0, 2]], dtype="<u4").tofile(tmp_path / "buckets" / "00000_00.dups")
+    _dedup_inputs(tmp_path, [task0, task1], [(0, 0, 0, 1), (0, 1, 0, 2)])
     FirstCopies(tmp_path, 2, num_perm, exact=True, near=True, threshold=0.85).run()
     first_task = np.load(tmp_path / "removals" / "00000.npy")
     assert first_task["index"].tolist() == [1] and first_task["first"].tolist() == [10]
     assert first_task["jaccard"].tolist() == pytest.approx([0.9]) and not first_task["exact"].any()
     second_task = np.load(tmp_path / "removals" / "00001.npy")
     assert second_task[["index", "first", "exact"]].tolist() == [(0, 10, 1)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_first_copies_match_the_plain_walk(tmp_path: Path, monkeypatch, seed: int) -> None:
+    """The cluster stage against the decision written plainly (lists of the documents that stay per
+    run): runs longer than a block of pairs, longer than twice the edge compared, in several bands,
+    across tasks (one empty), with exact copies; each removal names the same earlier copy."""
+    monkeypatch.setattr(minhash, "RUN_EDGE", 2)
+    rng = np.random.default_rng(seed)
+    num_perm, threshold, sizes = 8, 0.5, [40, 0, 25, 35]
+    tasks = []
+    for size in sizes:
+        table = np.zeros(size, record_dtype(num_perm))
+        table["signature"] = rng.integers(0, 3, size=(size, num_perm))
+        table["key"] = [bytes([k]) * 16 for k in rng.integers(0, 60, size)]
+        tasks.append(table)
+    records = np.concatenate(tasks)
+    records["position"] = np.arange(len(records)) * 7 + 3  # increasing in input order
+    base = np.cumsum([0, *sizes])
+    for rank, table in enumerate(tasks):
+        table["position"] = records["position"][base[rank] : base[rank + 1]]
+    where = [(rank, index) for rank, size in enumerate(sizes) for index in range(size)]
+    runs = []  # each band's runs of documents (numbers in input order), every document in one run
+    for values in (4, 4, 50):  # long runs, and runs of two or three
+        labels = rng.integers(0, values, len(records))
+        runs += [np.flatnonzero(labels == label).tolist() for label in range(values)]
+    pairs = [(*where[a], *where[b]) for run in runs for a, b in itertools.pairwise(run)]
+    _dedup_inputs(tmp_path, tasks, pairs)
+    FirstCopies(tmp_path, len(sizes), num_perm, True, True, threshold, pairs_in_memory=5).run()
+    found = {
+        (rank, int(row["index"])): (int(row["first"]), bool(row["exact"]), round(float(row["jaccard"]), 4))
+        for rank in range(len(sizes))
+        for row in np.load(tmp_path / "removals" / f"{rank:05d}.npy")
+    }
+
+    expected, first_with_key = {}, {}
+    survivors: list[list[int]] = [[] for _ in runs]
+    for number, record in enumerate(records):
+        key = bytes(record["key"])
+        if key in first_with_key:
+            expected[where[number]] = (first_with_key[key], True, 1.0)
+            continue
+        first_with_key[key] = int(record["position"])
+        mine = [k for k, run in enumerate(runs) if number in run]
+        others = {o for k in mine for o in survivors[k][:2] + survivors[k][-2:]}
+        best = None
+        for other in sorted(others):
+            jaccard = float(np.mean(record["signature"] == records[other]["signature"]))
+            if jaccard >= threshold and (best is None or jaccard > best[0]):
+                best = (jaccard, int(records[other]["position"]))
+        if best is not None:
+            expected[where[number]] = (best[1], False, round(best[0], 4))
+        else:
+            for k in mine:
+                survivors[k].append(number)
+    assert max(len(s) for s in survivors) > 4 and len(expected) > 20  # long runs; near and exact copies
+    assert any(not exact for _, exact, _ in expected.values())
+    assert found == expected
 
 
 def test_a_lone_surrogate_escape_is_invalid_utf8_not_a_crash(tmp_path: Path) -> None:
