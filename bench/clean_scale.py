@@ -6,7 +6,10 @@ reaches the size asked: every replica of a document is an exact copy, a near cop
 changed) or a heavily edited one (a third of its sentences dropped and shuffled), so deduplication
 has work of every kind. It is written as four plain JSONL files.
 
-    python bench/clean_scale.py --megabytes 50 500 --baseline /path/to/older/checkout --megabytes-per-task 25
+    python bench/clean_scale.py --megabytes 50 500 --baseline /path/to/older/checkout --repeats 3
+
+With a baseline, the baseline and this checkout's one-worker run alternate ``--repeats`` times and
+the median of their time ratios is reported: this machine's speed drifts between runs.
 
 Each run is ``megacpt clean`` in a subprocess (``--lang ko --lang ja --lang en``, default filters);
 peak memory is the largest sum of proportional set sizes over its process tree (shared pages
@@ -21,6 +24,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -151,20 +155,38 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/megacpt_clean_scale"))
     parser.add_argument("--skip-resume", action="store_true")
     parser.add_argument(
+        "--repeats", type=int, default=1, help="baseline and one-worker runs, alternating, on the first size"
+    )
+    parser.add_argument(
         "--megabytes-per-task", type=float, help="also run the larger sizes with this many MB per task"
     )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     first = make_corpus(args.scratch, args.megabytes[0])
     size = sum(p.stat().st_size for p in first.glob("*.jsonl")) / 1e6
     print(f"corpus {first}: {size:.1f} MB")
     results: dict[str, dict] = {}
     out = args.scratch / "out.jsonl"
-    if args.baseline is not None:
-        results["baseline, 1 worker"] = run_clean(args.baseline, first, args.scratch / "base.jsonl", 1)
-        print("baseline, 1 worker:", results["baseline, 1 worker"], flush=True)
-    for workers in (1, 2):
-        results[f"{size:g} MB, {workers} worker(s)"] = run_clean(REPO, first, out, workers)
-        print(f"{workers} worker(s):", results[f"{size:g} MB, {workers} worker(s)"], flush=True)
+    one = f"{size:g} MB, 1 worker(s)"
+    if args.baseline is not None:  # alternating, so that the machine's drift falls on both alike
+        times: dict[str, list[float]] = {"baseline_seconds": [], "seconds": []}
+        for _ in range(args.repeats):
+            results["baseline, 1 worker"] = run_clean(args.baseline, first, args.scratch / "base.jsonl", 1)
+            results[one] = run_clean(REPO, first, out, 1)
+            times["baseline_seconds"].append(results["baseline, 1 worker"]["seconds"])
+            times["seconds"].append(results[one]["seconds"])
+            print("baseline, then 1 worker:", results["baseline, 1 worker"], results[one], flush=True)
+        ratios = [round(b / s, 2) for b, s in zip(times["baseline_seconds"], times["seconds"], strict=True)]
+        results["per-core speed-up over the baseline, runs alternating"] = {
+            **times,
+            "ratios": ratios,
+            "median": statistics.median(ratios),
+        }
+    else:
+        results[one] = run_clean(REPO, first, out, 1)
+    results[f"{size:g} MB, 2 worker(s)"] = run_clean(REPO, first, out, 2)
+    print("1 and 2 worker(s):", results[one], results[f"{size:g} MB, 2 worker(s)"], flush=True)
     reference = out.read_bytes()
     if not args.skip_resume:
         killed = run_clean(

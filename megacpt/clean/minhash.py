@@ -356,7 +356,8 @@ class FirstCopies(PipelineStep):
                     run_ids = next_run - 1 + np.cumsum(starts)
                     docs = np.concatenate([waiting[0], first[starts], second])
                     runs = np.concatenate([waiting[1], run_ids[starts], run_ids])
-                    docs, runs = docs[stays[docs]], runs[stays[docs]]
+                    keep = stays[docs]
+                    docs, runs = docs[keep], runs[keep]
                     found, inverse, sizes = np.unique(runs, return_inverse=True, return_counts=True)
                     numbers = np.full(len(found), -1, np.int64)
                     numbers[found == open_run] = open_number
@@ -374,6 +375,7 @@ class FirstCopies(PipelineStep):
 
     @staticmethod
     def _spread(outs: list, span: int, docs: np.ndarray, runs: np.ndarray) -> None:
+        """Append each (document, run) to the file of its range of ``span`` documents."""
         files = docs // span
         for k in np.unique(files).tolist():
             here = files == k
