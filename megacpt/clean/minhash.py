@@ -397,7 +397,7 @@ class FirstCopies(PipelineStep):
         edges: dict[int, int] = {}  # runs with RUN_EDGE - 1 later documents or more: that one's place
 
         def walk(link: int, steps: int) -> list[int]:
-            found = []
+            found: list[int] = []
             while link >= 0 and len(found) < steps:
                 found.append(chained[link])
                 link = before[link]
