@@ -141,7 +141,7 @@ def run_clean(repo: Path, corpus: Path, out: Path, workers: int, kill_after: flo
         raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
     size = sum(p.stat().st_size for p in corpus.glob("*.jsonl"))
     return {"workers": workers, "seconds": round(seconds, 1), "mb_per_s": round(size / 1e6 / seconds, 3),
-            "mb_per_s_per_worker": round(size / 1e6 / seconds / workers, 3), "peak_pss_mib": round(by_stage.get(peak_stage, 0) / 1024), "peak_stage": peak_stage,
+            "mb_per_s_per_worker": round(size / 1e6 / seconds / workers, 3), "peak_pss_mib": round(max(by_stage.values(), default=0) / 1024), "peak_stage": peak_stage,
             "peak_pss_mib_by_stage": {stage: round(kib / 1024) for stage, kib in by_stage.items()},
             "summary": stdout.strip().splitlines()[0]}  # fmt: skip
 

@@ -367,7 +367,8 @@ def test_first_copies_match_the_plain_walk(tmp_path: Path, monkeypatch, seed: in
     """The cluster stage against the decision written plainly (lists of the documents that stay per
     run): runs longer than a block of pairs, longer than twice the edge compared, in several bands,
     across tasks (one empty), with exact copies; each removal names the same earlier copy."""
-    monkeypatch.setattr(minhash, "RUN_EDGE", 2)
+    edge = 2  # the first and last `edge` documents that stay in a run are compared
+    monkeypatch.setattr(minhash, "RUN_EDGE", edge)
     rng = np.random.default_rng(seed)
     num_perm, threshold, sizes = 8, 0.5, [40, 0, 25, 35]
     tasks = []
@@ -404,7 +405,7 @@ def test_first_copies_match_the_plain_walk(tmp_path: Path, monkeypatch, seed: in
             continue
         first_with_key[key] = int(record["position"])
         mine = [k for k, run in enumerate(runs) if number in run]
-        others = {o for k in mine for o in survivors[k][:2] + survivors[k][-2:]}
+        others = {o for k in mine for o in survivors[k][:edge] + survivors[k][-edge:]}
         best = None
         for other in sorted(others):
             jaccard = float(np.mean(record["signature"] == records[other]["signature"]))
@@ -415,7 +416,8 @@ def test_first_copies_match_the_plain_walk(tmp_path: Path, monkeypatch, seed: in
         else:
             for k in mine:
                 survivors[k].append(number)
-    assert max(len(s) for s in survivors) > 4 and len(expected) > 20  # long runs; near and exact copies
+    # long runs, and both near and exact copies
+    assert max(len(s) for s in survivors) > 2 * edge and len(expected) > 20
     assert any(not exact for _, exact, _ in expected.values())
     assert found == expected
 
